@@ -1,0 +1,48 @@
+/** The `--help` text and the version line. Pure strings; printing is main's job. */
+
+export const PROGRAM = 'usbmuxd';
+export const VERSION = '0.1.0';
+
+export function versionLine(): string {
+  return `${PROGRAM} ${VERSION} (TypeScript)\n`;
+}
+
+export function usageText(): string {
+  return `Usage: ${PROGRAM} [OPTIONS]
+
+Multiplexes TCP connections to iOS devices over USB and serves them to clients
+on a local socket (a drop-in replacement for usbmuxd, written in TypeScript).
+
+  -h, --help                 print this text and exit
+  -V, --version              print the version and exit
+  -v, --verbose              log more; give it again for even more
+  -f, --foreground           log in foreground style (level info, pretty on a terminal);
+                             the process never forks either way
+  -U, --user USER            after opening the socket, drop to USER (needs root)
+  -n, --disable-hotplug      scan for devices once at start; a later start with -n
+                             asks the running instance to scan again
+  -z, --enable-exit          honour SIGUSR1 (exit when no device is left) and
+                             SIGUSR2 (scan for devices again)
+  -p, --no-preflight         announce devices without preflight
+  -u, --udev                 started by a udev rule: same as -n -z
+  -s, --systemd              started by systemd: same as -z -f
+  -S, --socket ADDR:PORT|PATH
+                             listen on this Unix socket path or TCP address
+                             (default /var/run/usbmuxd; ":PORT" or "PORT" binds 127.0.0.1)
+  -P, --pidfile PATH|NONE    pidfile and instance lock (default /var/run/usbmuxd.pid);
+                             NONE turns both off
+  -C, --config-dir PATH      pair-record directory (default /var/lib/lockdown)
+  -x, --exit                 tell a running instance to exit if it has no device (SIGUSR1)
+  -X, --force-exit           tell a running instance to exit now (SIGTERM)
+  -l, --logfile FILE         append the log to FILE instead of stderr
+
+Options of this implementation:
+      --virtual-device[=UDID]
+                             attach an emulated iPhone in-process (repeatable)
+      --no-usb               do not open USB at all (node-usb is not loaded)
+      --log-format json|pretty
+                             log line format (default: pretty on a foreground terminal)
+      --socket-mode MODE     octal mode of the Unix socket (default 0666)
+      --socket-group GROUP   group owner of the Unix socket (name or gid)
+`;
+}

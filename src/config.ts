@@ -1,0 +1,148 @@
+/**
+ * The daemon's configuration: one plain object, built from defaults plus the command line
+ * (src/cli/args.ts), checked once by `validateConfig()` before anything is opened. Nothing in here
+ * does I/O; a bad value is an InvalidConfigError at startup (exit 1), never a surprise mid-run.
+ */
+import { InvalidConfigError } from './errors.js';
+
+/** Where clients reach us. `explicitHost` is false when `-S :PORT` or `-S PORT` left the host to us. */
+export type ListenSpec =
+  | { readonly kind: 'unix'; readonly path: string }
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number; readonly explicitHost: boolean };
+
+export type LogFormat = 'json' | 'pretty';
+
+export interface DaemonConfig {
+  /** Number of `-v` given; raises the log level one step each. */
+  readonly verbose: number;
+  /** `-f` (or `-s`): foreground logging base level (NOTICE → pino 'info') instead of WARNING. */
+  readonly foreground: boolean;
+  /** `-U USER`: drop to this user after the socket and pidfile exist. */
+  readonly user: string | undefined;
+  /** false with `-n` / `-u`: no device arrival handling after the initial scan. */
+  readonly hotplug: boolean;
+  /** `-z` (also implied by `-u`, `-s`): honour SIGUSR1 "exit if idle" and SIGUSR2 "rediscover". */
+  readonly enableExit: boolean;
+  /** false with `-p`: announce devices without preflight. */
+  readonly preflight: boolean;
+  /** `-s`: started by systemd (implies `-z -f`; logs JSON to stderr for journald). */
+  readonly systemd: boolean;
+  /** `-u`: started by a udev rule (implies `-n -z`). */
+  readonly udev: boolean;
+  /** `-l FILE`: append logs here instead of stderr. */
+  readonly logfile: string | undefined;
+  /** `--log-format`; undefined = pretty on a foreground TTY, JSON otherwise. */
+  readonly logFormat: LogFormat | undefined;
+  readonly socket: ListenSpec;
+  /** true when `-S` was given (a non-writable default path then suggests `-S` in the error). */
+  readonly socketExplicit: boolean;
+  /** Mode of the Unix socket file (`--socket-mode`); 0o666 like usbmuxd. */
+  readonly socketMode: number;
+  /** Group (name or numeric gid) to chown the Unix socket to (`--socket-group`). */
+  readonly socketGroup: string | undefined;
+  /** Pidfile and instance lock; null with `-P NONE`. */
+  readonly pidfile: string | null;
+  /** Pair-record directory (`-C`). */
+  readonly configDir: string;
+  /** UDIDs of the emulated iPhones to attach in-process (`--virtual-device[=UDID]`). */
+  readonly virtualDevices: readonly string[];
+  /** false with `--no-usb`: node-usb is never loaded. */
+  readonly usb: boolean;
+  /** Mux connect timeout (ms) handed to the registry. */
+  readonly connectTimeoutMs: number;
+  /** Mux version-exchange timeout (ms) handed to the registry. */
+  readonly versionTimeoutMs: number;
+  /** Most concurrent socket clients. */
+  readonly maxClients: number;
+  /** How long shutdown waits for RSTs and USB transfers to flush (usbmuxd waits about 100 ms). */
+  readonly shutdownFlushMs: number;
+}
+
+export const DEFAULT_SOCKET_PATH = '/var/run/usbmuxd';
+export const DEFAULT_PIDFILE = '/var/run/usbmuxd.pid';
+export const DEFAULT_CONFIG_DIR = '/var/lib/lockdown';
+/** usbmuxd's own TCP port on Windows builds; the port a bare `-S :` would mean. */
+export const DEFAULT_TCP_PORT = 27015;
+/** The UDID of the first `--virtual-device` given without one (the emulator's default). */
+export const DEFAULT_VIRTUAL_UDID = '00008030-001A2B3C4D5E802E';
+
+export const DEFAULT_CONFIG: DaemonConfig = Object.freeze<DaemonConfig>({
+  verbose: 0,
+  foreground: false,
+  user: undefined,
+  hotplug: true,
+  enableExit: false,
+  preflight: true,
+  systemd: false,
+  udev: false,
+  logfile: undefined,
+  logFormat: undefined,
+  socket: { kind: 'unix', path: DEFAULT_SOCKET_PATH },
+  socketExplicit: false,
+  socketMode: 0o666,
+  socketGroup: undefined,
+  pidfile: DEFAULT_PIDFILE,
+  configDir: DEFAULT_CONFIG_DIR,
+  virtualDevices: [],
+  usb: true,
+  connectTimeoutMs: 5000,
+  versionTimeoutMs: 5000,
+  maxClients: 1024,
+  shutdownFlushMs: 100,
+});
+
+/** UDID shapes a device reports: 40 hex (older), 24 hex, or 8-16 hex with a hyphen (A12 and later). */
+const UDID_RE = /^(?:[0-9A-Fa-f]{40}|[0-9A-Fa-f]{24}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{16})$/;
+
+export function isValidUdid(udid: string): boolean {
+  return UDID_RE.test(udid);
+}
+
+/** 127.0.0.0/8, ::1 (also v4-mapped) and "localhost". */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
+function fail(message: string): never {
+  throw new InvalidConfigError(message);
+}
+
+function positiveInt(name: string, value: number, max: number): void {
+  if (!Number.isInteger(value) || value <= 0 || value > max) fail(`${name} must be an integer in 1..${max}, got ${value}`);
+}
+
+/** Throws InvalidConfigError naming the first bad value. Returns the config for chaining. */
+export function validateConfig(config: DaemonConfig): DaemonConfig {
+  if (!Number.isInteger(config.verbose) || config.verbose < 0) fail(`verbose must be a non-negative integer`);
+  const s = config.socket;
+  if (s.kind === 'unix') {
+    if (s.path === '') fail('socket path must not be empty');
+    if (Buffer.byteLength(s.path) > 107) fail(`socket path is longer than 107 bytes: ${s.path}`);
+  } else {
+    if (s.host === '') fail('socket host must not be empty');
+    positiveInt('socket port', s.port, 65535);
+  }
+  if (!Number.isInteger(config.socketMode) || config.socketMode < 0 || config.socketMode > 0o7777) {
+    fail(`socket mode must be an octal mode 0..07777, got ${config.socketMode.toString(8)}`);
+  }
+  if (config.socketGroup === '') fail('socket group must not be empty');
+  if (config.pidfile === '') fail('pidfile path must not be empty');
+  if (config.configDir === '') fail('config directory must not be empty');
+  if (config.user === '') fail('user must not be empty');
+  if (config.logfile === '') fail('logfile must not be empty');
+  const seen = new Set<string>();
+  for (const udid of config.virtualDevices) {
+    if (!isValidUdid(udid)) fail(`--virtual-device: not a UDID (40 hex, 24 hex or 8-16 hex): ${udid}`);
+    const key = udid.toUpperCase();
+    if (seen.has(key)) fail(`--virtual-device: UDID given twice: ${udid}`);
+    seen.add(key);
+  }
+  positiveInt('connect timeout', config.connectTimeoutMs, 600_000);
+  positiveInt('version timeout', config.versionTimeoutMs, 600_000);
+  positiveInt('max clients', config.maxClients, 1_000_000);
+  positiveInt('shutdown flush', config.shutdownFlushMs, 60_000);
+  return config;
+}
