@@ -1,0 +1,17 @@
+/** What the server needs from pair-record storage. */
+export interface PairRecordStore {
+  /** The host's SystemBUID (uppercase 8-4-4-4-12), generated and stored on first use. */
+  systemBuid(): Promise<string>;
+  /**
+   * The stored bytes of the record for `id`, exactly as on disk.
+   * Rejects with InvalidPairRecordIdError, PairRecordNotFoundError or PairRecordIoError.
+   */
+  read(id: string): Promise<Buffer>;
+  /**
+   * Store `data` (an XML or binary plist dict) for `id`, re-encoded as XML.
+   * Rejects with InvalidPairRecordIdError, InvalidPairRecordDataError or PairRecordIoError.
+   */
+  save(id: string, data: Buffer): Promise<void>;
+  /** Remove the record. Rejects with InvalidPairRecordIdError, PairRecordNotFoundError or PairRecordIoError. */
+  delete(id: string): Promise<void>;
+}

@@ -1,0 +1,364 @@
+/**
+ * One client of the daemon socket: a state machine from accept to close.
+ *
+ *                 ┌───────────────────────── reply written ──────────────────────────┐
+ *                 ▼                                                                  │
+ *   accept ──▶ command ──(ReadBUID / *PairRecord: store call in flight)──▶ busy ─────┘
+ *               │  │ ▲
+ *               │  │ └──── refused / gone (Result 2 or 3) ────────┐
+ *               │  └──── Connect (device.connect pending) ──▶ connecting ──Result 0──▶ tunnel
+ *               └──── Listen (Result 0, Attached × visible) ──▶ listening
+ *
+ *   any state ──(socket closed, bad frame, input while listening, server close)──▶ closed
+ *
+ * Frames are handled one at a time and in order: while `busy` or `connecting`, input is only
+ * buffered in the decoder (the socket is paused above a limit). In `connecting`, bytes the client
+ * sends after Connect are not commands: at Result 0 they go to the device (see `handOff`).
+ * usbmuxd's CONNECTING2 state is not needed: Node writes a socket's data in order, so the Result
+ * always precedes tunnel bytes.
+ */
+import type { Socket } from 'node:net';
+import type { DeviceDirectory, MuxConnection, MuxDevice } from '../mux/index.js';
+import type { PairRecordStore } from '../pairrecords/index.js';
+import type { PlistDict } from '../plist/index.js';
+import type { Logger } from '../log.js';
+import { isMuxdError } from '../errors.js';
+import { errorToResult, InputWhileListeningError, ListenerOverflowError, Result, UnknownDeviceError } from './errors.js';
+import { FrameDecoder } from './framing.js';
+import type { Frame } from './framing.js';
+import {
+  attachedDict,
+  decodeRequest,
+  encodeAttached,
+  encodeDetached,
+  encodePaired,
+  encodePlistMessage,
+  encodeResult,
+} from './messages.js';
+import type { ClientIdentity, DeviceRecord, Dialect, Request } from './messages.js';
+import { Tunnel } from './tunnel.js';
+
+export type SessionState = 'command' | 'busy' | 'listening' | 'connecting' | 'tunnel' | 'closed';
+
+/** Pause reading while this much input waits behind a pending command or connect. */
+const MAX_PENDING_INPUT = 256 * 1024;
+/** Close a listener whose unread notifications pass this many bytes. */
+const MAX_LISTENER_BACKLOG = 1024 * 1024;
+
+/** What the server gives each session. */
+export interface SessionContext {
+  readonly directory: DeviceDirectory;
+  readonly store: PairRecordStore;
+  readonly maxFrameBytes: number;
+  /** Sessions currently in `listening` (for ListListeners). */
+  listeners(): Iterable<ClientSession>;
+  /** The session entered `listening`: it gets live device events from now on. */
+  onListening(session: ClientSession): void;
+  /** The socket closed; called once. */
+  onClosed(session: ClientSession): void;
+}
+
+export function deviceRecord(device: MuxDevice): DeviceRecord {
+  return {
+    deviceId: device.id,
+    productId: device.info.productId,
+    serial: device.info.serial,
+    usbSerial: device.info.usbSerial,
+    locationId: device.info.locationId,
+    speed: device.info.speed,
+  };
+}
+
+export class ClientSession {
+  /** Accept order, from 0 (usbmuxd's client numbering, used in ListListeners' "ID String"). */
+  readonly number: number;
+  readonly identity: ClientIdentity = {};
+  private state: SessionState = 'command';
+  private dialect: Dialect = 'binary';
+  private readonly socket: Socket;
+  private readonly ctx: SessionContext;
+  private readonly log: Logger;
+  private decoder: FrameDecoder | undefined;
+  private tunnel: Tunnel | undefined;
+
+  constructor(socket: Socket, number: number, ctx: SessionContext, log: Logger) {
+    this.socket = socket;
+    this.number = number;
+    this.ctx = ctx;
+    this.log = log;
+    this.decoder = new FrameDecoder(ctx.maxFrameBytes);
+    socket.on('data', this.onSocketData);
+    socket.once('close', this.onSocketClose);
+  }
+
+  get currentState(): SessionState {
+    return this.state;
+  }
+
+  /** Server shutdown: reset a tunnel (RST to the device) and drop the client. */
+  destroy(): void {
+    if (this.tunnel !== undefined) this.tunnel.destroy();
+    else this.socket.destroy();
+  }
+
+  // ---- listener notifications (called by the server for `listening` sessions) ----------------
+
+  notifyAttached(device: MuxDevice): void {
+    this.notify(encodeAttached(this.dialect, deviceRecord(device)));
+  }
+
+  notifyDetached(device: MuxDevice): void {
+    this.notify(encodeDetached(this.dialect, device.id));
+  }
+
+  notifyPaired(device: MuxDevice): void {
+    this.notify(encodePaired(this.dialect, device.id));
+  }
+
+  private notify(frame: Buffer): void {
+    if (this.state !== 'listening') return;
+    if (this.socket.writableLength > MAX_LISTENER_BACKLOG) {
+      this.fail(new ListenerOverflowError(`listener has ${this.socket.writableLength} unread bytes`));
+      return;
+    }
+    this.socket.write(frame);
+  }
+
+  // ---- input ----------------------------------------------------------------------------------
+
+  private readonly onSocketData = (chunk: Buffer): void => {
+    switch (this.state) {
+      case 'command':
+        this.decoder?.push(chunk);
+        this.processFrames();
+        break;
+      case 'busy':
+      case 'connecting':
+        this.decoder?.push(chunk);
+        if ((this.decoder?.bufferedBytes ?? 0) > MAX_PENDING_INPUT) this.socket.pause();
+        break;
+      case 'listening':
+        this.fail(new InputWhileListeningError('a listening client sent data'));
+        break;
+      case 'tunnel':
+      case 'closed':
+        break;
+    }
+  };
+
+  private readonly onSocketClose = (): void => {
+    const previous = this.state;
+    this.state = 'closed';
+    this.decoder = undefined;
+    this.log.info({ state: previous }, 'client closed');
+    this.ctx.onClosed(this);
+  };
+
+  /** Handle buffered frames in order until one needs to wait or none is complete. */
+  private processFrames(): void {
+    while (this.state === 'command' && this.decoder !== undefined) {
+      let frame: Frame | undefined;
+      try {
+        frame = this.decoder.read();
+      } catch (err) {
+        this.fail(err);
+        return;
+      }
+      if (frame === undefined) break;
+      this.handleFrame(frame);
+    }
+    if (this.state === 'command' && this.socket.isPaused()) this.socket.resume();
+  }
+
+  private handleFrame(frame: Frame): void {
+    let decoded;
+    try {
+      decoded = decodeRequest(frame);
+    } catch (err) {
+      this.log.info({ err, tag: frame.tag }, 'bad request');
+      this.reply(encodeResult(this.dialect, frame.tag, errorToResult(err)));
+      return;
+    }
+    if (decoded.plist) {
+      this.dialect = 'plist';
+      Object.assign(this.identity, decoded.identity);
+    }
+    this.log.debug({ tag: frame.tag, request: decoded.request.type }, 'request');
+    this.dispatch(decoded.request, frame.tag);
+  }
+
+  private dispatch(request: Request, tag: number): void {
+    switch (request.type) {
+      case 'Listen':
+        this.startListening(tag);
+        return;
+      case 'Connect':
+        this.connect(request.deviceId, request.port, tag);
+        return;
+      case 'ListDevices':
+        this.replyPlist(tag, { DeviceList: this.ctx.directory.list().map((d) => attachedDict(deviceRecord(d))) });
+        return;
+      case 'ListListeners':
+        this.replyPlist(tag, { ListenerList: [...this.ctx.listeners()].map((s) => this.listenerDict(s)) });
+        return;
+      case 'ReadBUID':
+        this.runAsync(tag, this.ctx.store.systemBuid().then((buid) => ({ BUID: buid })));
+        return;
+      case 'ReadPairRecord':
+        if (request.pairRecordId === undefined) return this.replyResult(tag, Result.EINVAL);
+        this.runAsync(tag, this.ctx.store.read(request.pairRecordId).then((data) => ({ PairRecordData: data })));
+        return;
+      case 'SavePairRecord': {
+        const { pairRecordId, data, deviceId } = request;
+        if (pairRecordId === undefined || data === undefined) return this.replyResult(tag, Result.EINVAL);
+        this.runAsync(tag, this.ctx.store.save(pairRecordId, data).then(() => this.afterSave(pairRecordId, deviceId)));
+        return;
+      }
+      case 'DeletePairRecord':
+        if (request.pairRecordId === undefined) return this.replyResult(tag, Result.EINVAL);
+        this.runAsync(tag, this.ctx.store.delete(request.pairRecordId).then(() => Result.OK));
+        return;
+    }
+  }
+
+  /** SavePairRecord succeeded: raise Paired when DeviceID names a device with this serial. */
+  private afterSave(pairRecordId: string, deviceId: number | undefined): number {
+    if (deviceId === undefined || deviceId === 0) return Result.OK;
+    const device = this.ctx.directory.get(deviceId);
+    if (device?.info.serial !== pairRecordId) {
+      this.log.error({ deviceId, pairRecordId }, 'SavePairRecord: DeviceID does not name a device with this serial; no Paired sent');
+      return Result.OK;
+    }
+    this.ctx.directory.markPaired(deviceId);
+    return Result.OK;
+  }
+
+  /** A store call: `busy` until it settles, then the reply (a dict, or a Result number). */
+  private runAsync(tag: number, work: Promise<PlistDict | number>): void {
+    this.state = 'busy';
+    work.then(
+      (outcome) => {
+        if (this.state !== 'busy') return;
+        if (typeof outcome === 'number') this.replyResult(tag, outcome);
+        else this.replyPlist(tag, outcome);
+      },
+      (err: unknown) => {
+        if (this.state !== 'busy') return;
+        const result = errorToResult(err);
+        if (isMuxdError(err)) this.log.info({ err, result }, 'command failed');
+        else this.log.error({ err, result }, 'command failed unexpectedly');
+        this.replyResult(tag, result);
+      },
+    ).finally(() => {
+      if (this.state !== 'busy') return;
+      this.state = 'command';
+      this.processFrames();
+    }).catch((err: unknown) => {
+      this.log.error({ err }, 'session failed after a command');
+      this.socket.destroy();
+    });
+  }
+
+  private startListening(tag: number): void {
+    this.replyResult(tag, Result.OK);
+    this.state = 'listening';
+    for (const device of this.ctx.directory.list()) this.notifyAttached(device);
+    this.ctx.onListening(this);
+    this.log.info('client listening');
+  }
+
+  private listenerDict(listener: ClientSession): PlistDict {
+    const progName = listener.identity.progName ?? 'unknown';
+    const dict: PlistDict = {
+      Blacklisted: false,
+      ConnType: 0,
+      // usbmuxd puts the REQUESTING client's number here, not the listener's.
+      'ID String': `${this.number}-${progName}`,
+      ProgName: progName,
+      kLibUSBMuxVersion: listener.identity.libusbmuxVersion ?? 0,
+    };
+    if (listener.identity.bundleId !== undefined) dict['BundleID'] = listener.identity.bundleId;
+    return dict;
+  }
+
+  // ---- Connect --------------------------------------------------------------------------------
+
+  private connect(deviceId: number | undefined, port: number | undefined, tag: number): void {
+    if (deviceId === undefined) return this.replyResult(tag, errorToResult(new UnknownDeviceError('Connect without DeviceID')));
+    if (port === undefined) return this.replyResult(tag, Result.BADCOMMAND);
+    const device = this.ctx.directory.get(deviceId);
+    if (device === undefined) {
+      this.log.info({ deviceId }, 'Connect to an unknown device');
+      return this.replyResult(tag, errorToResult(new UnknownDeviceError(`no device ${deviceId}`)));
+    }
+    this.state = 'connecting';
+    this.log.debug({ deviceId, port }, 'connecting');
+    device.connect(port).then(
+      (conn) => {
+        this.onConnected(conn, tag, deviceId, port);
+      },
+      (err: unknown) => {
+        this.onConnectFailed(err, tag, deviceId, port);
+      },
+    );
+  }
+
+  private onConnected(conn: MuxConnection, tag: number, deviceId: number, port: number): void {
+    if (this.state !== 'connecting') {
+      // The client left while we were connecting: abort at the device.
+      conn.reset();
+      return;
+    }
+    this.log.info({ deviceId, port, sport: conn.localPort }, 'connected');
+    this.reply(encodeResult(this.dialect, tag, Result.OK));
+    this.handOff(conn);
+  }
+
+  private onConnectFailed(err: unknown, tag: number, deviceId: number, port: number): void {
+    if (this.state !== 'connecting') return;
+    const result = errorToResult(err);
+    if (isMuxdError(err)) this.log.info({ deviceId, port, err, result }, 'connect failed');
+    else this.log.error({ deviceId, port, err, result }, 'connect failed unexpectedly');
+    this.replyResult(tag, result);
+    this.state = 'command';
+    this.processFrames();
+  }
+
+  /**
+   * The one place a socket leaves command mode for the tunnel (undici's onUpgrade): the command
+   * listener goes, the decoder's unparsed bytes (everything the client sent after Connect) are
+   * taken, the decoder is dropped, and the tunnel delivers those bytes to the device first.
+   */
+  private handOff(conn: MuxConnection): void {
+    if (this.state !== 'connecting' || this.decoder === undefined || this.tunnel !== undefined) {
+      throw new Error(`handOff in state ${this.state}`);
+    }
+    this.socket.removeListener('data', this.onSocketData);
+    const leftover = this.decoder.takeRemaining();
+    this.decoder = undefined;
+    this.state = 'tunnel';
+    this.tunnel = new Tunnel(this.socket, conn, this.log.child({ sport: conn.localPort, dport: conn.remotePort }));
+    this.tunnel.start(leftover);
+  }
+
+  // ---- output ---------------------------------------------------------------------------------
+
+  private replyResult(tag: number, number: number): void {
+    this.reply(encodeResult(this.dialect, tag, number));
+  }
+
+  private replyPlist(tag: number, dict: PlistDict): void {
+    this.reply(encodePlistMessage(tag, dict));
+  }
+
+  private reply(frame: Buffer): void {
+    if (!this.socket.destroyed) this.socket.write(frame);
+  }
+
+  /** Close the client for a protocol violation; logged once, here. */
+  private fail(err: unknown): void {
+    if (this.state === 'closed') return;
+    this.log.warn({ err, state: this.state }, 'closing client');
+    this.socket.destroy();
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Errors of the client-facing server, and `errorToResult()`: the ONE place where an error
+ * becomes a usbmuxd Result number.
+ */
+import { MuxdError } from '../errors.js';
+import { PairRecordIoError } from '../pairrecords/index.js';
+
+/** usbmuxd's Result numbers (pair-record commands also use Linux errno values). */
+export const Result = {
+  OK: 0,
+  BADCOMMAND: 1,
+  BADDEV: 2,
+  CONNREFUSED: 3,
+  BADVERSION: 6,
+  /** errno ENOENT: no record, or it could not be written. */
+  ENOENT: 2,
+  /** errno EINVAL: missing or invalid fields. */
+  EINVAL: 22,
+} as const;
+
+/** Unknown message type or MessageType, a missing field, or a command in the wrong state. Result 1. */
+export class BadCommandError extends MuxdError {
+  readonly code = 'MUXD_ERR_BAD_COMMAND';
+}
+
+/** Header version other than 0 or 1. Result 6; the client stays in command state. */
+export class BadVersionError extends MuxdError {
+  readonly code = 'MUXD_ERR_BAD_VERSION';
+}
+
+/** Connect without a DeviceID, or to a DeviceID nobody has. Result 2. */
+export class UnknownDeviceError extends MuxdError {
+  readonly code = 'MUXD_ERR_UNKNOWN_DEVICE';
+}
+
+/** A plist request body that does not parse or lacks a string MessageType. Result 1 (usbmuxd: no reply). */
+export class MalformedPlistRequestError extends MuxdError {
+  readonly code = 'MUXD_ERR_MALFORMED_PLIST_REQUEST';
+}
+
+/** A frame header announcing more than the limit (65536). The client is closed. */
+export class FrameTooLargeError extends MuxdError {
+  readonly code = 'MUXD_ERR_FRAME_TOO_LARGE';
+}
+
+/** A frame header announcing fewer than 16 bytes. The client is closed. */
+export class FrameTooShortError extends MuxdError {
+  readonly code = 'MUXD_ERR_FRAME_TOO_SHORT';
+}
+
+/** A listening client sent something (usbmuxd closes it). */
+export class InputWhileListeningError extends MuxdError {
+  readonly code = 'MUXD_ERR_INPUT_WHILE_LISTENING';
+}
+
+/** A listener stopped reading and its queued notifications passed the limit. The client is closed. */
+export class ListenerOverflowError extends MuxdError {
+  readonly code = 'MUXD_ERR_LISTENER_OVERFLOW';
+}
+
+/** Something other than a socket exists at the Unix socket path. The daemon refuses to start. */
+export class SocketPathOccupiedError extends MuxdError {
+  readonly code = 'MUXD_ERR_SOCKET_PATH_OCCUPIED';
+}
+
+/**
+ * The Result number for a failed command. Matches on `code` (mux and pairrecords errors included),
+ * never on messages. Anything unrecognised is a BADCOMMAND, and the caller logs it.
+ */
+export function errorToResult(err: unknown): number {
+  const code = errorCode(err);
+  switch (code) {
+    case 'MUXD_ERR_BAD_COMMAND':
+    case 'MUXD_ERR_MALFORMED_PLIST_REQUEST':
+    case 'MUXD_ERR_INPUT_WHILE_LISTENING':
+      return Result.BADCOMMAND;
+    case 'MUXD_ERR_BAD_VERSION':
+      return Result.BADVERSION;
+    case 'MUXD_ERR_UNKNOWN_DEVICE':
+    case 'MUXD_ERR_DEVICE_GONE':
+    case 'MUXD_ERR_NO_FREE_PORT':
+      return Result.BADDEV;
+    case 'MUXD_ERR_CONNECTION_REFUSED':
+    case 'MUXD_ERR_CONNECT_TIMEOUT':
+      return Result.CONNREFUSED;
+    case 'MUXD_ERR_INVALID_PAIR_RECORD_ID':
+    case 'MUXD_ERR_INVALID_PAIR_RECORD_DATA':
+      return Result.EINVAL;
+    case 'MUXD_ERR_PAIR_RECORD_NOT_FOUND':
+      return Result.ENOENT;
+    case 'MUXD_ERR_PAIR_RECORD_IO':
+      // usbmuxd answers 2 to any failed write, and the errno of remove() to a failed delete.
+      return err instanceof PairRecordIoError && err.operation === 'delete' ? err.errno : Result.ENOENT;
+    default:
+      return Result.BADCOMMAND;
+  }
+}
+
+function errorCode(err: unknown): string | undefined {
+  if (err instanceof Error && 'code' in err && typeof err.code === 'string') return err.code;
+  return undefined;
+}

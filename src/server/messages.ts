@@ -1,0 +1,296 @@
+/**
+ * Typed decoding of client requests and encoding of daemon replies, for both dialects:
+ * binary (header version 0: RESULT, CONNECT, LISTEN, DEVICE_ADD/REMOVE/PAIRED) and plist
+ * (message 8; XML bodies out, XML or binary accepted in).
+ *
+ * Pure functions, no I/O. Decoding throws the server's errors; `errorToResult()` turns them into
+ * the Result a client gets.
+ */
+import { buildXml, isPlistDict, isPlistInteger, parsePlist, PlistParseError } from '../plist/index.js';
+import type { PlistDict, PlistValue } from '../plist/index.js';
+import { BadCommandError, BadVersionError, MalformedPlistRequestError } from './errors.js';
+import { encodeFrame, MAX_FRAME_BYTES, MessageType, ProtocolVersion } from './framing.js';
+import type { Frame } from './framing.js';
+
+/** Keys usbmuxd keeps from every plist request (last one wins), shown by ListListeners. */
+export interface ClientIdentity {
+  bundleId?: string;
+  clientVersionString?: string;
+  progName?: string;
+  libusbmuxVersion?: number;
+}
+
+export type Request =
+  | { readonly type: 'Listen' }
+  /** `deviceId` / `port` undefined when missing or not an integer; `port` already in host order. */
+  | { readonly type: 'Connect'; readonly deviceId: number | undefined; readonly port: number | undefined }
+  | { readonly type: 'ListDevices' }
+  | { readonly type: 'ListListeners' }
+  | { readonly type: 'ReadBUID' }
+  | { readonly type: 'ReadPairRecord'; readonly pairRecordId: string | undefined }
+  | {
+      readonly type: 'SavePairRecord';
+      readonly pairRecordId: string | undefined;
+      readonly data: Buffer | undefined;
+      readonly deviceId: number | undefined;
+    }
+  | { readonly type: 'DeletePairRecord'; readonly pairRecordId: string | undefined };
+
+export interface DecodedRequest {
+  readonly request: Request;
+  /** True for a plist message (type 8): the connection switches to plist replies for good. */
+  readonly plist: boolean;
+  /** The identity keys this request carried (plist only). */
+  readonly identity: ClientIdentity;
+}
+
+/** What a device looks like to clients (from MuxDevice). */
+export interface DeviceRecord {
+  readonly deviceId: number;
+  readonly productId: number;
+  readonly serial: string;
+  readonly usbSerial: string;
+  readonly locationId: number;
+  readonly speed: number;
+}
+
+/** Binary device record: device_id u32, product_id u16, serial[256], padding u16, location u32. */
+export const BINARY_DEVICE_RECORD_SIZE = 268;
+const SERIAL_FIELD = 256;
+
+/** ntohs on a little-endian host: the two low bytes swapped (62078 arrives as 32498). */
+export function swapPort(value: number): number {
+  return ((value & 0xff) << 8) | ((value >> 8) & 0xff);
+}
+
+/** Decode one client frame. Throws BadVersionError, BadCommandError or MalformedPlistRequestError. */
+export function decodeRequest(frame: Frame): DecodedRequest {
+  if (frame.version !== ProtocolVersion.BINARY && frame.version !== ProtocolVersion.PLIST) {
+    throw new BadVersionError(`unsupported header version ${frame.version}`);
+  }
+  switch (frame.message) {
+    case MessageType.LISTEN:
+      return { request: { type: 'Listen' }, plist: false, identity: {} };
+    case MessageType.CONNECT:
+      return { request: decodeBinaryConnect(frame.body), plist: false, identity: {} };
+    case MessageType.PLIST:
+      return decodePlistRequest(frame.body);
+    default:
+      throw new BadCommandError(`unknown message type ${frame.message}`);
+  }
+}
+
+function decodeBinaryConnect(body: Buffer): Request {
+  if (body.length !== 8) throw new BadCommandError(`binary CONNECT body of ${body.length} bytes (want 8)`);
+  return { type: 'Connect', deviceId: body.readUInt32LE(0), port: body.readUInt16BE(4) };
+}
+
+function decodePlistRequest(body: Buffer): DecodedRequest {
+  let dict: PlistValue;
+  try {
+    dict = parsePlist(body, { maxBytes: MAX_FRAME_BYTES, maxDepth: 8, maxObjects: 1024 });
+  } catch (err) {
+    if (err instanceof PlistParseError) throw new MalformedPlistRequestError(`request body: ${err.message}`, { cause: err });
+    throw err;
+  }
+  if (!isPlistDict(dict)) throw new MalformedPlistRequestError('request body is not a dict');
+  const messageType = dict['MessageType'];
+  if (typeof messageType !== 'string') throw new MalformedPlistRequestError('request has no string MessageType');
+  return { request: plistRequest(messageType, dict), plist: true, identity: identityOf(dict) };
+}
+
+function plistRequest(messageType: string, dict: PlistDict): Request {
+  switch (messageType) {
+    case 'Listen':
+    case 'ListDevices':
+    case 'ListListeners':
+    case 'ReadBUID':
+      return { type: messageType };
+    case 'Connect': {
+      const port = u32(dict['PortNumber']);
+      return { type: 'Connect', deviceId: u32(dict['DeviceID']), port: port === undefined ? undefined : swapPort(port) };
+    }
+    case 'ReadPairRecord':
+    case 'DeletePairRecord':
+      return { type: messageType, pairRecordId: str(dict['PairRecordID']) };
+    case 'SavePairRecord': {
+      const data = dict['PairRecordData'];
+      return {
+        type: 'SavePairRecord',
+        pairRecordId: str(dict['PairRecordID']),
+        data: Buffer.isBuffer(data) ? data : undefined,
+        deviceId: u32(dict['DeviceID']),
+      };
+    }
+    default:
+      throw new BadCommandError(`unknown MessageType ${JSON.stringify(messageType.slice(0, 64))}`);
+  }
+}
+
+/** An integer field as usbmuxd reads it (low 32 bits); anything else counts as missing. */
+function u32(value: PlistValue | undefined): number | undefined {
+  if (!isPlistInteger(value)) return undefined;
+  return Number(BigInt(value) & 0xffffffffn);
+}
+
+function str(value: PlistValue | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+function identityOf(dict: PlistDict): ClientIdentity {
+  const identity: ClientIdentity = {};
+  const bundleId = str(dict['BundleID']);
+  const clientVersionString = str(dict['ClientVersionString']);
+  const progName = str(dict['ProgName']);
+  const version = u32(dict['kLibUSBMuxVersion']);
+  if (bundleId !== undefined) identity.bundleId = bundleId;
+  if (clientVersionString !== undefined) identity.clientVersionString = clientVersionString;
+  if (progName !== undefined) identity.progName = progName;
+  if (version !== undefined) identity.libusbmuxVersion = version;
+  return identity;
+}
+
+// ---- replies and notifications -------------------------------------------------------------
+
+/** Reply dialect of a connection: binary until its first plist message (§3.11). */
+export type Dialect = 'binary' | 'plist';
+
+export function encodePlistMessage(tag: number, dict: PlistDict): Buffer {
+  return encodeFrame(ProtocolVersion.PLIST, MessageType.PLIST, tag, buildXml(dict));
+}
+
+export function encodeResult(dialect: Dialect, tag: number, number: number): Buffer {
+  if (dialect === 'plist') return encodePlistMessage(tag, { MessageType: 'Result', Number: number });
+  const body = Buffer.allocUnsafe(4);
+  body.writeUInt32LE(number, 0);
+  return encodeFrame(ProtocolVersion.BINARY, MessageType.RESULT, tag, body);
+}
+
+export function attachedDict(device: DeviceRecord): PlistDict {
+  return {
+    MessageType: 'Attached',
+    DeviceID: device.deviceId,
+    Properties: {
+      ConnectionSpeed: device.speed,
+      ConnectionType: 'USB',
+      DeviceID: device.deviceId,
+      LocationID: device.locationId,
+      ProductID: device.productId,
+      SerialNumber: device.serial,
+      USBSerialNumber: device.usbSerial,
+    },
+  };
+}
+
+export function encodeBinaryDeviceRecord(device: DeviceRecord): Buffer {
+  const out = Buffer.alloc(BINARY_DEVICE_RECORD_SIZE);
+  out.writeUInt32LE(device.deviceId, 0);
+  out.writeUInt16LE(device.productId & 0xffff, 4);
+  // At most 255 bytes: byte 255 of the field stays NUL.
+  out.write(device.serial, 6, SERIAL_FIELD - 1, 'latin1');
+  out.writeUInt32LE(device.locationId >>> 0, 264);
+  return out;
+}
+
+export function decodeBinaryDeviceRecord(buf: Buffer): Pick<DeviceRecord, 'deviceId' | 'productId' | 'serial' | 'locationId'> {
+  if (buf.length !== BINARY_DEVICE_RECORD_SIZE) throw new BadCommandError(`device record of ${buf.length} bytes`);
+  const field = buf.subarray(6, 6 + SERIAL_FIELD);
+  const nul = field.indexOf(0);
+  return {
+    deviceId: buf.readUInt32LE(0),
+    productId: buf.readUInt16LE(4),
+    serial: field.subarray(0, nul === -1 ? SERIAL_FIELD : nul).toString('latin1'),
+    locationId: buf.readUInt32LE(264),
+  };
+}
+
+export function encodeAttached(dialect: Dialect, device: DeviceRecord): Buffer {
+  if (dialect === 'plist') return encodePlistMessage(0, attachedDict(device));
+  return encodeFrame(ProtocolVersion.BINARY, MessageType.DEVICE_ADD, 0, encodeBinaryDeviceRecord(device));
+}
+
+export function encodeDetached(dialect: Dialect, deviceId: number): Buffer {
+  return encodeDeviceEvent(dialect, 'Detached', MessageType.DEVICE_REMOVE, deviceId);
+}
+
+export function encodePaired(dialect: Dialect, deviceId: number): Buffer {
+  return encodeDeviceEvent(dialect, 'Paired', MessageType.DEVICE_PAIRED, deviceId);
+}
+
+function encodeDeviceEvent(dialect: Dialect, name: string, message: number, deviceId: number): Buffer {
+  if (dialect === 'plist') return encodePlistMessage(0, { MessageType: name, DeviceID: deviceId });
+  const body = Buffer.allocUnsafe(4);
+  body.writeUInt32LE(deviceId, 0);
+  return encodeFrame(ProtocolVersion.BINARY, message, 0, body);
+}
+
+// ---- the client side (test client, interop tools) ---------------------------------------------
+
+export type Reply =
+  | { readonly kind: 'result'; readonly number: number }
+  | { readonly kind: 'attached'; readonly deviceId: number; readonly dict?: PlistDict; readonly record?: ReturnType<typeof decodeBinaryDeviceRecord> }
+  | { readonly kind: 'detached'; readonly deviceId: number }
+  | { readonly kind: 'paired'; readonly deviceId: number }
+  /** A plist reply without a MessageType the above cover (DeviceList, BUID, PairRecordData, ...). */
+  | { readonly kind: 'plist'; readonly dict: PlistDict };
+
+/** Decode a daemon → client frame (used by clients and tests). */
+export function decodeReply(frame: Frame): Reply {
+  switch (frame.message) {
+    case MessageType.RESULT:
+      return { kind: 'result', number: u32body(frame.body) };
+    case MessageType.DEVICE_ADD: {
+      const record = decodeBinaryDeviceRecord(frame.body);
+      return { kind: 'attached', deviceId: record.deviceId, record };
+    }
+    case MessageType.DEVICE_REMOVE:
+      return { kind: 'detached', deviceId: u32body(frame.body) };
+    case MessageType.DEVICE_PAIRED:
+      return { kind: 'paired', deviceId: u32body(frame.body) };
+    case MessageType.PLIST:
+      return plistReply(frame.body);
+    default:
+      throw new BadCommandError(`unknown reply message type ${frame.message}`);
+  }
+}
+
+function u32body(body: Buffer): number {
+  if (body.length !== 4) throw new BadCommandError(`reply body of ${body.length} bytes (want 4)`);
+  return body.readUInt32LE(0);
+}
+
+function plistReply(body: Buffer): Reply {
+  const dict = parsePlist(body);
+  if (!isPlistDict(dict)) throw new MalformedPlistRequestError('reply is not a dict');
+  const deviceId = u32(dict['DeviceID']) ?? 0;
+  switch (dict['MessageType']) {
+    case 'Result':
+      return { kind: 'result', number: u32(dict['Number']) ?? -1 };
+    case 'Attached':
+      return { kind: 'attached', deviceId, dict };
+    case 'Detached':
+      return { kind: 'detached', deviceId };
+    case 'Paired':
+      return { kind: 'paired', deviceId };
+    default:
+      return { kind: 'plist', dict };
+  }
+}
+
+/** A plist request frame as libusbmuxd sends it (version 1, message 8, XML body). */
+export function encodePlistRequest(tag: number, dict: PlistDict): Buffer {
+  return encodePlistMessage(tag, dict);
+}
+
+/** A binary CONNECT (port in host order; it goes on the wire big-endian). */
+export function encodeBinaryConnect(tag: number, deviceId: number, port: number): Buffer {
+  const body = Buffer.alloc(8);
+  body.writeUInt32LE(deviceId, 0);
+  body.writeUInt16BE(port, 4);
+  return encodeFrame(ProtocolVersion.BINARY, MessageType.CONNECT, tag, body);
+}
+
+export function encodeBinaryListen(tag: number): Buffer {
+  return encodeFrame(ProtocolVersion.BINARY, MessageType.LISTEN, tag);
+}
+

@@ -1,0 +1,116 @@
+/**
+ * The glue between a client socket in tunnel mode and its MuxConnection (ws style: module-level
+ * named listeners reaching their Tunnel through one symbol-keyed back-reference, so no closure is
+ * created per event).
+ *
+ *   client socket                      Tunnel                         MuxConnection
+ *   'data' ── socketOnData ──────────▶ conn.write(chunk) ── false ──▶ socket.pause()
+ *                                      onWritable() ◀──────────────── window reopened → resume
+ *   socket.write(payload, done) ◀───── onData(payload, done)   (done = bytes reached the kernel,
+ *                                                               only then does our ack advance)
+ *   'end' / 'close' ── socketOnGone ─▶ conn.reset()   (RST to the phone)
+ *   socket.end() ◀──────────────────── onClose('device-reset' | 'device-gone' | 'protocol-error')
+ *                                      (queued bytes are flushed first, never truncated)
+ *   socket.destroy() ◀──────────────── onClose('local-reset')
+ *
+ * A slow client therefore throttles the device: unflushed payload holds back `done`, the ack does
+ * not advance, and the device's window closes. Daemon memory per tunnel stays within our window.
+ */
+import type { Socket } from 'node:net';
+import type { CloseReason, ConnectionSink, MuxConnection } from '../mux/index.js';
+import type { Logger } from '../log.js';
+
+const kTunnel = Symbol('muxd.tunnel');
+
+interface TunnelSocket extends Socket {
+  [kTunnel]?: Tunnel;
+}
+
+export class Tunnel implements ConnectionSink {
+  private readonly socket: TunnelSocket;
+  private readonly conn: MuxConnection;
+  private readonly log: Logger;
+  /** onClose has run: the connection takes no more writes. */
+  private closed = false;
+
+  constructor(socket: Socket, conn: MuxConnection, log: Logger) {
+    this.socket = socket;
+    this.conn = conn;
+    this.log = log;
+  }
+
+  /**
+   * Wire socket and connection together; `leftover` (client bytes that arrived before the
+   * handoff) goes to the device first, before anything read from the socket from now on.
+   */
+  start(leftover: readonly Buffer[]): void {
+    const socket = this.socket;
+    socket[kTunnel] = this;
+    let writable = true;
+    for (const chunk of leftover) writable = this.conn.write(chunk);
+    socket.on('data', socketOnData);
+    socket.on('end', socketOnGone);
+    socket.on('close', socketOnGone);
+    this.conn.attach(this);
+    if (!writable && !this.closed) socket.pause();
+    else socket.resume();
+  }
+
+  /** Daemon shutdown or server close: RST the device side and drop the client. */
+  destroy(): void {
+    this.conn.reset();
+    this.socket.destroy();
+  }
+
+  onData(payload: Buffer, done: () => void): void {
+    if (this.log.isLevelEnabled('trace')) this.log.trace({ len: payload.length }, '[IN] to client');
+    // `done` runs once the bytes are handed to the kernel (or the socket failed): then we ack.
+    this.socket.write(payload, done);
+  }
+
+  onWritable(): void {
+    if (!this.socket.destroyed) this.socket.resume();
+  }
+
+  onClose(reason: CloseReason): void {
+    this.closed = true;
+    const socket = this.socket;
+    socket.removeListener('data', socketOnData);
+    socket.removeListener('end', socketOnGone);
+    socket.removeListener('close', socketOnGone);
+    switch (reason) {
+      case 'device-reset':
+      case 'device-gone':
+      case 'protocol-error':
+        this.log.debug({ reason }, 'tunnel closed by the device side; ending client after queued bytes');
+        socket.resume(); // a paused socket would never see the client's FIN
+        socket.end();
+        break;
+      case 'local-reset':
+        this.log.debug({ reason }, 'tunnel reset');
+        socket.destroy();
+        break;
+    }
+  }
+
+  /** Client bytes toward the device. */
+  write(chunk: Buffer): void {
+    if (this.closed) return;
+    if (this.log.isLevelEnabled('trace')) this.log.trace({ len: chunk.length }, '[OUT] from client');
+    if (!this.conn.write(chunk)) this.socket.pause();
+  }
+
+  /** Client went away (EOF, error or close): abort the device connection with RST. */
+  clientGone(): void {
+    if (this.closed) return;
+    this.conn.reset();
+  }
+}
+
+function socketOnData(this: TunnelSocket, chunk: Buffer): void {
+  this[kTunnel]?.write(chunk);
+}
+
+function socketOnGone(this: TunnelSocket): void {
+  this[kTunnel]?.clientGone();
+}
