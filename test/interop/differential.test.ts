@@ -177,6 +177,23 @@ const CASES: readonly Case[] = [
     reference: { saved: plistResult(0, 14), xml: true, mode: '644' },
   },
   {
+    name: 'SavePairRecord naming a DeviceID that does not exist: Result 0, no Paired to listeners',
+    run: async (d) => {
+      const listener = await RawMuxClient.open(d.socketPath);
+      try {
+        listener.send(request('Listen', 40));
+        const listened = observe(await listener.read(2000));
+        const saved = await ask(d, request('SavePairRecord', 41, { PairRecordID: UDID, PairRecordData: pairRecordXml(), DeviceID: 1 }));
+        const notified = observe(await listener.read(SILENCE_MS));
+        await ask(d, request('DeletePairRecord', 42, { PairRecordID: UDID }));
+        return [listened, saved, notified];
+      } finally {
+        listener.close();
+      }
+    },
+    reference: [plistResult(0, 40), plistResult(0, 41), { outcome: 'silence' }],
+  },
+  {
     name: 'SavePairRecord with invalid data: < 8 bytes, a plist array, missing data',
     run: async (d) => [
       await ask(d, request('SavePairRecord', 16, { PairRecordID: UDID, PairRecordData: Buffer.from('short') })),
@@ -234,6 +251,19 @@ const CASES: readonly Case[] = [
       { frame: request('ListDevices', 29) },
     ]),
     reference: [{ outcome: 'silence' }, { outcome: 'frame', version: 1, message: MSG_PLIST, tag: 29, format: 'xml', shape: { DeviceList: [] } }],
+  },
+  {
+    name: 'two requests in one write: both answered, in order',
+    run: async (d) => {
+      const client = await RawMuxClient.open(d.socketPath);
+      try {
+        client.send(Buffer.concat([request('ListDevices', 31), request('ReadPairRecord', 32, { PairRecordID: 'FFFFFFFF-0000000000000001' })]));
+        return [observe(await client.read(2000)), observe(await client.read(2000))];
+      } finally {
+        client.close();
+      }
+    },
+    reference: [{ outcome: 'frame', version: 1, message: MSG_PLIST, tag: 31, format: 'xml', shape: { DeviceList: [] } }, plistResult(2, 32)],
   },
   {
     name: 'frame length field below 16 or above 65536: the daemon closes the client',

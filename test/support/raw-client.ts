@@ -115,16 +115,6 @@ export class RawMuxClient {
     return r.frame;
   }
 
-  /** Resolves once the daemon has closed the socket, or false after `waitMs`. */
-  async waitClosed(waitMs = 1000): Promise<boolean> {
-    const deadline = Date.now() + waitMs;
-    while (!this.closed && Date.now() < deadline) {
-      this.buffered = Buffer.alloc(0);
-      await this.read(deadline - Date.now());
-    }
-    return this.closed;
-  }
-
   /** Bytes received but not yet consumed as frames (e.g. tunnel payload after Connect). */
   get pending(): Buffer {
     return this.buffered;
