@@ -1,0 +1,150 @@
+/**
+ * Who is that client? pid and command line of the process at the other end of an accepted
+ * socket, logged on connect and close (usbmuxd does this with SO_PEERCRED at INFO).
+ *
+ * Node cannot call getsockopt(SO_PEERCRED), so we find the peer through the kernel's tables:
+ *   Unix socket: our end's inode (fstat of the accepted fd) → the peer end's inode from the
+ *                kernel's unix socket diagnostics (`ss -xnH`, netlink UNIX_DIAG_PEER: procfs does
+ *                not publish the peer) → the process holding `socket:[peer]` in /proc/PID/fd.
+ *   TCP loopback: the client's address:port → its socket inode in /proc/net/tcp → same scan.
+ * Then /proc/PID/cmdline.
+ *
+ * Cost is bounded and off the hot path: nothing runs unless 'info' is enabled; lookups are
+ * asynchronous (the accept path only gets a `{ peer: n }` binding to correlate lines); at most
+ * MAX_IN_FLIGHT lookups at once (others are skipped), each scanning at most MAX_PIDS processes.
+ * Never throws: an unknown peer is logged as such.
+ */
+import { execFile } from 'node:child_process';
+import { fstatSync } from 'node:fs';
+import { readFile, readdir, readlink } from 'node:fs/promises';
+import type { Socket } from 'node:net';
+import { promisify } from 'node:util';
+import type { Logger } from '../log.js';
+
+const MAX_IN_FLIGHT = 4;
+const MAX_PIDS = 8192;
+const SS_TIMEOUT_MS = 1000;
+
+export interface PeerIdentity { readonly pid: number; readonly cmdline: string }
+
+/** From `ss -xnH` output: the peer inode of the socket whose own inode is `inode`. */
+export function peerInodeFromSs(text: string, inode: number): number | undefined {
+  for (const line of text.split('\n')) {
+    // Netid State Recv-Q Send-Q Local-Address Local-Port(inode) Peer-Address Peer-Port(inode)
+    const f = line.trim().split(/\s+/);
+    if (f.length < 8) continue;
+    if (Number(f[5]) === inode) {
+      const peer = Number(f[7]);
+      return Number.isInteger(peer) && peer > 0 ? peer : undefined;
+    }
+  }
+  return undefined;
+}
+
+/** "127.0.0.1", 5000 → "0100007F:1388", the /proc/net/tcp spelling (host-order word, big-endian port). */
+export function procTcpAddress(ipv4: string, port: number): string | undefined {
+  const parts = ipv4.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) return undefined;
+  const b = Buffer.from(parts);
+  return `${b.readUInt32LE(0).toString(16).toUpperCase().padStart(8, '0')}:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+/** From /proc/net/tcp text: the inode of the socket whose local address is `local`. */
+export function inodeFromProcTcp(text: string, local: string): number | undefined {
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === local && f.length >= 10) {
+      const inode = Number(f[9]);
+      return Number.isInteger(inode) && inode > 0 ? inode : undefined;
+    }
+  }
+  return undefined;
+}
+
+function handleFd(socket: Socket): number | undefined {
+  const handle: unknown = Reflect.get(socket, '_handle');
+  if (typeof handle === 'object' && handle !== null && 'fd' in handle && typeof handle.fd === 'number' && handle.fd >= 0) {
+    return handle.fd;
+  }
+  return undefined;
+}
+
+const execFileAsync = promisify(execFile);
+
+async function runSs(): Promise<string> {
+  const { stdout } = await execFileAsync('ss', ['-xnH'], { timeout: SS_TIMEOUT_MS, maxBuffer: 8 * 1024 * 1024, encoding: 'utf8' });
+  return stdout;
+}
+
+async function peerSocketInode(socket: Socket): Promise<number | undefined> {
+  if (socket.remoteAddress !== undefined) {
+    if (socket.remotePort === undefined) return undefined;
+    const local = procTcpAddress(socket.remoteAddress.replace(/^::ffff:/, ''), socket.remotePort);
+    if (local === undefined) return undefined;
+    return inodeFromProcTcp(await readFile('/proc/net/tcp', 'utf8'), local);
+  }
+  const fd = handleFd(socket);
+  if (fd === undefined) return undefined;
+  return peerInodeFromSs(await runSs(), fstatSync(fd).ino);
+}
+
+/** The process that holds `socket:[inode]` (the first found), bounded by MAX_PIDS. */
+export async function processHoldingSocket(inode: number): Promise<PeerIdentity | undefined> {
+  const needle = `socket:[${inode}]`;
+  const pids = (await readdir('/proc')).filter((n) => /^\d+$/.test(n)).slice(0, MAX_PIDS);
+  for (const pid of pids) {
+    if (Number(pid) === process.pid) continue;
+    let fds: string[];
+    try {
+      fds = await readdir(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone, or not ours to look at
+    }
+    for (const fd of fds) {
+      let target: string;
+      try {
+        target = await readlink(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      if (target === needle) {
+        const raw = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+        return { pid: Number(pid), cmdline: raw.replace(/\0+$/, '').replace(/\0/g, ' ') };
+      }
+    }
+  }
+  return undefined;
+}
+
+export async function identifyPeer(socket: Socket): Promise<PeerIdentity | undefined> {
+  const inode = await peerSocketInode(socket);
+  return inode === undefined ? undefined : processHoldingSocket(inode);
+}
+
+/** The `identify` hook for MuxdServer: returns `{ peer: n }` now, logs pid and cmdline when known. */
+export function createPeerIdentifier(log: Logger): (socket: Socket) => Record<string, unknown> {
+  let counter = 0;
+  let inFlight = 0;
+  return (socket) => {
+    if (!log.isLevelEnabled('info')) return {};
+    const peer = ++counter;
+    if (inFlight >= MAX_IN_FLIGHT) {
+      log.debug({ peer }, 'client identity lookup skipped (too many in flight)');
+      return { peer };
+    }
+    inFlight++;
+    let who: PeerIdentity | undefined;
+    void identifyPeer(socket).then(
+      (id) => {
+        who = id;
+        if (id) log.info({ peer, pid: id.pid, cmdline: id.cmdline }, 'client connected');
+        else log.info({ peer }, 'client connected (process unknown)');
+      },
+      (err: unknown) => { log.debug({ peer, err }, 'client identity lookup failed'); },
+    ).finally(() => { inFlight--; });
+    socket.once('close', () => {
+      log.info({ peer, pid: who?.pid, cmdline: who?.cmdline }, 'client closed');
+    });
+    return { peer };
+  };
+}
