@@ -75,8 +75,22 @@ function findShort(ch: string): OptSpec {
 /** One option occurrence, in command-line order. */
 interface Occurrence { readonly spec: OptSpec; readonly value: string | undefined }
 
-function tokenize(argv: readonly string[]): Occurrence[] {
-  const out: Occurrence[] = [];
+/**
+ * Occurrences in order; a usage problem ends the list as an error entry, so that (like getopt,
+ * which acts on each option as it meets it) `-h` before a bad option still prints help.
+ */
+function tokenize(argv: readonly string[]): (Occurrence | UsageError)[] {
+  const out: (Occurrence | UsageError)[] = [];
+  try {
+    scan(argv, out);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    out.push(err);
+  }
+  return out;
+}
+
+function scan(argv: readonly string[], out: (Occurrence | UsageError)[]): void {
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i] ?? '';
     if (word === '--') {
@@ -119,7 +133,6 @@ function tokenize(argv: readonly string[]): Occurrence[] {
     }
     throw new UsageError(`unexpected argument '${word}'`);
   }
-  return out;
 }
 
 /**
@@ -166,13 +179,7 @@ function requireValue(o: Occurrence): string {
 
 /** Parse `process.argv.slice(2)`. Never throws. */
 export function parseArgs(argv: readonly string[]): CliCommand {
-  let occurrences: Occurrence[];
-  try {
-    occurrences = tokenize(argv);
-  } catch (err) {
-    if (err instanceof UsageError) return { kind: 'usage-error', message: err.message };
-    throw err;
-  }
+  const occurrences = tokenize(argv);
   const c: { -readonly [K in keyof DaemonConfig]: DaemonConfig[K] } = { ...DEFAULT_CONFIG, virtualDevices: [] };
   const virtual: string[] = [];
   let bareVirtual = 0;
@@ -180,6 +187,7 @@ export function parseArgs(argv: readonly string[]): CliCommand {
   const warnings: string[] = [];
   try {
     for (const o of occurrences) {
+      if (o instanceof UsageError) throw o;
       switch (o.spec.long) {
         case 'help': return { kind: 'help' };
         case 'version': return { kind: 'version' };

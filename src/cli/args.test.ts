@@ -1,0 +1,150 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { parseArgs, parseSocketArg } from './args.js';
+import type { CliCommand } from './args.js';
+import { DEFAULT_CONFIG, DEFAULT_VIRTUAL_UDID } from '../config.js';
+import type { DaemonConfig } from '../config.js';
+
+function run(argv: string[]): { config: DaemonConfig; warnings: readonly string[] } {
+  const cmd = parseArgs(argv);
+  if (cmd.kind !== 'run') throw new Error(`expected run, got ${JSON.stringify(cmd)}`);
+  return cmd;
+}
+
+function usageError(argv: string[]): string {
+  const cmd: CliCommand = parseArgs(argv);
+  if (cmd.kind !== 'usage-error') throw new Error(`expected usage-error, got ${cmd.kind}`);
+  return cmd.message;
+}
+
+describe('parseArgs', () => {
+  it('gives usbmuxd defaults with no arguments', () => {
+    const { config } = run([]);
+    expect(config.socket).toEqual({ kind: 'unix', path: '/var/run/usbmuxd' });
+    expect(config.pidfile).toBe('/var/run/usbmuxd.pid');
+    expect(config.configDir).toBe('/var/lib/lockdown');
+    expect(config.socketMode).toBe(0o666);
+    expect(config.verbose).toBe(0);
+    expect(config.foreground).toBe(false);
+    expect(config.hotplug).toBe(true);
+    expect(config.enableExit).toBe(false);
+    expect(config.usb).toBe(true);
+  });
+
+  it('-h and -V win whatever follows', () => {
+    expect(parseArgs(['-f', '-h', '--bogus']).kind).toBe('help');
+    expect(parseArgs(['--version']).kind).toBe('version');
+    expect(parseArgs(['-V']).kind).toBe('version');
+  });
+
+  it('combines short flags and counts -v', () => {
+    const { config } = run(['-fvv', '-v']);
+    expect(config.foreground).toBe(true);
+    expect(config.verbose).toBe(3);
+  });
+
+  it('takes short option values attached or separate, and inside a flag cluster', () => {
+    expect(run(['-S/tmp/a']).config.socket).toEqual({ kind: 'unix', path: '/tmp/a' });
+    expect(run(['-S', '/tmp/b']).config.socket).toEqual({ kind: 'unix', path: '/tmp/b' });
+    const { config } = run(['-fvS/tmp/c']);
+    expect(config.socket).toEqual({ kind: 'unix', path: '/tmp/c' });
+    expect(config.verbose).toBe(1);
+  });
+
+  it('takes long values with = or as the next word, and unique prefixes', () => {
+    expect(run(['--socket=/tmp/x']).config.socket).toEqual({ kind: 'unix', path: '/tmp/x' });
+    expect(run(['--socket', '/tmp/y']).config.socket).toEqual({ kind: 'unix', path: '/tmp/y' });
+    expect(run(['--fore']).config.foreground).toBe(true);
+    expect(usageError(['--so=/tmp/z'])).toMatch(/ambiguous/); // --socket, --socket-mode, --socket-group
+  });
+
+  it('maps -u to -n -z and -s to -z -f', () => {
+    const u = run(['-u']).config;
+    expect([u.hotplug, u.enableExit, u.udev]).toEqual([false, true, true]);
+    const s = run(['--systemd']).config;
+    expect([s.enableExit, s.foreground, s.systemd]).toEqual([true, true, true]);
+  });
+
+  it('-P NONE disables the pidfile', () => {
+    expect(run(['-P', 'NONE']).config.pidfile).toBeNull();
+    expect(run(['--pidfile=/run/x.pid']).config.pidfile).toBe('/run/x.pid');
+  });
+
+  it('-x and -X become signal commands (the last one wins)', () => {
+    expect(parseArgs(['-x'])).toMatchObject({ kind: 'signal', signal: 'SIGUSR1' });
+    expect(parseArgs(['--force-exit'])).toMatchObject({ kind: 'signal', signal: 'SIGTERM' });
+    expect(parseArgs(['-X', '-x'])).toMatchObject({ kind: 'signal', signal: 'SIGUSR1' });
+    expect(parseArgs(['-x', '-P', '/tmp/p.pid'])).toMatchObject({ kind: 'signal', config: { pidfile: '/tmp/p.pid' } });
+  });
+
+  it('rejects what usbmuxd rejects with exit 2', () => {
+    expect(usageError(['-q'])).toMatch(/invalid option/);
+    expect(usageError(['--nope'])).toMatch(/unrecognized/);
+    expect(usageError(['-l', 'a', '-l', 'b'])).toMatch(/more than once/);
+    expect(usageError(['-S', ''])).toMatch(/invalid socket/);
+    expect(usageError(['-S', '-f'])).toMatch(/invalid socket/);
+    expect(usageError(['-S'])).toMatch(/requires an argument/);
+    expect(usageError(['--foreground=yes'])).toMatch(/doesn't allow/);
+    expect(usageError(['stray'])).toMatch(/unexpected argument/);
+    expect(usageError(['--log-format', 'xml'])).toMatch(/json or pretty/);
+    expect(usageError(['--socket-mode', '999'])).toMatch(/invalid socket mode/);
+  });
+
+  it('collects --virtual-device, giving distinct default UDIDs', () => {
+    const { config } = run(['--virtual-device', '--virtual-device', '--virtual-device=00008101-000A11112222333E']);
+    expect(config.virtualDevices).toEqual([DEFAULT_VIRTUAL_UDID, '00008030-001A2B3C4D5E802F', '00008101-000A11112222333E']);
+    expect(usageError(['--virtual-device='])).toMatch(/needs a UDID/);
+  });
+
+  it('parses our own options', () => {
+    const { config } = run(['--no-usb', '--log-format', 'pretty', '--socket-mode', '0660', '--socket-group', 'plugdev']);
+    expect(config.usb).toBe(false);
+    expect(config.logFormat).toBe('pretty');
+    expect(config.socketMode).toBe(0o660);
+    expect(config.socketGroup).toBe('plugdev');
+  });
+
+  it('warns about a non-loopback TCP address, not about loopback', () => {
+    expect(run(['-S', '0.0.0.0:27015']).warnings).toHaveLength(1);
+    expect(run(['-S', '127.0.0.1:27015']).warnings).toHaveLength(0);
+    expect(run(['-S', ':27015']).warnings).toHaveLength(0);
+  });
+
+  it('never throws, whatever the argv', () => {
+    fc.assert(fc.property(fc.array(fc.oneof(fc.string(), fc.constantFrom('-S', '-l', '-v', '--socket', '--virtual-device', '--', '-fvv'))), (argv) => {
+      const cmd = parseArgs(argv);
+      expect(['run', 'signal', 'help', 'version', 'usage-error']).toContain(cmd.kind);
+    }));
+  });
+
+  it('does not mutate the shared defaults', () => {
+    run(['-vvv', '--virtual-device']);
+    expect(DEFAULT_CONFIG.verbose).toBe(0);
+    expect(DEFAULT_CONFIG.virtualDevices).toEqual([]);
+  });
+});
+
+describe('parseSocketArg', () => {
+  it('splits host:port at the last colon (IPv6 without brackets, like usbmuxd)', () => {
+    expect(parseSocketArg('::1:27015')).toEqual({ kind: 'tcp', host: '::1', port: 27015, explicitHost: true });
+    expect(parseSocketArg('[::1]:5000')).toEqual({ kind: 'tcp', host: '::1', port: 5000, explicitHost: true });
+    expect(parseSocketArg('192.168.1.2:80')).toEqual({ kind: 'tcp', host: '192.168.1.2', port: 80, explicitHost: true });
+  });
+
+  it('binds loopback only for ":PORT" and a bare port', () => {
+    expect(parseSocketArg(':27015')).toEqual({ kind: 'tcp', host: '127.0.0.1', port: 27015, explicitHost: false });
+    expect(parseSocketArg('27015')).toEqual({ kind: 'tcp', host: '127.0.0.1', port: 27015, explicitHost: false });
+  });
+
+  it('treats absolute and relative paths as Unix sockets, even with a colon', () => {
+    expect(parseSocketArg('/run/usbmuxd')).toEqual({ kind: 'unix', path: '/run/usbmuxd' });
+    expect(parseSocketArg('./a:b')).toEqual({ kind: 'unix', path: './a:b' });
+    expect(parseSocketArg('sock')).toEqual({ kind: 'unix', path: 'sock' });
+  });
+
+  it('rejects bad ports', () => {
+    expect(() => parseSocketArg('h:0')).toThrow(/out of range/);
+    expect(() => parseSocketArg('h:65536')).toThrow(/out of range/);
+    expect(() => parseSocketArg('h:http')).toThrow(/invalid port/);
+  });
+});
