@@ -1,0 +1,213 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { buildBinary, buildXml, parsePlist } from '../plist/index.js';
+import type { PlistDict } from '../plist/index.js';
+import { BadCommandError, BadVersionError, errorToResult, MalformedPlistRequestError, Result } from './errors.js';
+import { encodeFrame, FrameDecoder, readHeader } from './framing.js';
+import type { Frame } from './framing.js';
+import {
+  BINARY_DEVICE_RECORD_SIZE,
+  decodeBinaryDeviceRecord,
+  decodeReply,
+  decodeRequest,
+  encodeAttached,
+  encodeBinaryDeviceRecord,
+  encodeDetached,
+  encodePaired,
+  encodeResult,
+  swapPort,
+} from './messages.js';
+import type { DeviceRecord } from './messages.js';
+
+function frameOf(buf: Buffer): Frame {
+  const d = new FrameDecoder();
+  d.push(buf);
+  const f = d.read();
+  if (f === undefined) throw new Error('incomplete frame');
+  return f;
+}
+
+function plistRequest(dict: PlistDict, tag = 1, binary = false): Frame {
+  return frameOf(encodeFrame(1, 8, tag, binary ? buildBinary(dict) : buildXml(dict)));
+}
+
+const DEVICE: DeviceRecord = {
+  deviceId: 3,
+  productId: 0x12a8,
+  serial: '00008030-001A2B3C4D5E6F70',
+  usbSerial: '00008030001A2B3C4D5E6F70',
+  locationId: 0x00010005,
+  speed: 480000000,
+};
+
+describe('binary replies (hex fixtures)', () => {
+  it('RESULT 0, tag 5: 20 bytes, version 0, message 1', () => {
+    expect(encodeResult('binary', 5, 0).toString('hex')).toBe('14000000' + '00000000' + '01000000' + '05000000' + '00000000');
+  });
+
+  it('DEVICE_REMOVE / DEVICE_PAIRED carry tag 0 and the id', () => {
+    expect(encodeDetached('binary', 3).toString('hex')).toBe('14000000000000000500000000000000' + '03000000');
+    expect(encodePaired('binary', 3).toString('hex')).toBe('14000000000000000600000000000000' + '03000000');
+  });
+
+  it('DEVICE_ADD is 284 bytes with the packed record at the documented offsets', () => {
+    const frame = encodeAttached('binary', DEVICE);
+    expect(frame.length).toBe(284);
+    expect(frame.subarray(0, 16).toString('hex')).toBe('1c010000' + '00000000' + '04000000' + '00000000');
+    const rec = frame.subarray(16);
+    expect(rec.subarray(0, 4).toString('hex')).toBe('03000000');
+    expect(rec.subarray(4, 6).toString('hex')).toBe('a812');
+    expect(rec.subarray(6, 31).toString('latin1')).toBe(DEVICE.serial);
+    expect(rec[31]).toBe(0);
+    expect(rec[6 + 255]).toBe(0);
+    expect(rec.subarray(262, 264).toString('hex')).toBe('0000');
+    expect(rec.subarray(264, 268).toString('hex')).toBe('05000100');
+  });
+
+  it('a 300-character serial is cut to 255 bytes so byte 255 stays NUL', () => {
+    const rec = encodeBinaryDeviceRecord({ ...DEVICE, serial: 'A'.repeat(300) });
+    expect(rec[6 + 254]).toBe(0x41);
+    expect(rec[6 + 255]).toBe(0);
+  });
+});
+
+describe('plist replies', () => {
+  it('Result: header version 1, message 8, request tag, XML body with an integer Number', () => {
+    const frame = encodeResult('plist', 42, 3);
+    expect(readHeader(frame)).toEqual({ length: frame.length, version: 1, message: 8, tag: 42 });
+    const body = frame.subarray(16).toString();
+    expect(body.startsWith('<?xml')).toBe(true);
+    expect(body).toContain('<key>Number</key>');
+    expect(body).toContain('<integer>3</integer>');
+    expect(parsePlist(frame.subarray(16))).toEqual({ MessageType: 'Result', Number: 3 });
+  });
+
+  it('Attached: MessageType, DeviceID and the Properties clients read', () => {
+    const frame = encodeAttached('plist', DEVICE);
+    expect(readHeader(frame).tag).toBe(0);
+    expect(parsePlist(frame.subarray(16))).toEqual({
+      MessageType: 'Attached',
+      DeviceID: 3,
+      Properties: {
+        ConnectionSpeed: 480000000,
+        ConnectionType: 'USB',
+        DeviceID: 3,
+        LocationID: 0x10005,
+        ProductID: 0x12a8,
+        SerialNumber: DEVICE.serial,
+        USBSerialNumber: DEVICE.usbSerial,
+      },
+    });
+  });
+});
+
+describe('decodeRequest', () => {
+  it('binary LISTEN and CONNECT (port big-endian on the wire)', () => {
+    expect(decodeRequest(frameOf(Buffer.from('10000000000000000300000007000000', 'hex'))).request).toEqual({ type: 'Listen' });
+    const connect = frameOf(Buffer.from('180000000000000002000000010000000100000' + '0f27e0000', 'hex'));
+    expect(decodeRequest(connect)).toEqual({ request: { type: 'Connect', deviceId: 1, port: 62078 }, plist: false, identity: {} });
+  });
+
+  it('binary CONNECT with a short body is a bad command', () => {
+    expect(() => decodeRequest(frameOf(encodeFrame(0, 2, 1, Buffer.alloc(6))))).toThrow(BadCommandError);
+  });
+
+  it('plist Connect: PortNumber is byte-swapped (32498 → 62078, 5632 → 22)', () => {
+    expect(decodeRequest(plistRequest({ MessageType: 'Connect', DeviceID: 1, PortNumber: 32498 })).request)
+      .toEqual({ type: 'Connect', deviceId: 1, port: 62078 });
+    expect(decodeRequest(plistRequest({ MessageType: 'Connect', DeviceID: 1, PortNumber: 5632 })).request)
+      .toEqual({ type: 'Connect', deviceId: 1, port: 22 });
+    expect(swapPort(0xf27e)).toBe(0x7ef2);
+  });
+
+  it('plist Connect: a non-integer field reads as missing', () => {
+    expect(decodeRequest(plistRequest({ MessageType: 'Connect', DeviceID: '1', PortNumber: 'x' })).request)
+      .toEqual({ type: 'Connect', deviceId: undefined, port: undefined });
+    expect(decodeRequest(plistRequest({ MessageType: 'Connect', DeviceID: 1.5, PortNumber: 32498 })).request)
+      .toEqual({ type: 'Connect', deviceId: undefined, port: 62078 });
+  });
+
+  it('accepts a binary plist body and keeps the identity keys', () => {
+    const d = decodeRequest(plistRequest({ MessageType: 'ListDevices', ProgName: 'idevice_id', ClientVersionString: 'libusbmuxd 2.0.2', kLibUSBMuxVersion: 3, BundleID: 'org.example' }, 1, true));
+    expect(d).toEqual({
+      request: { type: 'ListDevices' },
+      plist: true,
+      identity: { progName: 'idevice_id', clientVersionString: 'libusbmuxd 2.0.2', libusbmuxVersion: 3, bundleId: 'org.example' },
+    });
+  });
+
+  it('pair-record requests keep string ids and data only', () => {
+    expect(decodeRequest(plistRequest({ MessageType: 'ReadPairRecord', PairRecordID: 7 })).request)
+      .toEqual({ type: 'ReadPairRecord', pairRecordId: undefined });
+    expect(decodeRequest(plistRequest({ MessageType: 'SavePairRecord', PairRecordID: 'abc', PairRecordData: Buffer.from('x'), DeviceID: 4 })).request)
+      .toEqual({ type: 'SavePairRecord', pairRecordId: 'abc', data: Buffer.from('x'), deviceId: 4 });
+    expect(decodeRequest(plistRequest({ MessageType: 'SavePairRecord', PairRecordID: 'abc', PairRecordData: 'not data' })).request)
+      .toEqual({ type: 'SavePairRecord', pairRecordId: 'abc', data: undefined, deviceId: undefined });
+    expect(decodeRequest(plistRequest({ MessageType: 'DeletePairRecord', PairRecordID: 'abc' })).request)
+      .toEqual({ type: 'DeletePairRecord', pairRecordId: 'abc' });
+  });
+
+  it('maps bad input to the documented Results', () => {
+    const resultOf = (f: Frame): number => {
+      try {
+        decodeRequest(f);
+      } catch (e) {
+        return errorToResult(e);
+      }
+      return -1;
+    };
+    expect(resultOf(frameOf(encodeFrame(2, 3, 1)))).toBe(Result.BADVERSION);
+    expect(resultOf(frameOf(encodeFrame(0, 7, 1)))).toBe(Result.BADCOMMAND);
+    expect(resultOf(frameOf(encodeFrame(0, 1, 1, Buffer.alloc(4))))).toBe(Result.BADCOMMAND);
+    expect(resultOf(plistRequest({ MessageType: 'Bogus' }))).toBe(Result.BADCOMMAND);
+    expect(resultOf(plistRequest({ Number: 1 }))).toBe(Result.BADCOMMAND);
+    expect(resultOf(frameOf(encodeFrame(1, 8, 1, Buffer.from('<plist><dict>'))))).toBe(Result.BADCOMMAND);
+    expect(() => decodeRequest(frameOf(encodeFrame(5, 8, 1)))).toThrow(BadVersionError);
+    expect(() => decodeRequest(frameOf(encodeFrame(1, 8, 1, buildXml([1]))))).toThrow(MalformedPlistRequestError);
+  });
+});
+
+const recordArb = fc.record({
+  deviceId: fc.integer({ min: 0, max: 0xffffffff }),
+  productId: fc.integer({ min: 0, max: 0xffff }),
+  serial: fc.string({ unit: fc.constantFrom('0', '1', '9', 'A', 'F', '-'), maxLength: 255 }),
+  usbSerial: fc.string({ maxLength: 40 }),
+  locationId: fc.integer({ min: 0, max: 0xffffffff }),
+  speed: fc.integer({ min: 0, max: 0xffffffff }),
+});
+
+describe('round trips', () => {
+  it('binary device record', () => {
+    fc.assert(fc.property(recordArb, (rec) => {
+      const buf = encodeBinaryDeviceRecord(rec);
+      expect(buf.length).toBe(BINARY_DEVICE_RECORD_SIZE);
+      expect(decodeBinaryDeviceRecord(buf)).toEqual({ deviceId: rec.deviceId, productId: rec.productId, serial: rec.serial, locationId: rec.locationId });
+    }));
+  });
+
+  it('notifications in both dialects decode to the same event', () => {
+    fc.assert(fc.property(recordArb, fc.constantFrom('binary' as const, 'plist' as const), (rec, dialect) => {
+      const attached = decodeReply(frameOf(encodeAttached(dialect, rec)));
+      expect(attached.kind).toBe('attached');
+      expect(attached.kind === 'attached' && attached.deviceId).toBe(rec.deviceId);
+      expect(decodeReply(frameOf(encodeDetached(dialect, rec.deviceId)))).toEqual({ kind: 'detached', deviceId: rec.deviceId });
+      expect(decodeReply(frameOf(encodePaired(dialect, rec.deviceId)))).toEqual({ kind: 'paired', deviceId: rec.deviceId });
+    }));
+  });
+
+  it('Result in both dialects, any tag', () => {
+    fc.assert(fc.property(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 0xffffffff }), fc.boolean(), (tag, number, plist) => {
+      const frame = frameOf(encodeResult(plist ? 'plist' : 'binary', tag, number));
+      expect(frame.tag).toBe(tag);
+      expect(frame.version).toBe(plist ? 1 : 0);
+      expect(decodeReply(frame)).toEqual({ kind: 'result', number });
+    }));
+  });
+
+  it('plist requests: any u32 DeviceID and port survive encode → decode', () => {
+    fc.assert(fc.property(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 0xffff }), (deviceId, port) => {
+      const req = decodeRequest(plistRequest({ MessageType: 'Connect', DeviceID: deviceId, PortNumber: swapPort(port) })).request;
+      expect(req).toEqual({ type: 'Connect', deviceId, port });
+    }));
+  });
+});
