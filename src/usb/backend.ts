@@ -207,11 +207,11 @@ export class UsbBackend {
     }
     if (reason === undefined) {
       entry.state = 'ignored';
-      this.log.debug({ usb: key, pid: device.deviceDescriptor.idProduct }, 'Apple device without usbmux; ignored');
+      this.log.debug({ usb: key, productId: device.deviceDescriptor.idProduct }, 'Apple device without usbmux; ignored');
       return;
     }
     const log = this.log.child({ usb: key });
-    log.debug({ pid: device.deviceDescriptor.idProduct, reason }, 'found a usbmux device');
+    log.debug({ productId: device.deviceDescriptor.idProduct, reason }, 'found a usbmux device');
     const opener = new DeviceOpener(device, { log, desiredMode: this.desiredMode });
     const job = Promise.all([opener.run(), readSpeed(device)]).then(([outcome, speed]) => {
       this.opened(entry, device, outcome, speed, log);
