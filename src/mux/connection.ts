@@ -1,0 +1,468 @@
+/**
+ * One TCP-like connection to a device port (docs/usbmux-protocol.md §2.7–2.9). The session owns
+ * the port pair and the wire; the connection owns its counters, its state and its sink. Its parent's
+ * capabilities are injected as a `ConnectionHost` (yamux style): it never imports the session.
+ *
+ *                 SYN|ACK exactly: seq = ack = 1, bare ACK
+ *   syn-sent ──────────────────────────────────────────────▶ established
+ *     │  │                                                    │      │
+ *     │  │ anything else (RST back unless it was RST)         │      │ transport gone (nothing sent)
+ *     │  ▼                                                    │      ▼
+ *     │ refused                                               │    closed
+ *     │                                                       │
+ *     │ connect timer (RST)     device RST (no RST back); FIN or other flags,
+ *     ▼                         window overrun, reset() (RST from us)
+ *   timeout                                                   ▼
+ *                                                           reset
+ *
+ *   (syn-sent → closed as well when the device goes away while connecting.)
+ *
+ * There is no FIN in this protocol: connections end with RST. Data from the device is delivered as
+ * views; our ack advances only when the sink calls `done` (consumed), and the window-opening ACK is
+ * coalesced by the session (one flush per event-loop turn). A timer of `ackDelayMs` is a safety net.
+ */
+import type { Logger } from '../log.js';
+import type { CloseReason, ConnectionSink, MuxConnection } from './api.js';
+import { TcpFlag } from './constants.js';
+import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError, WindowOverrunError } from './errors.js';
+import type { TcpHeader } from './wire.js';
+import { formatTcpFlags } from './wire.js';
+
+export type ConnectionState = 'syn-sent' | 'established' | 'closed' | 'reset' | 'refused' | 'timeout';
+
+/** What a connection may ask of its session. */
+export interface ConnectionHost {
+  /** Encode and send one TCP segment from `conn` (control segments go even when busy). */
+  sendSegment(conn: Connection, flags: number, payload: Buffer | readonly Buffer[] | undefined): void;
+  /** True while the transport is above its high-water mark: data waits for `wantsDrain`. */
+  isBusy(): boolean;
+  /** `conn` owes the device an ACK; the session calls `flushAck` once this event-loop turn. */
+  ackOwed(conn: Connection): void;
+  /** `conn` has data (or a writable notice) waiting for the transport to drain. */
+  wantsDrain(conn: Connection): void;
+  /** `conn` has ended; forget its port pair. */
+  released(conn: Connection): void;
+}
+
+export interface ConnectionOptions {
+  readonly deviceId: number;
+  readonly localPort: number;
+  readonly remotePort: number;
+  /** Receive window we advertise, in bytes (TX_WINDOW). */
+  readonly window: number;
+  /** Largest payload per segment, in bytes (transport.maxPacketSize − 36). */
+  readonly maxPayload: number;
+  /** Safety-net delayed-ACK timer, in ms (ACK_TIMEOUT_MS). */
+  readonly ackDelayMs: number;
+  /** Child logger bound to `{ dev, sport, dport }`. */
+  readonly log: Logger;
+}
+
+/** How the session learns the outcome of the handshake (control plane: closures are fine here). */
+export interface ConnectWaiter {
+  resolve(conn: Connection): void;
+  reject(err: Error): void;
+}
+
+export class Connection implements MuxConnection {
+  readonly localPort: number;
+  readonly remotePort: number;
+  readonly deviceId: number;
+  private state: ConnectionState = 'syn-sent';
+
+  /** u32: our next sequence number. 0 for the SYN, 1 after SYN|ACK, then + each payload sent. */
+  txSeq = 0;
+  /** u32: our ack number = 1 + bytes the sink has consumed. Moved only by `done`. */
+  txAck = 0;
+  /** u32: the ack value carried by the last segment we sent (an ACK is owed while ≠ txAck). */
+  private ackSent = 0;
+  /** u32: how much of our data the device has acknowledged; from every incoming segment. */
+  private rxAck = 0;
+  /** Bytes the device can take beyond rxAck (window field << 8); from every incoming segment. */
+  private peerWindow = 0;
+  /** Bytes delivered to the sink (or held for it) and not yet consumed; ≤ our window. */
+  private unconsumed = 0;
+  /** Lengths of delivered payloads awaiting `done`, oldest first (done calls come in order). */
+  private readonly consumeQueue: number[] = [];
+  /** Device payload received before `attach`. */
+  private held: Buffer[] = [];
+  /** Client bytes not yet sent, as views; oldest first. */
+  private pending: Buffer[] = [];
+  /** Sum of `pending` lengths, in bytes. */
+  private pendingBytes = 0;
+  /** `write` returned false and the sink is owed `onWritable`. */
+  private wantWritable = false;
+  /** Already in the session's ACK dirty set this turn. */
+  private ackQueued = false;
+  private sink: ConnectionSink | undefined;
+  /** Set when the connection ended before it had a sink; delivered by `attach`. */
+  private closeReason: CloseReason | undefined;
+  private closeDelivered = false;
+  private ackTimer: NodeJS.Timeout | undefined;
+  private ackTimerArmed = false;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private connectTimeoutMs = 0;
+  private waiter: ConnectWaiter | undefined;
+  private synSent = false;
+
+  readonly window: number;
+  private readonly maxPayload: number;
+  private readonly ackDelayMs: number;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly host: ConnectionHost,
+    options: ConnectionOptions,
+    waiter: ConnectWaiter,
+  ) {
+    this.deviceId = options.deviceId;
+    this.localPort = options.localPort;
+    this.remotePort = options.remotePort;
+    this.window = options.window;
+    this.maxPayload = options.maxPayload;
+    this.ackDelayMs = options.ackDelayMs;
+    this.log = options.log;
+    this.waiter = waiter;
+  }
+
+  /** A method, not a field read: callees may change the state under the caller's narrowing. */
+  private isEstablished(): boolean {
+    return this.state === 'established';
+  }
+
+  get currentState(): ConnectionState {
+    return this.state;
+  }
+
+  /** Bytes delivered to (or held for) the sink and not yet consumed. */
+  get unconsumedBytes(): number {
+    return this.unconsumed;
+  }
+
+  /** Client bytes accepted by `write` and not yet sent. */
+  get pendingWriteBytes(): number {
+    return this.pendingBytes;
+  }
+
+  /** Arm the connect timer; the SYN goes out with `sendSyn` once the session is active. */
+  armConnectTimer(timeoutMs: number): void {
+    this.connectTimeoutMs = timeoutMs;
+    this.connectTimer = setTimeout(this.onConnectTimeout, timeoutMs);
+    this.connectTimer.unref();
+  }
+
+  /** Send our SYN: seq 0, ack 0, our window. */
+  sendSyn(): void {
+    if (this.state !== 'syn-sent' || this.synSent) return;
+    this.synSent = true;
+    this.host.sendSegment(this, TcpFlag.SYN, undefined);
+  }
+
+  /** Bytes we may send now: peer window minus bytes in flight, capped by the max payload. */
+  sendable(): number {
+    const inFlight = (this.txSeq - this.rxAck) >>> 0;
+    const room = this.peerWindow - inFlight;
+    return room <= 0 ? 0 : Math.min(room, this.maxPayload);
+  }
+
+  /** The session tells us the ack value it just put on the wire for us. */
+  noteSent(payloadLength: number): void {
+    this.ackSent = this.txAck;
+    this.txSeq = (this.txSeq + payloadLength) >>> 0;
+  }
+
+  // ── device → host ────────────────────────────────────────────────────────────────────────
+
+  /** One TCP segment from the device for this port pair; `payload` is a view. */
+  onSegment(tcp: TcpHeader, payload: Buffer): void {
+    // Every segment updates these before the state is looked at (§2.7).
+    this.rxAck = tcp.ack;
+    this.peerWindow = tcp.window;
+    switch (this.state) {
+      case 'syn-sent':
+        this.onHandshakeReply(tcp.flags);
+        return;
+      case 'established':
+        if (tcp.flags === TcpFlag.ACK) {
+          if (payload.length > 0) this.receive(payload);
+          if (this.isEstablished()) this.onWindowUpdate(); // receive() may have reset us
+          return;
+        }
+        if ((tcp.flags & TcpFlag.RST) === 0) {
+          // FIN or any other combination ends the connection, as in usbmuxd: RST from us.
+          this.log.debug({ flags: formatTcpFlags(tcp.flags) }, 'unexpected flags from device; resetting');
+          this.host.sendSegment(this, TcpFlag.RST, undefined);
+        } else {
+          this.log.debug('device reset the connection');
+        }
+        this.finish('reset', 'device-reset');
+        return;
+      case 'closed':
+      case 'reset':
+      case 'refused':
+      case 'timeout':
+        return;
+    }
+  }
+
+  private onHandshakeReply(flags: number): void {
+    if (flags === (TcpFlag.SYN | TcpFlag.ACK)) {
+      // The device's own sequence number is not used (§2.7).
+      this.txSeq = 1;
+      this.txAck = 1;
+      this.state = 'established';
+      this.clearConnectTimer();
+      this.host.sendSegment(this, TcpFlag.ACK, undefined);
+      this.log.debug('connected');
+      const waiter = this.waiter;
+      this.waiter = undefined;
+      waiter?.resolve(this);
+      return;
+    }
+    if ((flags & TcpFlag.RST) === 0) this.host.sendSegment(this, TcpFlag.RST, undefined);
+    this.log.debug({ flags: formatTcpFlags(flags) }, 'connection refused');
+    this.failConnect('refused', new ConnectionRefusedError(this.remotePort));
+  }
+
+  private receive(payload: Buffer): void {
+    const length = payload.length;
+    if (this.unconsumed + length > this.window) {
+      const err = new WindowOverrunError(this.unconsumed, length, this.window);
+      this.log.warn({ err }, 'device overran our window; resetting');
+      this.host.sendSegment(this, TcpFlag.RST, undefined);
+      this.finish('reset', 'protocol-error');
+      return;
+    }
+    this.unconsumed += length;
+    const sink = this.sink;
+    if (sink === undefined) {
+      this.held.push(payload);
+      return;
+    }
+    this.consumeQueue.push(length);
+    sink.onData(payload, this.onConsumed);
+  }
+
+  /** The `done` callback handed with every payload: one function per connection, not per packet. */
+  private readonly onConsumed = (): void => {
+    const length = this.consumeQueue.shift();
+    if (length === undefined) return;
+    this.unconsumed -= length;
+    if (this.state !== 'established') return;
+    this.txAck = (this.txAck + length) >>> 0;
+    if (!this.ackQueued) {
+      this.ackQueued = true;
+      this.host.ackOwed(this);
+    }
+    if (!this.ackTimerArmed) {
+      this.ackTimerArmed = true;
+      if (this.ackTimer === undefined) {
+        this.ackTimer = setTimeout(this.onAckTimer, this.ackDelayMs);
+        this.ackTimer.unref();
+      } else {
+        this.ackTimer.refresh();
+      }
+    }
+  };
+
+  /** Called by the session's once-per-turn flush: send the owed ACK unless data carried it. */
+  flushAck(): void {
+    this.ackQueued = false;
+    if (this.state === 'established' && this.txAck !== this.ackSent) {
+      this.host.sendSegment(this, TcpFlag.ACK, undefined);
+    }
+  }
+
+  /** Safety net: if the coalesced flush has not carried the ACK out yet, send it now. */
+  private readonly onAckTimer = (): void => {
+    this.ackTimerArmed = false;
+    if (this.state === 'established' && this.txAck !== this.ackSent) {
+      this.log.debug('delayed-ACK timer sent an owed ACK');
+      this.host.sendSegment(this, TcpFlag.ACK, undefined);
+    }
+  };
+
+  // ── host → device ────────────────────────────────────────────────────────────────────────
+
+  write(chunk: Buffer): boolean {
+    if (this.state !== 'established') return false; // ended: the bytes are dropped with the connection
+    if (chunk.length > 0) {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      this.pump(Number.POSITIVE_INFINITY);
+    }
+    if (this.pendingBytes === 0 && !this.host.isBusy()) return true;
+    this.wantWritable = true;
+    if (this.host.isBusy()) this.host.wantsDrain(this);
+    return false;
+  }
+
+  /** The device opened its window (or acked): send what now fits, then maybe `onWritable`. */
+  private onWindowUpdate(): void {
+    if (this.pendingBytes > 0) {
+      if (this.host.isBusy()) {
+        this.host.wantsDrain(this);
+        return;
+      }
+      this.pump(Number.POSITIVE_INFINITY);
+      if (this.pendingBytes > 0 && this.host.isBusy()) this.host.wantsDrain(this);
+    }
+    this.notifyWritable();
+  }
+
+  /**
+   * One turn of the session's round-robin drain: at most one segment. Returns true while this
+   * connection still wants turns (data that fits the window, or a writable notice on a busy pipe).
+   */
+  drainTurn(): boolean {
+    if (this.state !== 'established') return false;
+    this.pump(1);
+    if (this.host.isBusy()) return this.pendingBytes > 0 || this.wantWritable;
+    if (this.pendingBytes > 0 && this.sendable() > 0) return true;
+    this.notifyWritable();
+    return false;
+  }
+
+  /** Send up to `maxSegments` segments from `pending` while window and transport allow. */
+  private pump(maxSegments: number): void {
+    let sent = 0;
+    while (this.pendingBytes > 0 && sent < maxSegments && this.state === 'established' && !this.host.isBusy()) {
+      const room = this.sendable();
+      if (room === 0) return;
+      const n = Math.min(room, this.pendingBytes);
+      this.host.sendSegment(this, TcpFlag.ACK, this.takePending(n));
+      sent++;
+    }
+  }
+
+  /** Remove the first `n` pending bytes: one view when one chunk holds them, else a list of views. */
+  private takePending(n: number): Buffer | Buffer[] {
+    this.pendingBytes -= n;
+    const first = this.pending[0];
+    if (first !== undefined && first.length >= n) {
+      if (first.length === n) this.pending.shift();
+      else this.pending[0] = first.subarray(n);
+      return first.length === n ? first : first.subarray(0, n);
+    }
+    const parts: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
+      const chunk = this.pending[0];
+      if (chunk === undefined) break;
+      if (chunk.length <= left) {
+        parts.push(chunk);
+        this.pending.shift();
+        left -= chunk.length;
+      } else {
+        parts.push(chunk.subarray(0, left));
+        this.pending[0] = chunk.subarray(left);
+        left = 0;
+      }
+    }
+    return parts;
+  }
+
+  private notifyWritable(): void {
+    if (!this.wantWritable || this.pendingBytes > 0 || this.host.isBusy() || this.state !== 'established') return;
+    this.wantWritable = false;
+    this.sink?.onWritable();
+  }
+
+  // ── lifecycle ────────────────────────────────────────────────────────────────────────────
+
+  attach(sink: ConnectionSink): void {
+    if (this.sink !== undefined) throw new Error('MuxConnection.attach called twice');
+    this.sink = sink;
+    const held = this.held;
+    this.held = [];
+    for (const payload of held) {
+      if (this.closeDelivered) break; // the sink reset us while taking held data
+      this.consumeQueue.push(payload.length);
+      sink.onData(payload, this.onConsumed);
+    }
+    if (this.closeReason !== undefined) this.deliverClose(this.closeReason);
+  }
+
+  reset(): void {
+    switch (this.state) {
+      case 'established':
+        this.host.sendSegment(this, TcpFlag.RST, undefined);
+        this.finish('reset', 'local-reset');
+        return;
+      case 'syn-sent':
+        if (this.synSent) this.host.sendSegment(this, TcpFlag.RST, undefined);
+        this.failConnect('reset', new DeviceGoneError(this.deviceId));
+        return;
+      case 'closed':
+      case 'reset':
+      case 'refused':
+      case 'timeout':
+        return;
+    }
+  }
+
+  /** The transport is gone: end without anything on the wire. */
+  deviceGone(cause?: Error): void {
+    switch (this.state) {
+      case 'established':
+        this.finish('closed', 'device-gone');
+        return;
+      case 'syn-sent':
+        this.failConnect('closed', new DeviceGoneError(this.deviceId, cause === undefined ? undefined : { cause }));
+        return;
+      case 'closed':
+      case 'reset':
+      case 'refused':
+      case 'timeout':
+        return;
+    }
+  }
+
+  private readonly onConnectTimeout = (): void => {
+    this.connectTimer = undefined;
+    if (this.state !== 'syn-sent') return;
+    if (this.synSent) this.host.sendSegment(this, TcpFlag.RST, undefined);
+    const timeoutMs = this.connectTimeoutMs;
+    this.log.debug({ timeoutMs }, 'connect timed out');
+    this.failConnect('timeout', new ConnectTimeoutError(this.remotePort, timeoutMs));
+  };
+
+  private failConnect(state: 'refused' | 'timeout' | 'closed' | 'reset', err: Error): void {
+    this.state = state;
+    this.clearTimers();
+    this.host.released(this);
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.reject(err);
+  }
+
+  private finish(state: 'reset' | 'closed', reason: CloseReason): void {
+    this.state = state;
+    this.clearTimers();
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.host.released(this);
+    if (this.sink === undefined) this.closeReason = reason;
+    else this.deliverClose(reason);
+  }
+
+  private deliverClose(reason: CloseReason): void {
+    if (this.closeDelivered) return;
+    this.closeDelivered = true;
+    this.held = [];
+    this.log.debug({ reason }, 'connection closed');
+    this.sink?.onClose(reason);
+  }
+
+  private clearConnectTimer(): void {
+    if (this.connectTimer !== undefined) clearTimeout(this.connectTimer);
+    this.connectTimer = undefined;
+  }
+
+  private clearTimers(): void {
+    this.clearConnectTimer();
+    if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    this.ackTimerArmed = false;
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * Reassembles mux packets from bulk-IN transfers by the header's length field, in the style of ws's
+ * Receiver: a list of chunks and a byte count, a numeric state, a loop that returns as soon as too
+ * few bytes are buffered, and `consume(n)` that returns a view when one chunk holds the n bytes and
+ * copies only when a packet spans transfers.
+ *
+ *            enough bytes for a header            length bytes buffered
+ *   HEADER ───────────────────────────────▶ BODY ─────────────────────────▶ packet out ─┐
+ *     ▲  │ malformed header: count, log, drop │                                         │
+ *     │  └──── everything buffered and the ───┘                                         │
+ *     │        rest of this transfer                                                     │
+ *     └─────────────────────────────────────────────────────────────────────────────────┘
+ *
+ * More tolerant than usbmuxd (which wants exactly one packet per transfer, §2.5): a packet may span
+ * several transfers (up to DEV_MRU) and a transfer may hold several packets; both are counted.
+ * Malformed headers (length below the header size or above DEV_MRU, bad v2 magic) never throw: the
+ * decoder resyncs at the next transfer boundary, which is where a well-behaved device starts packets.
+ *
+ * The header size is the session's to decide (8 until VERSION is done or for v1, 16 for v2) and is
+ * read afresh at every packet start, so a VERSION reply and a v2 packet may share a transfer.
+ */
+import type { Logger } from '../log.js';
+import { DEV_MRU, MUX_HEADER_V1, MUX_HEADER_V2, MUX_MAGIC } from './constants.js';
+import type { MuxHeaderSize } from './wire.js';
+
+/** Where whole packets go; called synchronously from `push`. */
+export interface PacketSink {
+  /** One whole mux packet, header included; a view the sink may keep. */
+  onPacket(packet: Buffer): void;
+}
+
+export interface PacketDecoderStats {
+  /** Packets delivered. */
+  packets: number;
+  /** Packets that spanned two or more transfers (each cost one copy). */
+  spanning: number;
+  /** Bytes copied to join spanning packets. */
+  copiedBytes: number;
+  /** Transfers that held more than one packet (or the end of one and the start of another). */
+  sharedTransfers: number;
+  /** Malformed headers seen; each dropped the rest of its transfer. */
+  malformed: number;
+  /** Bytes thrown away by resyncs. */
+  droppedBytes: number;
+}
+
+const HEADER = 0;
+const BODY = 1;
+
+export class PacketDecoder {
+  /** HEADER or BODY. */
+  private state = HEADER;
+  /** Buffered chunks, oldest first; the first may be a view past bytes already consumed. */
+  private readonly chunks: Buffer[] = [];
+  /** Sum of the chunks' lengths, in bytes. */
+  private buffered = 0;
+  /** In BODY: the whole packet's length in bytes (from the header). */
+  private packetLength = 0;
+  /** Header size in bytes, set by the session when the version is known. */
+  private headerSize: MuxHeaderSize = MUX_HEADER_V1;
+
+  readonly stats: PacketDecoderStats = {
+    packets: 0,
+    spanning: 0,
+    copiedBytes: 0,
+    sharedTransfers: 0,
+    malformed: 0,
+    droppedBytes: 0,
+  };
+
+  constructor(
+    private readonly sink: PacketSink,
+    private readonly log: Logger,
+  ) {}
+
+  /** 8 until the version is known or for v1, 16 for v2 (docs/usbmux-protocol.md §2.1). */
+  setHeaderSize(size: MuxHeaderSize): void {
+    this.headerSize = size;
+  }
+
+  /** Bytes buffered towards a packet not yet complete. */
+  get pendingBytes(): number {
+    return this.buffered;
+  }
+
+  /** Feed one IN transfer; the decoder keeps views of it. Zero-length transfers are ignored. */
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    let delivered = 0;
+    for (;;) {
+      if (this.state === HEADER) {
+        if (this.buffered < this.headerSize) break;
+        const length = this.peekUInt32(4);
+        const reason = this.checkHeader(length);
+        if (reason !== undefined) {
+          this.resync(reason, length);
+          return;
+        }
+        this.packetLength = length;
+        this.state = BODY;
+      }
+      if (this.buffered < this.packetLength) break;
+      const packet = this.consume(this.packetLength);
+      this.state = HEADER;
+      this.stats.packets++;
+      delivered++;
+      this.sink.onPacket(packet);
+    }
+    // An anomaly worth counting (usbmuxd would drop such a transfer): more than one packet, or the
+    // end of one packet and the start of the next, in the same transfer.
+    if (delivered > 1 || (delivered > 0 && this.buffered > 0)) this.stats.sharedTransfers++;
+  }
+
+  /** Drop whatever is buffered (the session is going away). */
+  reset(): void {
+    this.chunks.length = 0;
+    this.buffered = 0;
+    this.state = HEADER;
+  }
+
+  private checkHeader(length: number): string | undefined {
+    if (length < this.headerSize) return 'length below header size';
+    if (length > DEV_MRU) return 'length above DEV_MRU';
+    if (this.headerSize === MUX_HEADER_V2 && this.peekUInt32(8) !== MUX_MAGIC) return 'bad v2 magic';
+    return undefined;
+  }
+
+  private resync(reason: string, length: number): void {
+    this.stats.malformed++;
+    this.stats.droppedBytes += this.buffered;
+    this.log.warn({ reason, length, dropped: this.buffered, headerSize: this.headerSize }, 'malformed mux packet; dropping the rest of the transfer');
+    this.reset();
+  }
+
+  /** A u32 at `offset` into the buffered bytes, which may span chunks; caller ensures presence. */
+  private peekUInt32(offset: number): number {
+    const first = this.chunks[0];
+    if (first !== undefined && first.length >= offset + 4) return first.readUInt32BE(offset);
+    let value = 0;
+    for (let i = 0; i < 4; i++) value = value * 256 + this.peekByte(offset + i);
+    return value;
+  }
+
+  private peekByte(offset: number): number {
+    let at = offset;
+    for (const chunk of this.chunks) {
+      if (at < chunk.length) return chunk[at] ?? 0;
+      at -= chunk.length;
+    }
+    return 0;
+  }
+
+  /** Take the next `n` buffered bytes: a view when one chunk holds them, else one copy. */
+  private consume(n: number): Buffer {
+    this.buffered -= n;
+    const first = this.chunks[0];
+    if (first === undefined) throw new Error('PacketDecoder: consume with nothing buffered');
+    if (first.length === n) {
+      this.chunks.shift();
+      return first;
+    }
+    if (first.length > n) {
+      this.chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    // COPY: the packet spans transfers; join it once into a buffer of the packet's size.
+    const packet = Buffer.allocUnsafe(n);
+    let at = 0;
+    while (at < n) {
+      const chunk = this.chunks[0];
+      if (chunk === undefined) throw new Error('PacketDecoder: buffered count out of step');
+      const take = Math.min(chunk.length, n - at);
+      chunk.copy(packet, at, 0, take);
+      at += take;
+      if (take === chunk.length) this.chunks.shift();
+      else this.chunks[0] = chunk.subarray(take);
+    }
+    this.stats.spanning++;
+    this.stats.copiedBytes += n;
+    return packet;
+  }
+}
