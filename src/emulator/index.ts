@@ -1,0 +1,77 @@
+/**
+ * Public surface of the emulated iPhone: what the daemon's `--virtual-device[=UDID]`, the mux
+ * component tests and the benchmarks use.
+ *
+ *   const dev = createVirtualDevice({ emulator: { udid } });
+ *   registry.add(dev.transport, dev.info);   // the host side sees an ordinary Transport
+ *   dev.emulator.faults.withholdAcks = true; // poke the phone
+ *   dev.unplug();                            // the transport closes with VirtualDeviceUnpluggedError
+ */
+import type { DeviceInfo } from '../mux/api.js';
+import type { Transport } from '../mux/transport.js';
+import { EmulatedIPhone } from './device.js';
+import type { EmulatorOptions } from './options.js';
+import { usbSerialOf } from './options.js';
+import { MemoryTransportPair } from './memory-transport.js';
+import type { MemoryTransportOptions } from './memory-transport.js';
+
+export { EmulatedIPhone } from './device.js';
+export type { DeviceState, HostLink } from './device.js';
+export { MemoryTransportPair, USB_MRU, USB_MTU } from './memory-transport.js';
+export type { DeviceEnd, LinkDirection, MemoryLinkStats, MemoryTransportOptions } from './memory-transport.js';
+export { DEFAULT_UDID, DEFAULT_WINDOW, DEFAULT_MAX_PACKET, usbSerialOf } from './options.js';
+export type { EmulatorOptions, FaultKnobs } from './options.js';
+export type { EmulatorStats } from './stats.js';
+export type { Service, ServiceConnection, ServiceCloseReason } from './service.js';
+export { ECHO_PORT, DISCARD_PORT, SOURCE_PORT, LOCKDOWN_PORT, sourceByte, sourceBytes, createEchoService, createDiscardService, createSourceService, defaultServices } from './services.js';
+export { LockdownResponder, createLockdownService, defaultLockdownValues } from './lockdown.js';
+export { HostileActions } from './hostile.js';
+export { VirtualDeviceUnpluggedError, BridgeSocketError } from './errors.js';
+export { ControlType } from './codec.js';
+
+/** USB product id of the virtual device (an iPhone in its normal mode). */
+export const VIRTUAL_PRODUCT_ID = 0x12a8;
+/** High speed, like a real iPhone on USB 2. */
+export const VIRTUAL_SPEED = 480_000_000;
+/** Virtual devices sit on bus 0xFF; addresses count up from 1 per process. */
+const VIRTUAL_BUS = 0xff;
+let nextAddress = 1;
+
+export interface VirtualDeviceOptions {
+  readonly emulator?: EmulatorOptions;
+  readonly transport?: MemoryTransportOptions;
+  /** `(bus << 16) | address`; default bus 0xFF, next free address (1, 2, ...). */
+  readonly locationId?: number;
+}
+
+export interface VirtualDevice {
+  /** The host end: hand this to the mux engine like a USB transport. */
+  readonly transport: Transport;
+  readonly info: DeviceInfo;
+  readonly emulator: EmulatedIPhone;
+  readonly pair: MemoryTransportPair;
+  /** Pull the virtual cable (transport closes with VirtualDeviceUnpluggedError). */
+  unplug(): void;
+}
+
+/** An emulated iPhone already wired to an in-memory transport. */
+export function createVirtualDevice(options: VirtualDeviceOptions = {}): VirtualDevice {
+  const emulator = new EmulatedIPhone(options.emulator);
+  const pair = new MemoryTransportPair(emulator, options.transport);
+  const info: DeviceInfo = {
+    serial: emulator.udid,
+    usbSerial: usbSerialOf(emulator.udid),
+    productId: VIRTUAL_PRODUCT_ID,
+    locationId: options.locationId ?? ((VIRTUAL_BUS << 16) | nextAddress++ % 0x10000),
+    speed: VIRTUAL_SPEED,
+  };
+  return {
+    transport: pair.host,
+    info,
+    emulator,
+    pair,
+    unplug() {
+      pair.unplug();
+    },
+  };
+}
