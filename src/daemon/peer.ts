@@ -137,13 +137,13 @@ export function createPeerIdentifier(log: Logger): (socket: Socket) => Record<st
     void identifyPeer(socket).then(
       (id) => {
         who = id;
-        if (id) log.info({ peer, pid: id.pid, cmdline: id.cmdline }, 'client connected');
-        else log.info({ peer }, 'client connected (process unknown)');
+        if (id) log.info({ peer, pid: id.pid, cmdline: id.cmdline }, 'client identity');
+        else log.info({ peer }, 'client identity unknown');
       },
       (err: unknown) => { log.debug({ peer, err }, 'client identity lookup failed'); },
     ).finally(() => { inFlight--; });
     socket.once('close', () => {
-      log.info({ peer, pid: who?.pid, cmdline: who?.cmdline }, 'client closed');
+      log.info({ peer, pid: who?.pid, cmdline: who?.cmdline }, 'client process gone');
     });
     return { peer };
   };

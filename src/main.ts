@@ -1,0 +1,249 @@
+#!/usr/bin/env node
+/**
+ * The composition root: the only place that wires the layers together.
+ *
+ * Startup (usbmuxd's order, §6.2, minus the fork):
+ *   parse → validate → logger → [-x/-X: signal the running instance, exit] → signal + crash
+ *   handlers → instance lock + pidfile → listening socket (or systemd's fd 3) → config dir →
+ *   drop privileges (-U) → pair-record store → USB backend (unless --no-usb) and virtual
+ *   devices → serve.
+ *
+ * There is no classic daemonizing: the process always stays in the foreground (systemd
+ * Type=simple supervises it; a shell can use `&`). `-f` only changes the log base level/format.
+ *
+ * Stop (SIGTERM/SIGINT/SIGQUIT, or SIGUSR1 when idle with -z): RST every mux connection and let
+ * the RSTs flush (bounded), stop USB (release interfaces), close the server and its clients,
+ * remove the socket file, release the lock and pidfile, exit 0.
+ */
+import { mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parseArgs } from './cli/args.js';
+import { usageText, versionLine } from './cli/usage.js';
+import type { DaemonConfig } from './config.js';
+import { validateConfig } from './config.js';
+import { isMuxdError, systemErrorCode } from './errors.js';
+import { Lifecycle } from './daemon/lifecycle.js';
+import { createRootLogger } from './daemon/logging.js';
+import { createPeerIdentifier } from './daemon/peer.js';
+import { InstanceLock, findRunningInstance } from './daemon/pidfile.js';
+import { dropPrivileges, isRoot, lookupGroupId, resolveDropUser } from './daemon/privileges.js';
+import type { UserEntry } from './daemon/privileges.js';
+import { EXIT_CRASH, installCrashHandlers, installSignalHandlers } from './daemon/signals.js';
+import { takeListenFds } from './daemon/socket-activation.js';
+import { InstanceRunningError, ListenError, SignalInstanceError } from './daemon/errors.js';
+import type { Logger } from './log.js';
+import { DeviceRegistry } from './mux/index.js';
+import { MuxdServer } from './server/index.js';
+import type { ListenTarget } from './server/index.js';
+import { FilePairRecordStore } from './pairrecords/index.js';
+import { createVirtualDevice } from './emulator/index.js';
+
+/** What the daemon has built so far; teardown undoes whatever exists. */
+interface Parts {
+  lock?: InstanceLock;
+  server?: MuxdServer;
+  registry?: DeviceRegistry;
+  usb?: { stop(): Promise<void>; rediscover(): void };
+  unixPath?: string;
+}
+
+function withTimeout(p: Promise<void>, ms: number, log: Logger, what: string): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      log.warn({ ms }, `${what} did not finish in time; going on`);
+      resolve();
+    }, ms);
+    p.then(
+      () => { clearTimeout(timer); resolve(); },
+      (err: unknown) => { clearTimeout(timer); log.error({ err }, `${what} failed`); resolve(); },
+    );
+  });
+}
+
+async function teardown(parts: Parts, config: DaemonConfig, log: Logger): Promise<void> {
+  if (parts.registry) await withTimeout(parts.registry.shutdown(), Math.max(config.shutdownFlushMs, 1000), log, 'device shutdown');
+  if (parts.usb) await withTimeout(parts.usb.stop(), 2000, log, 'USB stop');
+  if (parts.server) await withTimeout(parts.server.close(), 2000, log, 'server close');
+  if (parts.unixPath !== undefined) {
+    try {
+      if (statSync(parts.unixPath).isSocket()) unlinkSync(parts.unixPath);
+    } catch (err) {
+      if (systemErrorCode(err) !== 'ENOENT') log.warn({ err, path: parts.unixPath }, 'could not remove the socket file');
+    }
+  }
+  parts.lock?.release();
+}
+
+/** `-x` / `-X`: signal the running instance. 0 on success or when none runs, 1 when kill fails. */
+async function signalInstance(config: DaemonConfig, signal: 'SIGUSR1' | 'SIGTERM', log: Logger): Promise<number> {
+  if (config.pidfile === null) {
+    log.warn('No running instance found (-P NONE: no pidfile to look in)');
+    return 0;
+  }
+  const pid = await findRunningInstance(config.pidfile);
+  if (pid === undefined) {
+    log.info('No running instance found');
+    return 0;
+  }
+  try {
+    process.kill(pid, signal);
+    log.info({ pid, signal }, 'signalled the running instance');
+    return 0;
+  } catch (err) {
+    log.error({ err: new SignalInstanceError(`cannot send ${signal} to pid ${pid}`, { cause: err }) }, 'signal failed');
+    return 1;
+  }
+}
+
+function listenTargetFor(config: DaemonConfig, log: Logger): { target: ListenTarget; unixPath?: string } {
+  const activation = takeListenFds(process.env, process.pid);
+  if (activation.fd !== undefined) {
+    if (activation.count > 1) log.warn({ count: activation.count }, 'systemd passed several sockets; using the first (fd 3)');
+    log.info('socket activation: listening on fd 3 from systemd');
+    return { target: { kind: 'fd', fd: activation.fd } };
+  }
+  const s = config.socket;
+  if (s.kind === 'tcp') return { target: { kind: 'tcp', host: s.host, port: s.port } };
+  if (!config.socketExplicit && !isRoot()) {
+    try {
+      const st = statSync(dirname(s.path));
+      const writable = st.isDirectory() && (process.getuid?.() === st.uid ? (st.mode & 0o200) !== 0 : (st.mode & 0o002) !== 0);
+      if (!writable) throw new Error('not writable');
+    } catch {
+      throw new ListenError(`cannot create ${s.path}: not running as root and ${dirname(s.path)} is not writable; ` +
+        'use -S PATH (or -S 127.0.0.1:PORT) to listen elsewhere');
+    }
+  }
+  const gid = config.socketGroup === undefined ? undefined : lookupGroupId(config.socketGroup);
+  return {
+    target: gid === undefined ? { kind: 'unix', path: s.path, mode: config.socketMode } : { kind: 'unix', path: s.path, mode: config.socketMode, gid },
+    unixPath: s.path,
+  };
+}
+
+async function run(config: DaemonConfig, warnings: readonly string[], log: Logger, exit: (code: number) => void): Promise<void> {
+  const parts: Parts = {};
+  const lifecycle = new Lifecycle({ log, exit, teardown: () => teardown(parts, config, log) });
+  installSignalHandlers(log, config.enableExit, {
+    shutdown: (signal) => { lifecycle.stop(0, signal); },
+    exitIfIdle: () => {
+      const count = parts.registry?.count() ?? 0;
+      if (count === 0) lifecycle.stop(0, 'SIGUSR1 with no device attached');
+      else log.info({ devices: count }, 'SIGUSR1: devices still attached; not exiting');
+    },
+    rediscover: () => { parts.usb?.rediscover(); },
+  });
+  for (const w of warnings) log.warn(w);
+  try {
+    await start(config, parts, lifecycle, log, exit);
+  } catch (err) {
+    // Log once here, then undo whatever was set up (socket file, lock) before exiting.
+    log.fatal({ err }, err instanceof Error ? err.message : 'startup failed');
+    lifecycle.stop(isMuxdError(err) && 'exitCode' in err && typeof err.exitCode === 'number' ? err.exitCode : 1, 'startup failed');
+  }
+}
+
+async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, log: Logger, exit: (code: number) => void): Promise<void> {
+
+  const user: UserEntry | undefined = config.user === undefined ? undefined : resolveDropUser(config.user);
+
+  if (config.pidfile !== null) {
+    try {
+      parts.lock = await InstanceLock.acquire(config.pidfile);
+    } catch (err) {
+      if (err instanceof InstanceRunningError && !config.hotplug && err.pid !== undefined) {
+        process.kill(err.pid, 'SIGUSR2');
+        log.info({ pid: err.pid }, 'another instance is running; asked it to scan for devices (SIGUSR2)');
+        exit(0);
+        return;
+      }
+      throw err;
+    }
+  }
+
+  const registry = new DeviceRegistry({ log, connectTimeoutMs: config.connectTimeoutMs, versionTimeoutMs: config.versionTimeoutMs });
+  const store = new FilePairRecordStore({ dir: config.configDir, log });
+  const server = new MuxdServer({ directory: registry, store, log, maxClients: config.maxClients, identify: createPeerIdentifier(log) });
+  const { target, unixPath } = listenTargetFor(config, log);
+  // Known to teardown before the first await, so a signal during startup still cleans up.
+  parts.server = server;
+  parts.registry = registry;
+  if (unixPath !== undefined) parts.unixPath = unixPath;
+  try {
+    await server.listen(target);
+  } catch (err) {
+    if (isMuxdError(err)) throw err;
+    const code = systemErrorCode(err);
+    const hint = code === 'EACCES' || code === 'EPERM' ? ' (permission denied: run as root or use -S PATH)' : '';
+    throw new ListenError(`cannot listen on ${describe(target)}${hint}`, { cause: err });
+  }
+  if (lifecycle.isStopping()) return;
+  log.info({ listen: describe(target) }, 'listening');
+
+  mkdirSync(config.configDir, { recursive: true, mode: 0o755 });
+  if (user) dropPrivileges(user, config.configDir, log);
+  await store.init();
+  if (lifecycle.isStopping()) return;
+
+  if (config.usb) {
+    const { UsbBackend } = await import('./usb/index.js');
+    const usb = new UsbBackend({ log, hotplug: config.hotplug, onAttach: (transport, info) => { registry.addDevice(transport, info); } });
+    parts.usb = usb;
+    usb.start();
+  }
+  for (const udid of config.virtualDevices) {
+    const vd = createVirtualDevice({ emulator: { udid } });
+    registry.addDevice(vd.transport, vd.info);
+    log.info({ udid }, 'virtual device attached');
+  }
+  lifecycle.ready();
+  log.info({ pid: process.pid }, 'usbmuxd ready');
+}
+
+function describe(target: ListenTarget): string {
+  switch (target.kind) {
+    case 'unix': return target.path;
+    case 'tcp': return `${target.host}:${target.port}`;
+    case 'fd': return `fd ${target.fd}`;
+  }
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const cmd = parseArgs(argv);
+  switch (cmd.kind) {
+    case 'help': process.stdout.write(usageText()); return;
+    case 'version': process.stdout.write(versionLine()); return;
+    case 'usage-error':
+      process.stderr.write(`usbmuxd: ${cmd.message}\n${usageText()}`);
+      process.exitCode = 2;
+      return;
+    case 'signal':
+    case 'run':
+      break;
+  }
+  let config: DaemonConfig;
+  try {
+    config = validateConfig(cmd.config);
+  } catch (err) {
+    process.stderr.write(`usbmuxd: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  const root = await createRootLogger(config);
+  const log = root.log;
+  const exit = (code: number): void => {
+    root.flush();
+    process.exit(code);
+  };
+  if (cmd.kind === 'signal') {
+    exit(await signalInstance(config, cmd.signal, log));
+    return;
+  }
+  installCrashHandlers(log, () => { exit(EXIT_CRASH); });
+  await run(config, cmd.warnings, log, exit);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(`usbmuxd: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(EXIT_CRASH);
+});
