@@ -1,0 +1,264 @@
+/**
+ * Helpers for the usb tier: the umockdev testbed (test/usb-emulation/testbed.py, one emulated
+ * iPhone per testbed) and the device emulator behind it (`node dist/emulator/bridge-cli.js`).
+ *
+ * Every program that must see the emulated bus (our daemon, Debian's usbmuxd) runs with
+ * `testbed.env` (LD_PRELOAD=libumockdev-preload.so.0, UMOCKDEV_DIR=<root>). Each daemon gets its
+ * own testbed: two daemons on one emulated device would steal each other's IN data.
+ *
+ * Cleanup: stop() is idempotent; everything still running when the test process exits is killed
+ * and its temp dirs removed, and the testbed also exits by itself when its parent dies.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { repoRoot } from './daemon.js';
+
+/** Debian's python with gi; the pyenv python3 on PATH has no gi. */
+export const SYSTEM_PYTHON = '/usr/bin/python3';
+export const TESTBED_SCRIPT = join(repoRoot, 'test', 'usb-emulation', 'testbed.py');
+export const BRIDGE_ENTRY = join(repoRoot, 'dist', 'emulator', 'bridge-cli.js');
+/** The emulated iPhone's USB serial and the UDID hosts derive from it. */
+export const TESTBED_USB_SERIAL = '00008030001A2B3C4D5E802E';
+export const TESTBED_UDID = '00008030-001A2B3C4D5E802E';
+
+/** `MUXD_HW=1`: run the usb suite against a real iPhone instead of the testbed. */
+export function hardwareMode(): boolean {
+  return process.env['MUXD_HW'] === '1';
+}
+
+export interface TestbedStats {
+  readonly present: boolean;
+  readonly configuration: number;
+  readonly setConfiguration: readonly number[];
+  readonly claimed: readonly number[];
+  readonly urbsInFlight: number;
+  readonly emulatorConnected: boolean;
+  readonly outTransfers: number;
+  readonly outBytes: number;
+  readonly inTransfers: number;
+  readonly inBytes: number;
+  readonly getMode: number;
+  readonly setMode: number;
+  readonly faultsFired: number;
+  readonly adds: number;
+  readonly removes: number;
+  readonly ioctls: Readonly<Record<string, number>>;
+}
+
+export interface TestbedOptions {
+  /** Start with an empty bus (plug in later with add()). */
+  readonly noDevice?: boolean;
+  /** Plug in unconfigured (bConfigurationValue 0), as the udev rule leaves a device. */
+  readonly unconfigured?: boolean;
+  /** FIFO readiness for the device node (default true; false makes libusb busy-poll). */
+  readonly fifoPoll?: boolean;
+  readonly verbose?: boolean;
+}
+
+export interface UsbTestbed {
+  readonly root: string;
+  readonly devSock: string;
+  readonly ctlSock: string;
+  /** LD_PRELOAD and UMOCKDEV_DIR for programs that must see the emulated bus. */
+  readonly env: Readonly<Record<string, string>>;
+  readonly pid: number;
+  add(options?: { readonly unconfigured?: boolean }): Promise<void>;
+  /** Unplug: in-flight URBs complete with -ENODEV, then the remove uevent. */
+  unplug(): Promise<void>;
+  /** Fail the next bulk URB on the mux endpoint (stall = -EPIPE, error = -EPROTO). */
+  inject(kind: 'stall' | 'error', direction: 'in' | 'out'): Promise<string>;
+  stats(): Promise<TestbedStats>;
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+interface Ready {
+  readonly root: string;
+  readonly stateDir: string;
+  readonly devSock: string;
+  readonly ctlSock: string;
+  readonly env: Record<string, string>;
+}
+
+const READY_TIMEOUT_MS = 15_000;
+const STOP_GRACE_MS = 3_000;
+
+const live = new Map<ChildProcess, readonly string[]>();
+process.once('exit', () => {
+  for (const [child, dirs] of live) {
+    child.kill('SIGKILL');
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function isReady(value: unknown): value is Ready {
+  if (typeof value !== 'object' || value === null) return false;
+  return ['root', 'stateDir', 'devSock', 'ctlSock'].every((k) => k in value && typeof (value as Record<string, unknown>)[k] === 'string');
+}
+
+/** Send one control command and return its result (rejects on `ok: false`). */
+export function testbedCommand(ctlSock: string, command: string, timeoutMs = 10_000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(ctlSock);
+    let text = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`testbed command "${command}" timed out`));
+    }, timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write(`${command}\n`));
+    socket.on('data', (d: string) => (text += d));
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      try {
+        const reply = JSON.parse(text) as { ok: boolean; result?: unknown; error?: string };
+        if (reply.ok) resolve(reply.result);
+        else reject(new Error(reply.error ?? `testbed command "${command}" failed`));
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  });
+}
+
+function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => { resolve(false); }, ms);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+async function terminate(child: ChildProcess): Promise<void> {
+  child.kill('SIGTERM');
+  if (!(await waitExit(child, STOP_GRACE_MS))) {
+    child.kill('SIGKILL');
+    await waitExit(child, STOP_GRACE_MS);
+  }
+}
+
+export async function startUsbTestbed(options: TestbedOptions = {}): Promise<UsbTestbed> {
+  const args = [TESTBED_SCRIPT, '--exit-with-parent'];
+  if (options.noDevice === true) args.push('--no-device');
+  if (options.unconfigured === true) args.push('--unconfigured');
+  if (options.fifoPoll === false) args.push('--no-fifo-poll');
+  if (options.verbose === true) args.push('-v');
+  const child = spawn(SYSTEM_PYTHON, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const ready = await new Promise<Ready>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`testbed not READY after ${READY_TIMEOUT_MS} ms:\n${err}`)); }, READY_TIMEOUT_MS);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const line = /^READY (.*)$/m.exec(out);
+      if (!line?.[1]) return;
+      clearTimeout(timer);
+      const parsed: unknown = JSON.parse(line[1]);
+      if (isReady(parsed)) resolve(parsed);
+      else reject(new Error(`bad READY line: ${line[1]}`));
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`testbed exited (${String(code)}) before READY:\n${err}`));
+    });
+  });
+  live.set(child, [ready.root, ready.stateDir]);
+  const pid = child.pid ?? -1;
+  let stopped: Promise<void> | undefined;
+  const command = (c: string): Promise<unknown> => testbedCommand(ready.ctlSock, c);
+  return {
+    root: ready.root,
+    devSock: ready.devSock,
+    ctlSock: ready.ctlSock,
+    env: ready.env,
+    pid,
+    async add(addOptions = {}) {
+      await command(addOptions.unconfigured === true ? 'add unconfigured' : 'add');
+    },
+    async unplug() {
+      await command('unplug');
+    },
+    async inject(kind, direction) {
+      return String(await command(`${kind} ${direction}`));
+    },
+    async stats() {
+      return (await command('stats')) as TestbedStats;
+    },
+    logs: () => err,
+    stop() {
+      stopped ??= (async () => {
+        await terminate(child);
+        live.delete(child);
+        for (const dir of [ready.root, ready.stateDir]) rmSync(dir, { recursive: true, force: true });
+      })();
+      return stopped;
+    },
+  };
+}
+
+export interface EmulatorBridge {
+  readonly pid: number;
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+/** Start the device emulator on the testbed's device socket and wait until it is connected. */
+export async function startEmulatorBridge(testbed: UsbTestbed, options: { readonly udid?: string } = {}): Promise<EmulatorBridge> {
+  if (!existsSync(BRIDGE_ENTRY)) throw new Error(`${BRIDGE_ENTRY} does not exist: run \`npm run build\` first`);
+  const args = [BRIDGE_ENTRY, '--socket', testbed.devSock];
+  if (options.udid !== undefined) args.push('--udid', options.udid);
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let logs = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (logs += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (logs += d));
+  live.set(child, []);
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    if ((await testbed.stats()).emulatorConnected) break;
+    if (child.exitCode !== null) throw new Error(`emulator bridge exited (${child.exitCode}):\n${logs}`);
+    if (Date.now() > deadline) throw new Error(`emulator bridge did not connect:\n${logs}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  let stopped: Promise<void> | undefined;
+  return {
+    pid: child.pid ?? -1,
+    logs: () => logs,
+    stop() {
+      stopped ??= terminate(child).then(() => {
+        live.delete(child);
+      });
+      return stopped;
+    },
+  };
+}
+
+/** Poll `check` every 25 ms until it returns a value other than undefined, or throw after `ms`. */
+export async function waitFor<T>(what: string, ms: number, check: () => T | undefined | Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** utime + stime of a process in clock ticks (/proc/<pid>/stat fields 14 and 15). */
+export async function cpuTicks(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state); utime is field 14, stime field 15
+  return Number(fields[11]) + Number(fields[12]);
+}
