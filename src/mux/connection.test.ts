@@ -1,0 +1,390 @@
+import fc from 'fast-check';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { silentLogger } from '../log.js';
+import type { CloseReason, ConnectionSink } from './api.js';
+import { Connection } from './connection.js';
+import type { ConnectionHost } from './connection.js';
+import { TcpFlag, TX_WINDOW } from './constants.js';
+import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError } from './errors.js';
+import type { TcpHeader } from './wire.js';
+
+const { SYN, ACK, RST, FIN } = TcpFlag;
+
+interface Sent {
+  flags: number;
+  seq: number;
+  ack: number;
+  len: number;
+}
+
+/** A stub session: records segments, lets the test make the transport busy and run the ACK flush. */
+class StubHost implements ConnectionHost {
+  sent: Sent[] = [];
+  busy = false;
+  acks = new Set<Connection>();
+  drains = new Set<Connection>();
+  releasedCount = 0;
+  sendSegment(conn: Connection, flags: number, payload: Buffer | readonly Buffer[] | undefined): void {
+    let len = 0;
+    if (payload !== undefined) len = Buffer.isBuffer(payload) ? payload.length : payload.reduce((n, p) => n + p.length, 0);
+    this.sent.push({ flags, seq: conn.txSeq, ack: conn.txAck, len });
+    conn.noteSent(len);
+  }
+  isBusy(): boolean {
+    return this.busy;
+  }
+  ackOwed(conn: Connection): void {
+    this.acks.add(conn);
+  }
+  wantsDrain(conn: Connection): void {
+    this.drains.add(conn);
+  }
+  released(): void {
+    this.releasedCount++;
+  }
+  flushAcks(): void {
+    for (const c of this.acks) c.flushAck();
+    this.acks.clear();
+  }
+}
+
+/** A sink that records what the connection hands it. */
+class Recorder {
+  data: Buffer[] = [];
+  dones: (() => void)[] = [];
+  closes: CloseReason[] = [];
+  writable = 0;
+  readonly sink: ConnectionSink = {
+    onData: (payload, done) => {
+      this.data.push(payload);
+      this.dones.push(done);
+    },
+    onWritable: () => {
+      this.writable++;
+    },
+    onClose: (reason) => {
+      this.closes.push(reason);
+    },
+  };
+}
+
+function recorder(): Recorder {
+  return new Recorder();
+}
+
+function seg(flags: number, window = TX_WINDOW, ack = 1): TcpHeader {
+  return { sport: 7, dport: 1, seq: 1, ack, flags, window };
+}
+
+function make(maxPayload = 1000): { conn: Connection; host: StubHost; result: { conn?: Connection; err?: Error } } {
+  const host = new StubHost();
+  const result: { conn?: Connection; err?: Error } = {};
+  const conn = new Connection(
+    host,
+    { deviceId: 1, localPort: 1, remotePort: 7, window: TX_WINDOW, maxPayload, ackDelayMs: 30, log: silentLogger() },
+    { resolve: (c) => (result.conn = c), reject: (e) => (result.err = e) },
+  );
+  return { conn, host, result };
+}
+
+function established(maxPayload = 1000, peerWindow = TX_WINDOW): { conn: Connection; host: StubHost } {
+  const { conn, host } = make(maxPayload);
+  conn.sendSyn();
+  conn.onSegment(seg(SYN | ACK, peerWindow), Buffer.alloc(0));
+  host.sent = [];
+  return { conn, host };
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('Connection handshake (table)', () => {
+  it('sends SYN with seq 0 ack 0', () => {
+    const { conn, host } = make();
+    conn.sendSyn();
+    conn.sendSyn();
+    expect(host.sent).toEqual([{ flags: SYN, seq: 0, ack: 0, len: 0 }]);
+  });
+
+  it('SYN|ACK exactly → established, seq = ack = 1, bare ACK, resolved', () => {
+    const { conn, host, result } = make();
+    conn.sendSyn();
+    conn.onSegment(seg(SYN | ACK), Buffer.alloc(0));
+    expect(conn.currentState).toBe('established');
+    expect(host.sent[1]).toEqual({ flags: ACK, seq: 1, ack: 1, len: 0 });
+    expect(result.conn).toBe(conn);
+  });
+
+  it.each([
+    ['RST', RST, false],
+    ['RST|ACK', RST | ACK, false],
+    ['ACK', ACK, true],
+    ['SYN|ACK|PSH', SYN | ACK | TcpFlag.PSH, true],
+    ['FIN', FIN, true],
+  ])('%s while connecting → refused; RST back: %s', (_name, flags, rstBack) => {
+    const { conn, host, result } = make();
+    conn.sendSyn();
+    conn.onSegment(seg(flags), Buffer.alloc(0));
+    expect(conn.currentState).toBe('refused');
+    expect(result.err).toBeInstanceOf(ConnectionRefusedError);
+    expect(host.sent.slice(1).map((s) => s.flags)).toEqual(rstBack ? [RST] : []);
+    expect(host.releasedCount).toBe(1);
+  });
+
+  it('connect timeout → RST and ConnectTimeoutError', () => {
+    vi.useFakeTimers();
+    const { conn, host, result } = make();
+    conn.armConnectTimer(50);
+    conn.sendSyn();
+    vi.advanceTimersByTime(49);
+    expect(result.err).toBeUndefined();
+    vi.advanceTimersByTime(1);
+    expect(result.err).toBeInstanceOf(ConnectTimeoutError);
+    expect((result.err as ConnectTimeoutError).timeoutMs).toBe(50);
+    expect(conn.currentState).toBe('timeout');
+    expect(host.sent.map((s) => s.flags)).toEqual([SYN, RST]);
+  });
+
+  it('device gone while connecting → DeviceGoneError, nothing on the wire', () => {
+    const { conn, host, result } = make();
+    conn.sendSyn();
+    conn.deviceGone();
+    expect(result.err).toBeInstanceOf(DeviceGoneError);
+    expect(host.sent).toHaveLength(1);
+  });
+});
+
+describe('Connection established (table)', () => {
+  it.each([
+    ['RST', RST, 'device-reset', []],
+    ['FIN', FIN, 'device-reset', [RST]],
+    ['FIN|ACK', FIN | ACK, 'device-reset', [RST]],
+    ['PSH|ACK', TcpFlag.PSH | ACK, 'device-reset', [RST]],
+  ])('%s → reset, onClose(%s), wire %j', (_name, flags, reason, wire) => {
+    const { conn, host } = established();
+    const r = recorder();
+    conn.attach(r.sink);
+    conn.onSegment(seg(flags), Buffer.alloc(0));
+    expect(conn.currentState).toBe('reset');
+    expect(r.closes).toEqual([reason]);
+    expect(host.sent.map((s) => s.flags)).toEqual(wire);
+  });
+
+  it('delivers data as views, advances ack only on done, and coalesces ACKs', () => {
+    const { conn, host } = established();
+    const r = recorder();
+    conn.attach(r.sink);
+    const packet = Buffer.from('xxxxhello world');
+    conn.onSegment(seg(ACK), packet.subarray(4, 9));
+    conn.onSegment(seg(ACK), packet.subarray(9));
+    expect(r.data.map(String)).toEqual(['hello', ' world']);
+    expect(r.data[0]!.buffer).toBe(packet.buffer);
+    expect(host.sent).toEqual([]);
+    expect(conn.unconsumedBytes).toBe(11);
+    r.dones[0]!();
+    r.dones[1]!();
+    expect(host.acks.size).toBe(1);
+    host.flushAcks();
+    expect(host.sent).toEqual([{ flags: ACK, seq: 1, ack: 12, len: 0 }]);
+    host.flushAcks();
+    expect(host.sent).toHaveLength(1);
+    expect(conn.unconsumedBytes).toBe(0);
+  });
+
+  it('a data segment carries the current ack so no separate ACK is needed', () => {
+    const { conn, host } = established();
+    const r = recorder();
+    conn.attach(r.sink);
+    conn.onSegment(seg(ACK), Buffer.alloc(10));
+    r.dones[0]!();
+    conn.write(Buffer.from('abc'));
+    host.flushAcks();
+    expect(host.sent).toEqual([{ flags: ACK, seq: 1, ack: 11, len: 3 }]);
+  });
+
+  it('the delayed-ACK timer is a safety net when no flush happens', () => {
+    vi.useFakeTimers();
+    const { conn, host } = established();
+    const r = recorder();
+    conn.attach(r.sink);
+    conn.onSegment(seg(ACK), Buffer.alloc(10));
+    r.dones[0]!();
+    vi.advanceTimersByTime(29);
+    expect(host.sent).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(host.sent).toEqual([{ flags: ACK, seq: 1, ack: 11, len: 0 }]);
+    host.flushAcks();
+    expect(host.sent).toHaveLength(1);
+  });
+
+  it('holds data that arrives before attach and delivers it in order, then a pending close', () => {
+    const { conn } = established();
+    conn.onSegment(seg(ACK), Buffer.from('one'));
+    conn.onSegment(seg(ACK), Buffer.from('two'));
+    conn.onSegment(seg(RST), Buffer.alloc(0));
+    const r = recorder();
+    conn.attach(r.sink);
+    expect(r.data.map(String)).toEqual(['one', 'two']);
+    expect(r.closes).toEqual(['device-reset']);
+  });
+
+  it('window overrun → RST and protocol-error', () => {
+    const { conn, host } = established();
+    const r = recorder();
+    conn.attach(r.sink);
+    conn.onSegment(seg(ACK), Buffer.alloc(TX_WINDOW));
+    expect(r.closes).toEqual([]);
+    conn.onSegment(seg(ACK), Buffer.alloc(1));
+    expect(r.closes).toEqual(['protocol-error']);
+    expect(host.sent.map((s) => s.flags)).toEqual([RST]);
+  });
+
+  it('write sends what the peer window allows, keeps the tail, flushes on ACK, then onWritable', () => {
+    const { conn, host } = established(1000, 2048);
+    const r = recorder();
+    conn.attach(r.sink);
+    expect(conn.write(Buffer.alloc(3000))).toBe(false);
+    expect(host.sent.map((s) => [s.seq, s.len])).toEqual([
+      [1, 1000],
+      [1001, 1000],
+      [2001, 48],
+    ]);
+    expect(conn.pendingWriteBytes).toBe(952);
+    conn.onSegment(seg(ACK, 2048, 2049), Buffer.alloc(0));
+    expect(host.sent.slice(3).map((s) => [s.seq, s.len])).toEqual([[2049, 952]]);
+    expect(r.writable).toBe(1);
+  });
+
+  it('packs several small pending writes into one segment', () => {
+    const { conn, host } = established(1000, 0);
+    conn.attach(recorder().sink);
+    conn.write(Buffer.from('ab'));
+    conn.write(Buffer.from('cd'));
+    conn.write(Buffer.from('ef'));
+    expect(host.sent).toEqual([]);
+    conn.onSegment(seg(ACK, 256, 1), Buffer.alloc(0));
+    expect(host.sent).toEqual([{ flags: ACK, seq: 1, ack: 1, len: 6 }]);
+  });
+
+  it('a busy transport parks data until drainTurn, one segment per turn', () => {
+    const { conn, host } = established(100);
+    const r = recorder();
+    conn.attach(r.sink);
+    host.busy = true;
+    expect(conn.write(Buffer.alloc(250))).toBe(false);
+    expect(host.drains.has(conn)).toBe(true);
+    host.busy = false;
+    expect(conn.drainTurn()).toBe(true);
+    expect(conn.drainTurn()).toBe(true);
+    expect(r.writable).toBe(0);
+    expect(conn.drainTurn()).toBe(false);
+    expect(host.sent.map((s) => s.len)).toEqual([100, 100, 50]);
+    expect(r.writable).toBe(1);
+  });
+
+  it('reset() sends RST once and closes local-reset once; writes after are refused', () => {
+    const { conn, host } = established();
+    const r = recorder();
+    conn.attach(r.sink);
+    conn.reset();
+    conn.reset();
+    expect(host.sent.map((s) => s.flags)).toEqual([RST]);
+    expect(r.closes).toEqual(['local-reset']);
+    expect(conn.write(Buffer.from('x'))).toBe(false);
+    expect(host.sent).toHaveLength(1);
+  });
+
+  it('device gone → closed, device-gone, no RST', () => {
+    const { conn, host } = established();
+    const r = recorder();
+    conn.attach(r.sink);
+    conn.deviceGone();
+    conn.deviceGone();
+    expect(r.closes).toEqual(['device-gone']);
+    expect(host.sent).toEqual([]);
+  });
+});
+
+describe('Connection properties', () => {
+  const segmentArb = fc.record({
+    flags: fc.oneof(fc.constantFrom(ACK, ACK, ACK, SYN | ACK, RST, FIN, FIN | ACK), fc.integer({ min: 0, max: 0x3f })),
+    len: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 70000 })),
+    window: fc.integer({ min: 0, max: 0xffff }).map((f) => f * 256),
+    ack: fc.integer({ min: 0, max: 0xffffffff }),
+  });
+  const actionArb = fc.oneof(
+    segmentArb.map((s) => ({ kind: 'segment' as const, ...s })),
+    fc.record({ kind: fc.constant('done' as const) }),
+    fc.record({ kind: fc.constant('write' as const), len: fc.integer({ min: 0, max: 5000 }) }),
+    fc.record({ kind: fc.constant('attach' as const) }),
+    fc.record({ kind: fc.constant('reset' as const) }),
+    fc.record({ kind: fc.constant('gone' as const) }),
+    fc.record({ kind: fc.constant('busy' as const), on: fc.boolean() }),
+    fc.record({ kind: fc.constant('drain' as const) }),
+    fc.record({ kind: fc.constant('flush' as const) }),
+  );
+
+  it('random sequences never throw, never exceed the window, and close exactly once', () => {
+    fc.assert(
+      fc.property(fc.array(actionArb, { maxLength: 60 }), (actions) => {
+        const { conn, host, result } = make(1000);
+        conn.sendSyn();
+        const r = recorder();
+        let attached = false;
+        let doneCount = 0;
+        let consumedBytes = 0;
+        for (const action of actions) {
+          switch (action.kind) {
+            case 'segment':
+              conn.onSegment(seg(action.flags, action.window, action.ack), Buffer.alloc(action.len));
+              break;
+            case 'done': {
+              // dones are called in delivery order, as a socket's write callbacks are
+              const done = r.dones[doneCount];
+              if (done !== undefined) {
+                consumedBytes += r.data[doneCount]!.length;
+                doneCount++;
+                done();
+              }
+              break;
+            }
+            case 'write':
+              conn.write(Buffer.alloc(action.len));
+              break;
+            case 'attach':
+              if (!attached) conn.attach(r.sink);
+              attached = true;
+              break;
+            case 'reset':
+              conn.reset();
+              break;
+            case 'gone':
+              conn.deviceGone();
+              break;
+            case 'busy':
+              host.busy = action.on;
+              break;
+            case 'drain':
+              for (const c of host.drains) if (!c.drainTurn()) host.drains.delete(c);
+              break;
+            case 'flush':
+              host.flushAcks();
+              break;
+          }
+          const delivered = r.data.reduce((n, b) => n + b.length, 0);
+          expect(delivered - consumedBytes).toBeLessThanOrEqual(TX_WINDOW);
+          expect(conn.unconsumedBytes).toBeLessThanOrEqual(TX_WINDOW);
+          expect(conn.unconsumedBytes).toBeGreaterThanOrEqual(0);
+        }
+        if (!attached) conn.attach(r.sink);
+        conn.deviceGone();
+        conn.reset();
+        // a connection that was handed out closes exactly once; one that never opened never closes
+        expect(r.closes).toHaveLength(result.conn === undefined ? 0 : 1);
+        if (result.conn === undefined) expect(result.err).toBeInstanceOf(Error);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
