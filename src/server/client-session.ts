@@ -23,7 +23,7 @@ import type { PairRecordStore } from '../pairrecords/index.js';
 import type { PlistDict } from '../plist/index.js';
 import type { Logger } from '../log.js';
 import { isMuxdError } from '../errors.js';
-import { errorToResult, InputWhileListeningError, ListenerOverflowError, Result, UnknownDeviceError } from './errors.js';
+import { BadCommandError, errorToResult, InputWhileListeningError, ListenerOverflowError, Result, UnknownDeviceError } from './errors.js';
 import { FrameDecoder } from './framing.js';
 import type { Frame } from './framing.js';
 import {
@@ -205,17 +205,26 @@ export class ClientSession {
         this.runAsync(tag, this.ctx.store.systemBuid().then((buid) => ({ BUID: buid })));
         return;
       case 'ReadPairRecord':
-        if (request.pairRecordId === undefined) return this.replyResult(tag, Result.EINVAL);
+        if (request.pairRecordId === undefined) {
+          this.replyResult(tag, Result.EINVAL);
+          return;
+        }
         this.runAsync(tag, this.ctx.store.read(request.pairRecordId).then((data) => ({ PairRecordData: data })));
         return;
       case 'SavePairRecord': {
         const { pairRecordId, data, deviceId } = request;
-        if (pairRecordId === undefined || data === undefined) return this.replyResult(tag, Result.EINVAL);
+        if (pairRecordId === undefined || data === undefined) {
+          this.replyResult(tag, Result.EINVAL);
+          return;
+        }
         this.runAsync(tag, this.ctx.store.save(pairRecordId, data).then(() => this.afterSave(pairRecordId, deviceId)));
         return;
       }
       case 'DeletePairRecord':
-        if (request.pairRecordId === undefined) return this.replyResult(tag, Result.EINVAL);
+        if (request.pairRecordId === undefined) {
+          this.replyResult(tag, Result.EINVAL);
+          return;
+        }
         this.runAsync(tag, this.ctx.store.delete(request.pairRecordId).then(() => Result.OK));
         return;
     }
@@ -284,12 +293,19 @@ export class ClientSession {
   // ---- Connect --------------------------------------------------------------------------------
 
   private connect(deviceId: number | undefined, port: number | undefined, tag: number): void {
-    if (deviceId === undefined) return this.replyResult(tag, errorToResult(new UnknownDeviceError('Connect without DeviceID')));
-    if (port === undefined) return this.replyResult(tag, Result.BADCOMMAND);
+    if (deviceId === undefined) {
+      this.replyResult(tag, errorToResult(new UnknownDeviceError('Connect without DeviceID')));
+      return;
+    }
+    if (port === undefined) {
+      this.replyResult(tag, errorToResult(new BadCommandError('Connect without PortNumber')));
+      return;
+    }
     const device = this.ctx.directory.get(deviceId);
     if (device === undefined) {
       this.log.info({ deviceId }, 'Connect to an unknown device');
-      return this.replyResult(tag, errorToResult(new UnknownDeviceError(`no device ${deviceId}`)));
+      this.replyResult(tag, errorToResult(new UnknownDeviceError(`no device ${deviceId}`)));
+      return;
     }
     this.state = 'connecting';
     this.log.debug({ deviceId, port }, 'connecting');

@@ -91,6 +91,7 @@ export function errorToResult(err: unknown): number {
     case 'MUXD_ERR_PAIR_RECORD_IO':
       // usbmuxd answers 2 to any failed write, and the errno of remove() to a failed delete.
       return err instanceof PairRecordIoError && err.operation === 'delete' ? err.errno : Result.ENOENT;
+    case undefined:
     default:
       return Result.BADCOMMAND;
   }

@@ -263,7 +263,8 @@ function plistReply(body: Buffer): Reply {
   const dict = parsePlist(body);
   if (!isPlistDict(dict)) throw new MalformedPlistRequestError('reply is not a dict');
   const deviceId = u32(dict['DeviceID']) ?? 0;
-  switch (dict['MessageType']) {
+  const messageType = dict['MessageType'];
+  switch (typeof messageType === 'string' ? messageType : undefined) {
     case 'Result':
       return { kind: 'result', number: u32(dict['Number']) ?? -1 };
     case 'Attached':
@@ -272,6 +273,7 @@ function plistReply(body: Buffer): Reply {
       return { kind: 'detached', deviceId };
     case 'Paired':
       return { kind: 'paired', deviceId };
+    case undefined:
     default:
       return { kind: 'plist', dict };
   }
