@@ -68,7 +68,10 @@ async function teardown(parts: Parts, config: DaemonConfig, log: Logger): Promis
     try {
       if (statSync(parts.unixPath).isSocket()) unlinkSync(parts.unixPath);
     } catch (err) {
-      if (systemErrorCode(err) !== 'ENOENT') log.warn({ err, path: parts.unixPath }, 'could not remove the socket file');
+      // ENOENT: the server removed it already. EACCES/EPERM after -U: the server has said so; the
+      // next start (as root) replaces the stale socket, as with usbmuxd.
+      const code = systemErrorCode(err);
+      if (code !== 'ENOENT' && code !== 'EACCES' && code !== 'EPERM') log.warn({ err, path: parts.unixPath }, 'could not remove the socket file');
     }
   }
   parts.lock?.release();

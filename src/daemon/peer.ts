@@ -91,7 +91,8 @@ async function peerSocketInode(socket: Socket): Promise<number | undefined> {
 /** The process that holds `socket:[inode]` (the first found), bounded by MAX_PIDS. */
 export async function processHoldingSocket(inode: number): Promise<PeerIdentity | undefined> {
   const needle = `socket:[${inode}]`;
-  const pids = (await readdir('/proc')).filter((n) => /^\d+$/.test(n)).slice(0, MAX_PIDS);
+  // Newest first: a client usually started moments ago.
+  const pids = (await readdir('/proc')).filter((n) => /^\d+$/.test(n)).sort((a, b) => Number(b) - Number(a)).slice(0, MAX_PIDS);
   for (const pid of pids) {
     if (Number(pid) === process.pid) continue;
     let fds: string[];
@@ -143,7 +144,7 @@ export function createPeerIdentifier(log: Logger): (socket: Socket) => Record<st
       (err: unknown) => { log.debug({ peer, err }, 'client identity lookup failed'); },
     ).finally(() => { inFlight--; });
     socket.once('close', () => {
-      log.info({ peer, pid: who?.pid, cmdline: who?.cmdline }, 'client process gone');
+      log.info({ peer, pid: who?.pid, cmdline: who?.cmdline }, 'client disconnected');
     });
     return { peer };
   };
