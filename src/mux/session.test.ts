@@ -1,0 +1,309 @@
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { fromHex } from '../../test/support/reference-codec.js';
+import { silentLogger } from '../log.js';
+import type { Logger } from '../log.js';
+import type { CloseReason, DeviceInfo, MuxConnection } from './api.js';
+import { MUX_HEADER_V1, MUX_HEADER_V2, Protocol, TcpFlag, TX_WINDOW } from './constants.js';
+import { ConnectionRefusedError, DeviceGoneError, NoFreePortError, UnsupportedVersionError, VersionTimeoutError } from './errors.js';
+import { MuxSession } from './session.js';
+import type { SessionOwner } from './session.js';
+import type { Transport, TransportSink } from './transport.js';
+import { decodeMuxHeader, decodeTcpHeader, encodeTcpPacket, encodeVersionPacket, writeMuxHeader } from './wire.js';
+import type { MuxHeaderSize, TcpHeader } from './wire.js';
+
+const { SYN, ACK, RST } = TcpFlag;
+
+/** A transport that records every packet and whose `send` can be made to report busy. */
+class FakeTransport implements Transport {
+  readonly maxPacketSize = 49152;
+  sink: TransportSink | undefined;
+  sent: Buffer[] = [];
+  busy = false;
+  closed = 0;
+  start(sink: TransportSink): void {
+    this.sink = sink;
+  }
+  send(packet: Buffer): boolean {
+    this.sent.push(packet);
+    return !this.busy;
+  }
+  close(): Promise<void> {
+    this.closed++;
+    if (this.closed === 1) this.sink?.onClose();
+    return Promise.resolve();
+  }
+  /** Sent TCP packets decoded (header size from the packet's own magic). */
+  tcp(): (TcpHeader & { len: number; txSeq: number; rxSeq: number })[] {
+    return this.sent
+      .filter((p) => p.readUInt32BE(0) === Protocol.TCP)
+      .map((p) => {
+        const h: MuxHeaderSize = p.length >= 16 && p.readUInt32BE(8) === 0xfeedface ? MUX_HEADER_V2 : MUX_HEADER_V1;
+        const mux = decodeMuxHeader(p, h);
+        return { ...decodeTcpHeader(p, h)!, len: p.length - h - 20, txSeq: mux.txSeq, rxSeq: mux.rxSeq };
+      });
+  }
+}
+
+const info: DeviceInfo = { serial: 'test', usbSerial: 'test', productId: 0x12a8, locationId: 0x10001, speed: 480000000 };
+
+class Owner implements SessionOwner {
+  active = 0;
+  dead: (Error | undefined)[] = [];
+  onActive(): void {
+    this.active++;
+  }
+  onDead(_session: MuxSession, err: Error | undefined): void {
+    this.dead.push(err);
+  }
+}
+
+function setup(log: Logger = silentLogger()): { session: MuxSession; transport: FakeTransport; owner: Owner } {
+  const transport = new FakeTransport();
+  const owner = new Owner();
+  const session = new MuxSession(transport, owner, {
+    id: 1,
+    info,
+    log,
+    connectTimeoutMs: 1000,
+    versionTimeoutMs: 500,
+    ackDelayMs: 30,
+    window: TX_WINDOW,
+  });
+  session.start();
+  return { session, transport, owner };
+}
+
+/** A device packet with the v2 header. */
+function v2(protocol: number, body: Buffer, txSeq = 0, rxSeq = 0): Buffer {
+  const packet = Buffer.alloc(16 + body.length);
+  writeMuxHeader(packet, protocol, packet.length, { headerSize: MUX_HEADER_V2, txSeq, rxSeq });
+  body.copy(packet, 16);
+  return packet;
+}
+
+function deviceTcp(tcp: TcpHeader, payload?: Buffer, rxSeq = 0, headerSize: MuxHeaderSize = MUX_HEADER_V2): Buffer {
+  return encodeTcpPacket({ headerSize, txSeq: 0, rxSeq }, tcp, payload);
+}
+
+function active(version: 1 | 2 = 2): ReturnType<typeof setup> {
+  const s = setup();
+  s.transport.sink!.onData(encodeVersionPacket(version, 0));
+  return s;
+}
+
+/** Connect and answer with SYN|ACK; returns the established connection. */
+async function open(s: ReturnType<typeof setup>, port = 7): Promise<MuxConnection> {
+  const promise = s.session.connect(port);
+  const syn = s.transport.tcp().at(-1)!;
+  s.transport.sink!.onData(deviceTcp({ sport: port, dport: syn.sport, seq: 0, ack: 1, flags: SYN | ACK, window: TX_WINDOW }));
+  return promise;
+}
+
+function logCapture(): { log: Logger; lines: { level: number; msg: string }[] } {
+  const lines: { level: number; msg: string }[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(JSON.parse(chunk.toString()) as { level: number; msg: string });
+      cb();
+    },
+  });
+  return { log: pino({ level: 'debug' }, stream), lines };
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('MuxSession handshake', () => {
+  it('sends VERSION (v1 header, major 2) on start', () => {
+    const { transport } = setup();
+    expect(transport.sent.map((p) => p.toString('hex'))).toEqual([fromHex('00000000 00000014 00000002 00000000 00000000').toString('hex')]);
+  });
+
+  it('v2: sends SETUP, becomes active, and the first SYN is the captured one (tx_seq 1, rx_seq 0xffff)', async () => {
+    const s = active(2);
+    expect(s.transport.sent[1]!.toString('hex')).toBe(fromHex('00000002 00000011 FEEDFACE 0000 FFFF 07').toString('hex'));
+    expect(s.session.visible).toBe(true);
+    expect(s.owner.active).toBe(1);
+    void s.session.connect(62078).catch(() => undefined);
+    expect(s.transport.sent[2]!.toString('hex')).toBe(fromHex('0000000600000024feedface0001ffff 0001f27e 00000000 00000000 5002020000000000').toString('hex'));
+    await s.session.shutdown();
+  });
+
+  it("v2: our rx_seq copies the rx_seq field of the device's last packet; tx_seq counts up", async () => {
+    const s = active(2);
+    s.transport.sink!.onData(v2(Protocol.CONTROL, Buffer.from('\x07hi'), 5, 0x1234));
+    await open(s);
+    const [syn, ack] = s.transport.tcp();
+    expect([syn!.txSeq, syn!.rxSeq]).toEqual([1, 0x1234]);
+    expect([ack!.txSeq, ack!.rxSeq]).toEqual([2, 0]); // the SYN|ACK carried rx_seq 0
+    await s.session.shutdown();
+  });
+
+  it('v1: every later packet has the 8-byte header', async () => {
+    const s = active(1);
+    expect(s.transport.sent).toHaveLength(1); // no SETUP
+    const promise = s.session.connect(7);
+    expect(s.transport.sent[1]!.toString('hex')).toBe(fromHex('00000006 0000001c 0001 0007 00000000 00000000 5002 0200 00000000').toString('hex'));
+    s.transport.sink!.onData(deviceTcp({ sport: 7, dport: 1, seq: 0, ack: 1, flags: SYN | ACK, window: TX_WINDOW }, undefined, 0, MUX_HEADER_V1));
+    await expect(promise).resolves.toMatchObject({ localPort: 1, remotePort: 7 });
+    await s.session.shutdown();
+  });
+
+  it('an unknown major drops the device (UnsupportedVersionError) and closes the transport', () => {
+    const s = setup();
+    s.transport.sink!.onData(encodeVersionPacket(3, 0));
+    expect(s.session.currentState).toBe('dead');
+    expect(s.owner.dead).toHaveLength(1);
+    expect(s.owner.dead[0]).toBeInstanceOf(UnsupportedVersionError);
+    expect(s.transport.closed).toBe(1);
+    expect(s.owner.active).toBe(0);
+  });
+
+  it('no VERSION reply in time → VersionTimeoutError, logged at warn, device dropped', () => {
+    vi.useFakeTimers();
+    const { log, lines } = logCapture();
+    const s = setup(log);
+    vi.advanceTimersByTime(499);
+    expect(s.owner.dead).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(s.owner.dead[0]).toBeInstanceOf(VersionTimeoutError);
+    expect(lines.some((l) => l.level === 40 && l.msg.includes('no VERSION reply'))).toBe(true);
+    expect(s.transport.closed).toBe(1);
+  });
+
+  it('a connect before the handshake waits for it, then sends its SYN', async () => {
+    const s = setup();
+    const promise = s.session.connect(7);
+    expect(s.transport.tcp()).toEqual([]);
+    s.transport.sink!.onData(encodeVersionPacket(2, 0));
+    expect(s.transport.tcp().map((t) => t.flags)).toEqual([SYN]);
+    s.transport.sink!.onData(deviceTcp({ sport: 7, dport: 1, seq: 0, ack: 1, flags: RST, window: 0 }));
+    await expect(promise).rejects.toBeInstanceOf(ConnectionRefusedError);
+  });
+});
+
+describe('MuxSession packets', () => {
+  it('logs CONTROL messages at their level (3 error, 5 warn, 7 info, others debug)', () => {
+    const { log, lines } = logCapture();
+    const s = setup(log);
+    s.transport.sink!.onData(encodeVersionPacket(2, 0));
+    lines.length = 0;
+    for (const type of [3, 5, 7, 4]) s.transport.sink!.onData(v2(Protocol.CONTROL, Buffer.from(`${String.fromCharCode(type)}msg${type}`)));
+    expect(lines.map((l) => [l.level, l.msg])).toEqual([
+      [50, 'device: msg3'],
+      [40, 'device: msg5'],
+      [30, 'device: msg7'],
+      [20, 'device: msg4'],
+    ]);
+  });
+
+  it('counts and drops unknown protocols and TCP before the handshake', () => {
+    const s = setup();
+    const early = deviceTcp({ sport: 7, dport: 1, seq: 0, ack: 0, flags: ACK, window: 0 }, undefined, 0, MUX_HEADER_V1);
+    s.transport.sink!.onData(early);
+    s.transport.sink!.onData(encodeVersionPacket(2, 0));
+    s.transport.sink!.onData(v2(9, Buffer.from('zz')));
+    expect(s.session.stats).toMatchObject({ beforeActive: 1, unknownProtocol: 1 });
+    expect(s.transport.tcp()).toEqual([]);
+  });
+
+  it('answers an unknown port pair with an anonymous RST (ports swapped, seq 0, ack = their seq, window 0)', () => {
+    const s = active(2);
+    s.transport.sink!.onData(deviceTcp({ sport: 62078, dport: 5, seq: 0x11223344, ack: 9, flags: ACK, window: TX_WINDOW }, Buffer.from('x')));
+    expect(s.transport.sent.at(-1)!.subarray(16).toString('hex')).toBe(fromHex('0005 f27e 00000000 11223344 50 04 0000 0000 0000').toString('hex'));
+    s.transport.sink!.onData(deviceTcp({ sport: 62078, dport: 5, seq: 1, ack: 9, flags: RST, window: 0 }));
+    expect(s.session.stats.anonymousRsts).toBe(1);
+  });
+
+  it('allocates source ports from 1, skips ports in use, wraps, never uses 0, and runs out', async () => {
+    const s = active(2);
+    const conns: Promise<MuxConnection>[] = [];
+    for (let i = 0; i < 65535; i++) conns.push(s.session.connect(7).catch(() => undefined as unknown as MuxConnection));
+    const ports = new Set(s.transport.sent.slice(2).map((p) => p.readUInt16BE(16)));
+    expect(ports.size).toBe(65535);
+    expect(ports.has(0)).toBe(false);
+    expect(s.transport.sent[2]!.readUInt16BE(16)).toBe(1);
+    await expect(s.session.connect(7)).rejects.toBeInstanceOf(NoFreePortError);
+    // free port 300 (refused); the counter has wrapped to 1, skips the ports in use, finds 300
+    s.transport.sink!.onData(deviceTcp({ sport: 7, dport: 300, seq: 0, ack: 0, flags: RST, window: 0 }));
+    void s.session.connect(7).catch(() => undefined);
+    expect(s.transport.sent.at(-1)!.readUInt16BE(16)).toBe(300);
+    s.transport.sink!.onClose(new Error('unplugged'));
+    await Promise.all(conns);
+  });
+});
+
+describe('MuxSession data plane', () => {
+  it('flushes owed ACKs once per event-loop turn, one per connection', async () => {
+    const s = active(2);
+    const a = await open(s, 7);
+    const b = await open(s, 9);
+    const dones: (() => void)[] = [];
+    const sink = { onData: (_p: Buffer, done: () => void) => dones.push(done), onWritable: () => undefined, onClose: () => undefined };
+    a.attach(sink);
+    b.attach(sink);
+    for (const [port, local] of [[7, 1], [9, 2], [7, 1]] as const) {
+      s.transport.sink!.onData(deviceTcp({ sport: port, dport: local, seq: 1, ack: 1, flags: ACK, window: TX_WINDOW }, Buffer.alloc(100)));
+    }
+    const before = s.transport.tcp().length;
+    for (const done of dones) done();
+    expect(s.transport.tcp()).toHaveLength(before);
+    await new Promise((r) => setImmediate(r));
+    const acks = s.transport.tcp().slice(before);
+    expect(acks.map((t) => [t.sport, t.flags, t.ack])).toEqual([
+      [1, ACK, 201],
+      [2, ACK, 101],
+    ]);
+    await s.session.shutdown();
+  });
+
+  it('a busy transport is drained round-robin, one packet per connection per turn', async () => {
+    const s = active(2);
+    const a = await open(s, 7);
+    const b = await open(s, 9);
+    const quiet = { onData: () => undefined, onWritable: () => undefined, onClose: () => undefined };
+    a.attach(quiet);
+    b.attach(quiet);
+    s.transport.busy = true;
+    const start = s.transport.tcp().length;
+    expect(a.write(Buffer.alloc(49116 * 3))).toBe(false); // the first segment goes out, then busy
+    expect(b.write(Buffer.alloc(49116 * 3))).toBe(false);
+    expect(s.transport.tcp().length - start).toBe(1);
+    s.transport.busy = false;
+    s.transport.sink!.onDrain();
+    const order = s.transport.tcp().slice(start).map((t) => t.sport);
+    expect(order).toEqual([1, 1, 2, 1, 2, 2]); // a's first segment went before busy; then a, b, a, b, b
+    await s.session.shutdown();
+  });
+
+  it('transport close ends every connection once with device-gone and rejects pending connects', async () => {
+    const s = active(2);
+    const a = await open(s, 7);
+    const b = await open(s, 9);
+    const pending = s.session.connect(19);
+    const closes: CloseReason[] = [];
+    const sink = { onData: () => undefined, onWritable: () => undefined, onClose: (r: CloseReason) => closes.push(r) };
+    a.attach(sink);
+    b.attach(sink);
+    s.transport.sink!.onClose(new Error('unplugged'));
+    s.transport.sink!.onClose(new Error('again'));
+    expect(closes).toEqual(['device-gone', 'device-gone']);
+    await expect(pending).rejects.toBeInstanceOf(DeviceGoneError);
+    await expect(s.session.connect(7)).rejects.toBeInstanceOf(DeviceGoneError);
+    expect(s.owner.dead).toHaveLength(1);
+  });
+
+  it('shutdown RSTs every connection, then closes the transport', async () => {
+    const s = active(2);
+    const a = await open(s, 7);
+    const closes: CloseReason[] = [];
+    a.attach({ onData: () => undefined, onWritable: () => undefined, onClose: (r) => closes.push(r) });
+    await s.session.shutdown();
+    expect(s.transport.tcp().at(-1)!.flags).toBe(RST);
+    expect(closes).toEqual(['local-reset']);
+    expect(s.transport.closed).toBeGreaterThanOrEqual(1);
+  });
+});
