@@ -41,6 +41,10 @@ export class MuxdClient {
   private ended = false;
   private error: Error | undefined;
   private nextTag = 1;
+  /** Set by connectDevice: the next frame is the Connect result and anything after it is tunnel bytes. */
+  private rawAfterNextFrame = false;
+  /** Frame parsing stopped: bytes stay in the decoder for `takeSocket`. */
+  private raw = false;
   private readonly closedPromise: Promise<void>;
 
   private constructor(socket: Socket) {
@@ -133,11 +137,16 @@ export class MuxdClient {
       ? encodeBinaryConnect(tag, deviceId, port)
       : encodeFrame(1, MessageType.PLIST, tag, buildXml({ MessageType: 'Connect', DeviceID: deviceId, PortNumber: swapPort(port), ProgName: 'muxd-client' }));
     if (options.payload !== undefined) frame = Buffer.concat([frame, options.payload]);
+    this.rawAfterNextFrame = true;
     this.send(frame);
     const { reply } = await this.readReply();
+    if (reply.kind === 'result' && reply.number === 0) return this.takeSocket();
+    // Still in command state: parse whatever followed.
+    this.rawAfterNextFrame = false;
+    this.raw = false;
+    this.parse();
     if (reply.kind !== 'result') throw new Error(`Connect answered ${JSON.stringify(reply)}`);
-    if (reply.number !== 0) throw new ConnectRefused(reply.number);
-    return this.takeSocket();
+    throw new ConnectRefused(reply.number);
   }
 
   /** Stop parsing frames and hand over the raw socket (with unread bytes unshifted). */
@@ -161,9 +170,23 @@ export class MuxdClient {
 
   private readonly onData = (chunk: Buffer): void => {
     this.decoder.push(chunk);
-    for (let f = this.decoder.read(); f !== undefined; f = this.decoder.read()) this.frames.push(f);
-    this.wake();
+    this.parse();
   };
+
+  private parse(): void {
+    try {
+      while (!this.raw) {
+        const frame = this.decoder.read();
+        if (frame === undefined) break;
+        this.frames.push(frame);
+        if (this.rawAfterNextFrame) this.raw = true;
+      }
+    } catch (err) {
+      this.error = err instanceof Error ? err : new Error(String(err));
+      this.socket.destroy();
+    }
+    this.wake();
+  }
 
   private wake(): void {
     const waiter = this.waiter;
