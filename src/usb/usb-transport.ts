@@ -23,7 +23,6 @@
  * Any failure ends the transport exactly once: `sink.onClose(err)` is called at once, and
  * teardown waits for every transfer callback before the handle is closed (no leaked transfers).
  */
-import type { InEndpoint, LibUSBException, OutEndpoint, Transfer } from 'usb';
 import type { Logger } from '../log.js';
 import type { Transport, TransportSink } from '../mux/transport.js';
 import {
@@ -40,10 +39,29 @@ import {
 } from './constants.js';
 import { UsbDeviceGoneError, UsbStallError, UsbTransferError, libusbErrno } from './errors.js';
 
-/** The part of node-usb's InEndpoint the transport uses. */
-export type BulkIn = Pick<InEndpoint, 'startPoll' | 'stopPoll' | 'pollActive' | 'on' | 'removeListener'>;
-/** The part of node-usb's OutEndpoint the transport uses. */
-export type BulkOut = Pick<OutEndpoint, 'makeTransfer'>;
+/** The part of node-usb's InEndpoint the transport uses (tests pass a fake). */
+export interface BulkIn {
+  readonly pollActive: boolean;
+  startPoll(nTransfers: number, transferSize: number): unknown;
+  stopPoll(): void;
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  on(event: 'error', listener: (err: unknown) => void): unknown;
+  on(event: 'end', listener: () => void): unknown;
+  removeListener(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  removeListener(event: 'error', listener: (err: unknown) => void): unknown;
+  removeListener(event: 'end', listener: () => void): unknown;
+}
+
+/** One node-usb Transfer: reusable once its callback has run. */
+export interface OutTransfer {
+  submit(buffer: Buffer): unknown;
+  cancel(): unknown;
+}
+
+/** The part of node-usb's OutEndpoint the transport uses (tests pass a fake). */
+export interface BulkOut {
+  makeTransfer(timeout: number, callback: (error: Error | undefined, buffer: Buffer, actualLength: number) => void): OutTransfer;
+}
 
 /** A claimed usbmux interface, as the opener hands it over. */
 export interface ClaimedInterface {
@@ -71,13 +89,13 @@ const EMPTY = Buffer.alloc(0);
 
 /** One reusable OUT transfer with its callback, made once and recycled. */
 class OutSlot {
-  readonly transfer: Transfer;
+  readonly transfer: OutTransfer;
   /** Bytes of the packet in flight in this slot. */
   length = 0;
   busy = false;
 
   constructor(owner: UsbTransport, bulkOut: BulkOut) {
-    this.transfer = bulkOut.makeTransfer(BULK_TIMEOUT_MS, (error: LibUSBException | undefined) => {
+    this.transfer = bulkOut.makeTransfer(BULK_TIMEOUT_MS, (error: Error | undefined) => {
       owner.outDone(this, error);
     });
   }
@@ -160,7 +178,7 @@ export class UsbTransport implements Transport {
   close(): Promise<void> {
     if (this.closing) return this.closing;
     this.state = 'closing';
-    this.closing = this.teardown().then(() => {
+    this.closing = this.teardown(false).then(() => {
       this.notifyClose(undefined);
     });
     return this.closing;
@@ -172,7 +190,7 @@ export class UsbTransport implements Transport {
   }
 
   /** Completion of one OUT slot; called by the slot's callback. */
-  outDone(slot: OutSlot, error: LibUSBException | undefined): void {
+  outDone(slot: OutSlot, error: Error | undefined): void {
     this.outBytes -= slot.length;
     this.outPending--;
     slot.length = 0;
@@ -237,7 +255,7 @@ export class UsbTransport implements Transport {
     if (err instanceof UsbDeviceGoneError) this.log.info({ code: err.code }, 'USB device gone');
     else this.log.warn({ err }, 'USB transport failed; dropping the device');
     this.state = 'closing';
-    this.closing = this.teardown();
+    this.closing = this.teardown(true);
     this.notifyClose(err);
   }
 
@@ -259,7 +277,10 @@ export class UsbTransport implements Transport {
     }
   }
 
-  private async teardown(): Promise<void> {
+  private async teardown(afterFailure: boolean): Promise<void> {
+    // After a failure, yield first: when node-usb reports an IN error it calls stopPoll() itself
+    // right after emitting, and a stopPoll() from inside our listener would make that one throw.
+    if (afterFailure) await Promise.resolve();
     const bulkIn = this.device.bulkIn;
     if (this.pollStarted && bulkIn.pollActive) {
       try {

@@ -1,0 +1,346 @@
+import { EventEmitter } from 'node:events';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../log.js';
+import type { TransportSink } from '../mux/transport.js';
+import { LIBUSB_ERROR_NO_DEVICE, LIBUSB_TRANSFER_CANCELLED, LIBUSB_TRANSFER_ERROR, LIBUSB_TRANSFER_NO_DEVICE, LIBUSB_TRANSFER_STALL, USB_MTU } from './constants.js';
+import { UsbDeviceGoneError, UsbStallError, UsbTransferError } from './errors.js';
+import { UsbTransport } from './usb-transport.js';
+import type { BulkIn, BulkOut, ClaimedInterface, OutTransfer } from './usb-transport.js';
+
+type UsbError = Error & { errno: number };
+type Callback = (error: Error | undefined, buf: Buffer, actual: number) => void;
+
+/** What node-usb's LibUSBException looks like (it cannot be constructed from JS). */
+function usbError(errno: number): UsbError {
+  return Object.assign(new Error(`libusb ${errno}`), { errno });
+}
+
+/** node-usb's InEndpoint poll, by hand: the test decides when transfers complete. */
+class FakeIn extends EventEmitter implements BulkIn {
+  pollActive = false;
+  started: [number, number] | undefined;
+  stopCalls = 0;
+  /** Emit 'end' on stopPoll (as node-usb does once cancelled transfers are back). */
+  endOnStop = true;
+
+  startPoll(nTransfers: number, transferSize: number): void {
+    this.started = [nTransfers, transferSize];
+    this.pollActive = true;
+  }
+
+  stopPoll(): void {
+    if (!this.pollActive) throw new Error('Polling is not active.');
+    this.stopCalls++;
+    this.pollActive = false;
+    if (this.endOnStop) setImmediate(() => this.emit('end'));
+  }
+
+  /** node-usb on a failed IN transfer: 'error', stop polling, 'end' later. */
+  fail(errno: number): void {
+    this.emit('error', usbError(errno));
+    this.stopPoll();
+  }
+}
+
+class FakeTransfer implements OutTransfer {
+  buffer: Buffer | undefined;
+  submits = 0;
+  cancelled = false;
+
+  constructor(
+    private readonly owner: FakeOut,
+    private readonly callback: Callback,
+  ) {}
+
+  submit(buffer: Buffer): void {
+    if (this.owner.throwOnSubmit) throw this.owner.throwOnSubmit;
+    if (this.buffer) throw new Error('Transfer is already active');
+    this.buffer = buffer;
+    this.submits++;
+    this.owner.sent.push(buffer);
+  }
+
+  cancel(): boolean {
+    if (!this.buffer) return false;
+    this.cancelled = true;
+    setImmediate(() => {
+      this.finish(usbError(LIBUSB_TRANSFER_CANCELLED));
+    });
+    return true;
+  }
+
+  finish(error?: UsbError): void {
+    const buf = this.buffer;
+    if (!buf) throw new Error('not in flight');
+    this.buffer = undefined;
+    this.callback(error, buf, error ? 0 : buf.length);
+  }
+}
+
+class FakeOut implements BulkOut {
+  readonly transfers: FakeTransfer[] = [];
+  /** Every buffer submitted, in order. */
+  readonly sent: Buffer[] = [];
+  throwOnSubmit: Error | undefined;
+
+  makeTransfer(_timeout: number, callback: Callback): FakeTransfer {
+    const t = new FakeTransfer(this, callback);
+    this.transfers.push(t);
+    return t;
+  }
+
+  inFlight(): FakeTransfer[] {
+    return this.transfers.filter((t) => t.buffer !== undefined);
+  }
+
+  /** Complete the oldest in-flight transfers, in submission order. */
+  completeAll(error?: UsbError): void {
+    for (const t of this.inFlight()) t.finish(error);
+  }
+}
+
+interface Harness {
+  transport: UsbTransport;
+  bulkIn: FakeIn;
+  bulkOut: FakeOut;
+  sink: TransportSink & { data: Buffer[]; drains: number; closes: (Error | undefined)[] };
+  releases: number;
+}
+
+function harness(options: { outHighWater?: number; maxPacket?: number } = {}): Harness {
+  const bulkIn = new FakeIn();
+  const bulkOut = new FakeOut();
+  const h: Partial<Harness> & { releases: number } = { releases: 0 };
+  const claimed: ClaimedInterface = {
+    bulkIn,
+    bulkOut,
+    outMaxPacketSize: options.maxPacket ?? 512,
+    release(done) {
+      h.releases++;
+      setImmediate(done);
+    },
+  };
+  const sink = {
+    data: [] as Buffer[],
+    drains: 0,
+    closes: [] as (Error | undefined)[],
+    onData(chunk: Buffer) {
+      sink.data.push(chunk);
+    },
+    onDrain() {
+      sink.drains++;
+    },
+    onClose(err?: Error) {
+      sink.closes.push(err);
+    },
+  };
+  const transport = new UsbTransport(claimed, {
+    log: silentLogger(),
+    ...(options.outHighWater !== undefined && { outHighWater: options.outHighWater }),
+  });
+  return Object.assign(h, { transport, bulkIn, bulkOut, sink });
+}
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe('UsbTransport IN', () => {
+  it('polls 3 × 16384 and hands each view over without copying; zero-length ones are dropped', () => {
+    const { transport, bulkIn, sink } = harness();
+    expect(transport.maxPacketSize).toBe(USB_MTU);
+    transport.start(sink);
+    expect(bulkIn.started).toEqual([3, 16384]);
+    const chunk = Buffer.from('0000000000000014', 'hex');
+    bulkIn.emit('data', chunk);
+    bulkIn.emit('data', Buffer.alloc(0));
+    expect(sink.data).toHaveLength(1);
+    expect(sink.data[0]).toBe(chunk);
+  });
+
+  it('honours rxTransfers / rxTransferSize', () => {
+    const bulkIn = new FakeIn();
+    const t = new UsbTransport(
+      { bulkIn, bulkOut: new FakeOut(), outMaxPacketSize: 512, release: (d) => { d(); } },
+      { log: silentLogger(), rxTransfers: 5, rxTransferSize: 49152 },
+    );
+    t.start({ onData: () => undefined, onDrain: () => undefined, onClose: () => undefined });
+    expect(bulkIn.started).toEqual([5, 49152]);
+  });
+});
+
+describe('UsbTransport OUT', () => {
+  it('sends one transfer per packet and a ZLP after a multiple of wMaxPacketSize', () => {
+    const { transport, bulkOut, sink } = harness();
+    transport.start(sink);
+    const a = Buffer.alloc(20);
+    const b = Buffer.alloc(1024);
+    const c = Buffer.alloc(513);
+    transport.send(a);
+    transport.send(b);
+    transport.send(c);
+    expect(bulkOut.sent.map((s) => s.length)).toEqual([20, 1024, 0, 513]);
+    expect(bulkOut.sent[0]).toBe(a);
+    expect(bulkOut.sent[1]).toBe(b);
+  });
+
+  it('reuses transfer slots once they complete', () => {
+    const { transport, bulkOut, sink } = harness();
+    transport.start(sink);
+    for (let i = 0; i < 10; i++) {
+      transport.send(Buffer.alloc(100));
+      bulkOut.completeAll();
+    }
+    expect(bulkOut.transfers).toHaveLength(1);
+    expect(bulkOut.transfers[0]?.submits).toBe(10);
+  });
+
+  it('returns false above the high-water mark and drains once below it', () => {
+    const { transport, bulkOut, sink } = harness({ outHighWater: 1000 });
+    transport.start(sink);
+    expect(transport.send(Buffer.alloc(600))).toBe(true);
+    expect(transport.send(Buffer.alloc(600))).toBe(false);
+    expect(transport.send(Buffer.alloc(10))).toBe(false);
+    expect(bulkOut.sent).toHaveLength(3);
+    bulkOut.inFlight()[0]?.finish();
+    expect(sink.drains).toBe(1);
+    bulkOut.completeAll();
+    expect(sink.drains).toBe(1);
+  });
+
+  it('keeps accounting exact under any mix of sends and completions (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.record({ send: fc.integer({ min: 1, max: 3000 }) }), fc.record({ complete: fc.nat(5) })), { maxLength: 60 }),
+        (ops) => {
+          const { transport, bulkOut, sink } = harness({ outHighWater: 4096 });
+          transport.start(sink);
+          const inflight = (): number => bulkOut.inFlight().reduce((n, t) => n + (t.buffer?.length ?? 0), 0);
+          let owed = false;
+          let drains = 0;
+          const settle = (): void => {
+            if (owed && inflight() <= 4096) {
+              owed = false;
+              drains++;
+            }
+          };
+          for (const op of ops) {
+            if ('send' in op) {
+              const accepted = transport.send(Buffer.alloc(op.send));
+              expect(accepted).toBe(inflight() <= 4096);
+              if (!accepted) owed = true;
+            } else {
+              for (const t of bulkOut.inFlight().slice(0, op.complete)) {
+                t.finish();
+                settle();
+              }
+            }
+          }
+          for (const t of bulkOut.inFlight()) {
+            t.finish();
+            settle();
+          }
+          expect(sink.drains).toBe(drains);
+          const zlps = ops.filter((o) => 'send' in o && o.send % 512 === 0).length;
+          expect(bulkOut.sent.length).toBe(ops.filter((o) => 'send' in o).length + zlps);
+          expect(owed).toBe(false);
+          expect(sink.closes).toEqual([]);
+        },
+      ),
+    );
+  });
+});
+
+describe('UsbTransport endings', () => {
+  it('a stalled IN ends the device once with UsbStallError and releases after the poll ends', async () => {
+    const h = harness();
+    h.transport.start(h.sink);
+    h.bulkIn.fail(LIBUSB_TRANSFER_STALL);
+    h.bulkIn.emit('error', usbError(LIBUSB_TRANSFER_ERROR));
+    expect(h.sink.closes).toHaveLength(1);
+    expect(h.sink.closes[0]).toBeInstanceOf(UsbStallError);
+    await h.transport.close();
+    expect(h.releases).toBe(1);
+    expect(h.sink.closes).toHaveLength(1);
+  });
+
+  it('NO_DEVICE on OUT is UsbDeviceGoneError; later sends are dropped', async () => {
+    const h = harness();
+    h.transport.start(h.sink);
+    h.transport.send(Buffer.alloc(10));
+    h.transport.send(Buffer.alloc(10));
+    h.bulkOut.completeAll(usbError(LIBUSB_TRANSFER_NO_DEVICE));
+    expect(h.sink.closes.map((e) => e?.constructor)).toEqual([UsbDeviceGoneError]);
+    expect(h.transport.send(Buffer.alloc(10))).toBe(false);
+    expect(h.bulkOut.sent).toHaveLength(2);
+    await h.transport.close();
+    expect(h.releases).toBe(1);
+  });
+
+  it('other OUT errors are UsbTransferError carrying the libusb status', () => {
+    const h = harness();
+    h.transport.start(h.sink);
+    h.transport.send(Buffer.alloc(10));
+    h.bulkOut.completeAll(usbError(LIBUSB_TRANSFER_ERROR));
+    const err = h.sink.closes[0];
+    expect(err).toBeInstanceOf(UsbTransferError);
+    expect(err instanceof UsbTransferError && err.libusbErrno).toBe(LIBUSB_TRANSFER_ERROR);
+  });
+
+  it('close() stops the poll, cancels OUT, waits for every callback, then releases; onClose() once', async () => {
+    const h = harness();
+    h.transport.start(h.sink);
+    h.transport.send(Buffer.alloc(100));
+    h.transport.send(Buffer.alloc(512));
+    const closing = h.transport.close();
+    expect(h.transport.close()).toBe(closing);
+    expect(h.bulkIn.stopCalls).toBe(1);
+    expect(h.bulkOut.transfers.every((t) => t.cancelled)).toBe(true);
+    expect(h.releases).toBe(0);
+    await closing;
+    expect(h.bulkOut.inFlight()).toEqual([]);
+    expect(h.releases).toBe(1);
+    expect(h.sink.closes).toEqual([undefined]);
+    expect(h.bulkIn.listenerCount('data')).toBe(0);
+  });
+
+  it('deviceGone() ends with UsbDeviceGoneError once, whatever follows', async () => {
+    const h = harness();
+    h.transport.start(h.sink);
+    h.transport.deviceGone();
+    h.transport.deviceGone();
+    h.bulkIn.emit('error', usbError(LIBUSB_TRANSFER_NO_DEVICE));
+    await h.transport.close();
+    expect(h.sink.closes).toHaveLength(1);
+    expect(h.sink.closes[0]).toBeInstanceOf(UsbDeviceGoneError);
+    expect(h.releases).toBe(1);
+  });
+
+  it('a submit that throws fails the device after send() returns, not inside it', async () => {
+    const h = harness();
+    h.transport.start(h.sink);
+    h.bulkOut.throwOnSubmit = usbError(LIBUSB_ERROR_NO_DEVICE);
+    h.transport.send(Buffer.alloc(10));
+    expect(h.sink.closes).toEqual([]);
+    await tick();
+    expect(h.sink.closes[0]).toBeInstanceOf(UsbDeviceGoneError);
+    await h.transport.close();
+    expect(h.releases).toBe(1);
+  });
+
+  it('close() gives up waiting for a poll end that never comes (node-usb resubmit failure)', async () => {
+    const h = harness();
+    h.bulkIn.endOnStop = false;
+    h.transport.start(h.sink);
+    const t0 = Date.now();
+    await h.transport.close();
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    expect(h.releases).toBe(1);
+  });
+
+  it('close() before start() releases without polling', async () => {
+    const h = harness();
+    await h.transport.close();
+    expect(h.bulkIn.started).toBeUndefined();
+    expect(h.releases).toBe(1);
+  });
+});
