@@ -19,6 +19,7 @@
  */
 import type { Socket } from 'node:net';
 import type { DeviceDirectory, MuxConnection, MuxDevice } from '../mux/index.js';
+import { InvalidPairRecordDataError, InvalidPairRecordIdError } from '../pairrecords/index.js';
 import type { PairRecordStore } from '../pairrecords/index.js';
 import type { PlistDict } from '../plist/index.js';
 import type { Logger } from '../log.js';
@@ -176,7 +177,7 @@ export class ClientSession {
       decoded = decodeRequest(frame);
     } catch (err) {
       this.log.info({ err, tag: frame.tag }, 'bad request');
-      this.reply(encodeResult(this.dialect, frame.tag, errorToResult(err)));
+      this.replyResult(frame.tag, errorToResult(err));
       return;
     }
     if (decoded.plist) {
@@ -204,29 +205,37 @@ export class ClientSession {
       case 'ReadBUID':
         this.runAsync(tag, this.ctx.store.systemBuid().then((buid) => ({ BUID: buid })));
         return;
-      case 'ReadPairRecord':
-        if (request.pairRecordId === undefined) {
-          this.replyResult(tag, Result.EINVAL);
+      case 'ReadPairRecord': {
+        const id = request.pairRecordId;
+        if (id === undefined) {
+          this.replyError(tag, new InvalidPairRecordIdError('ReadPairRecord without PairRecordID'));
           return;
         }
-        this.runAsync(tag, this.ctx.store.read(request.pairRecordId).then((data) => ({ PairRecordData: data })));
+        this.runAsync(tag, this.ctx.store.read(id).then((data) => ({ PairRecordData: data })));
         return;
+      }
       case 'SavePairRecord': {
         const { pairRecordId, data, deviceId } = request;
-        if (pairRecordId === undefined || data === undefined) {
-          this.replyResult(tag, Result.EINVAL);
+        if (pairRecordId === undefined) {
+          this.replyError(tag, new InvalidPairRecordIdError('SavePairRecord without PairRecordID'));
+          return;
+        }
+        if (data === undefined) {
+          this.replyError(tag, new InvalidPairRecordDataError('SavePairRecord without PairRecordData'));
           return;
         }
         this.runAsync(tag, this.ctx.store.save(pairRecordId, data).then(() => this.afterSave(pairRecordId, deviceId)));
         return;
       }
-      case 'DeletePairRecord':
-        if (request.pairRecordId === undefined) {
-          this.replyResult(tag, Result.EINVAL);
+      case 'DeletePairRecord': {
+        const id = request.pairRecordId;
+        if (id === undefined) {
+          this.replyError(tag, new InvalidPairRecordIdError('DeletePairRecord without PairRecordID'));
           return;
         }
-        this.runAsync(tag, this.ctx.store.delete(request.pairRecordId).then(() => Result.OK));
+        this.runAsync(tag, this.ctx.store.delete(id).then(() => Result.OK));
         return;
+      }
     }
   }
 
@@ -294,17 +303,16 @@ export class ClientSession {
 
   private connect(deviceId: number | undefined, port: number | undefined, tag: number): void {
     if (deviceId === undefined) {
-      this.replyResult(tag, errorToResult(new UnknownDeviceError('Connect without DeviceID')));
+      this.replyError(tag, new UnknownDeviceError('Connect without DeviceID'));
       return;
     }
     if (port === undefined) {
-      this.replyResult(tag, errorToResult(new BadCommandError('Connect without PortNumber')));
+      this.replyError(tag, new BadCommandError('Connect without PortNumber'));
       return;
     }
     const device = this.ctx.directory.get(deviceId);
     if (device === undefined) {
-      this.log.info({ deviceId }, 'Connect to an unknown device');
-      this.replyResult(tag, errorToResult(new UnknownDeviceError(`no device ${deviceId}`)));
+      this.replyError(tag, new UnknownDeviceError(`Connect to unknown device ${deviceId}`));
       return;
     }
     this.state = 'connecting';
@@ -358,6 +366,13 @@ export class ClientSession {
   }
 
   // ---- output ---------------------------------------------------------------------------------
+
+  /** A request we refuse without doing anything: logged (info) and answered via errorToResult. */
+  private replyError(tag: number, err: Error): void {
+    const result = errorToResult(err);
+    this.log.info({ err, tag, result }, 'request refused');
+    this.replyResult(tag, result);
+  }
 
   private replyResult(tag: number, number: number): void {
     this.reply(encodeResult(this.dialect, tag, number));

@@ -22,6 +22,12 @@ import type { Logger } from '../log.js';
 
 const kTunnel = Symbol('muxd.tunnel');
 
+/**
+ * After the device side ended, how long the client may take to read what is queued (with no
+ * progress at all) before we drop it, so a client that never reads cannot pin the socket forever.
+ */
+export const END_LINGER_MS = 30_000;
+
 interface TunnelSocket extends Socket {
   [kTunnel]?: Tunnel;
 }
@@ -84,6 +90,7 @@ export class Tunnel implements ConnectionSink {
       case 'protocol-error':
         this.log.debug({ reason }, 'tunnel closed by the device side; ending client after queued bytes');
         socket.resume(); // a paused socket would never see the client's FIN
+        socket.setTimeout(END_LINGER_MS, socketOnLingerTimeout);
         socket.end();
         break;
       case 'local-reset':
@@ -109,6 +116,10 @@ export class Tunnel implements ConnectionSink {
 
 function socketOnData(this: TunnelSocket, chunk: Buffer): void {
   this[kTunnel]?.write(chunk);
+}
+
+function socketOnLingerTimeout(this: TunnelSocket): void {
+  this.destroy();
 }
 
 function socketOnGone(this: TunnelSocket): void {
