@@ -20,7 +20,7 @@
  * Errors branch on the LibUSBException errno, never on its text. Control requests are control
  * plane, so promises are fine here.
  */
-import type { ConfigDescriptor, DeviceDescriptor, Endpoint, LibUSBException } from 'usb';
+import type { ConfigDescriptor, DeviceDescriptor, Endpoint } from 'usb';
 import { InEndpoint, OutEndpoint } from 'usb';
 import type { Logger } from '../log.js';
 import {
@@ -63,12 +63,12 @@ export interface OpenableDevice {
     wValue: number,
     wIndex: number,
     length: number,
-    callback: (error: LibUSBException | undefined, buffer: Buffer | number | undefined) => void,
+    callback: (error: Error | undefined, buffer: Buffer | number | undefined) => void,
   ): unknown;
-  setConfiguration(desired: number, callback: (error: LibUSBException | undefined) => void): void;
+  setConfiguration(desired: number, callback: (error: Error | undefined) => void): void;
   interface(interfaceNumber: number): { endpoint(address: number): Endpoint | undefined };
   __claimInterface(interfaceNumber: number): void;
-  __releaseInterface(interfaceNumber: number, callback: (error?: LibUSBException) => void): void;
+  __releaseInterface(interfaceNumber: number, callback: (error?: Error) => void): void;
   __isKernelDriverActive(interfaceNumber: number): boolean;
   __detachKernelDriver(interfaceNumber: number): void;
 }
