@@ -19,7 +19,7 @@
  */
 import type { Socket } from 'node:net';
 import type { DeviceDirectory, MuxConnection, MuxDevice } from '../mux/index.js';
-import { InvalidPairRecordDataError, InvalidPairRecordIdError } from '../pairrecords/index.js';
+import { InvalidPairRecordDataError, InvalidPairRecordIdError, PairRecordIoError } from '../pairrecords/index.js';
 import type { PairRecordStore } from '../pairrecords/index.js';
 import type { PlistDict } from '../plist/index.js';
 import type { Logger } from '../log.js';
@@ -263,7 +263,9 @@ export class ClientSession {
       (err: unknown) => {
         if (this.state !== 'busy') return;
         const result = errorToResult(err);
-        if (isMuxdError(err)) this.log.info({ err, result }, 'command failed');
+        // Disk trouble (ENOSPC, EROFS, EACCES) is the operator's business: warn, with the errno.
+        if (err instanceof PairRecordIoError) this.log.warn({ err, errno: err.errno, result }, 'pair-record storage failed');
+        else if (isMuxdError(err)) this.log.info({ err, result }, 'command failed');
         else this.log.error({ err, result }, 'command failed unexpectedly');
         this.replyResult(tag, result);
       },

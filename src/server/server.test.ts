@@ -16,6 +16,7 @@ import { FilePairRecordStore } from '../pairrecords/index.js';
 import { buildBinary, buildXml, parsePlist } from '../plist/index.js';
 import type { PlistDict } from '../plist/index.js';
 import { silentLogger } from '../log.js';
+import { pino } from 'pino';
 import { FakeDirectory } from '../../test/support/fake-directory.js';
 import { ConnectRefused, MuxdClient, MuxdClientClosedError } from '../../test/support/muxd-client.js';
 
@@ -77,6 +78,34 @@ describe('listening socket', () => {
     await writeFile(path, 'not a socket');
     const again = new MuxdServer({ directory, store: new FilePairRecordStore({ dir }), log: silentLogger() });
     await expect(again.listen({ kind: 'unix', path })).rejects.toBeInstanceOf(SocketPathOccupiedError);
+  });
+
+  it('applies mode and gid to the socket file', async () => {
+    server = new MuxdServer({ directory, store: new FilePairRecordStore({ dir }), log: silentLogger() });
+    const gid = process.getgid?.() ?? 0;
+    await server.listen({ kind: 'unix', path, mode: 0o660, gid });
+    const st = await stat(path);
+    expect([st.mode & 0o777, st.gid]).toEqual([0o660, gid]);
+  });
+
+  it('calls identify once per client and logs its bindings', async () => {
+    const seen: unknown[] = [];
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } });
+    server = new MuxdServer({
+      directory,
+      store: new FilePairRecordStore({ dir }),
+      log,
+      identify: (socket) => {
+        seen.push(socket.remoteAddress);
+        return { pid: 4242 };
+      },
+    });
+    await server.listen({ kind: 'unix', path });
+    const c = await client();
+    await c.request({ MessageType: 'ListDevices' });
+    expect(seen).toHaveLength(1);
+    expect(lines.some((l) => l.includes('"pid":4242') && l.includes('client connected'))).toBe(true);
   });
 
   it('limits clients: the one over maxClients is closed', async () => {
@@ -214,6 +243,17 @@ describe('Listen', () => {
     expect(seen).toEqual(['attached:1', 'attached:3', 'paired:3', 'detached:1']);
     c.send(encodePlistRequest(5, { MessageType: 'ListDevices' }));
     await c.closed();
+  });
+
+  it('a listener that stops reading is closed once its backlog passes the limit', async () => {
+    const c = await client();
+    const events = c.listen();
+    void events.next();
+    await until(() => server.clientCount === 1);
+    c.socket.pause();
+    // Each Attached is ~700 bytes: 8000 of them overflow kernel buffers plus the 1 MiB limit.
+    for (let i = 0; i < 8000 && server.clientCount === 1; i++) directory.add();
+    await until(() => server.clientCount === 0);
   });
 
   it('binary listener gets DEVICE_ADD/REMOVE/PAIRED in version 0', async () => {
