@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -109,6 +110,26 @@ describe('InstanceLock (abstract-socket lock + pidfile)', () => {
     writeFileSync(pidfile, '1'); // init / the container's first process: alive, not usbmuxd
     const lock = await InstanceLock.acquire(pidfile);
     lock.release();
+  });
+
+  it('refuses when the pidfile names a live C usbmuxd (by process name) or one of ours (by command line)', async () => {
+    const dir = tmp();
+    copyFileSync('/bin/sleep', join(dir, 'usbmuxd')); // comm becomes "usbmuxd"
+    chmodSync(join(dir, 'usbmuxd'), 0o755);
+    mkdirSync(join(dir, 'dist'));
+    writeFileSync(join(dir, 'dist', 'main.js'), 'setTimeout(() => undefined, 20000);\n');
+    const fakes = [spawn(join(dir, 'usbmuxd'), ['20'], { stdio: 'ignore' }), spawn(process.execPath, [join(dir, 'dist', 'main.js')], { stdio: 'ignore' })];
+    try {
+      for (const fake of fakes) {
+        const pidfile = join(dir, `fake-${fake.pid ?? 0}.pid`);
+        writeFileSync(pidfile, String(fake.pid));
+        await vi.waitFor(() => { expect(readFileSync(`/proc/${fake.pid ?? 0}/cmdline`, 'utf8')).toMatch(/usbmuxd|main\.js/); });
+        await expect(InstanceLock.acquire(pidfile)).rejects.toMatchObject({ code: 'MUXD_ERR_INSTANCE_RUNNING', pid: fake.pid });
+        await expect(findRunningInstance(pidfile)).resolves.toBe(fake.pid);
+      }
+    } finally {
+      for (const fake of fakes) fake.kill('SIGKILL');
+    }
   });
 
   it('different pidfiles are different locks', () => {

@@ -21,9 +21,10 @@
  *   decimal pid without a newline, like usbmuxd) for systemd's PIDFile= and for people.
  * - Unlike usbmuxd we remove the pidfile at a clean exit (it is no longer the lock).
  * - Interop with the C usbmuxd: if the pidfile names a live process whose name is `usbmuxd`,
- *   that daemon holds its fcntl lock; we refuse to start, and `-x`/`-X` signal it.
- * - Limit: abstract sockets live in the network namespace. An instance in another network
- *   namespace (a unit with PrivateNetwork=yes) is not seen; our unit does not set it.
+ *   that daemon holds its fcntl lock; we refuse to start, and `-x`/`-X` signal it. The same
+ *   check (by command line) covers one of ours in another network namespace.
+ * - Abstract sockets live in a network namespace; across namespaces only the pidfile check
+ *   above applies (our unit does not set PrivateNetwork=).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -70,7 +71,24 @@ function processName(pid: number): string | undefined {
   }
 }
 
-/** The pid written in `pidfile`, if it is a live process called usbmuxd (the C daemon) other than us. */
+function looksLikeUsbmuxd(pid: number): boolean {
+  if (processName(pid) === 'usbmuxd') return true; // the C daemon
+  let argv: string[];
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return false;
+  }
+  // ours: `node /usr/local/bin/usbmuxd …` or `node …/dist/main.js …`
+  const script = argv[1] ?? '';
+  return script.endsWith('/usbmuxd') || script === 'usbmuxd' || script.endsWith('/dist/main.js');
+}
+
+/**
+ * The pid written in `pidfile`, if it is a live usbmuxd other than us: the C daemon (which holds
+ * an fcntl lock we cannot see) or ours in another network namespace (whose abstract lock we
+ * cannot see). A dead pid, or a live process that is something else, is a stale file.
+ */
 export function foreignUsbmuxdFromPidfile(pidfile: string): number | undefined {
   let text: string;
   try {
@@ -80,7 +98,7 @@ export function foreignUsbmuxdFromPidfile(pidfile: string): number | undefined {
   }
   const pid = Number(text);
   if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
-  return processName(pid) === 'usbmuxd' ? pid : undefined;
+  return looksLikeUsbmuxd(pid) ? pid : undefined;
 }
 
 /** Find a running instance for this pidfile: ours (lock) first, then a C usbmuxd named in it. */

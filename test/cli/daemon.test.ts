@@ -2,7 +2,7 @@
  * End-to-end tests of the daemon process: the real `node dist/main.js`, spawned per test
  * (`npm test` builds first; run `npm run build` before running this file alone).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -321,6 +321,26 @@ describe('logging', () => {
     expect(await quiet.exited).toBe(0);
     const loud = await started([...args, '-v']);
     expect(loud.lines().some((l) => l.level === 30)).toBe(true);
+  });
+
+  it('logs the client pid and command line on connect and close (Unix socket and TCP loopback)', async () => {
+    const s = setup();
+    const port = await freePort();
+    const unix = await started(s.args);
+    const tcp = await started(s.args.map((v) => (v === s.sock ? `127.0.0.1:${port}` : v)).map((v) => (v === s.pidfile ? 'NONE' : v)));
+    const clients = [
+      { d: unix, code: `s=socket.socket(socket.AF_UNIX); s.connect(${JSON.stringify(s.sock)})` },
+      { d: tcp, code: `s=socket.create_connection(("127.0.0.1", ${port}))` },
+    ];
+    for (const { d, code } of clients) {
+      const py = spawn('python3', ['-c', `import socket, time; ${code}; time.sleep(1.5)`], { stdio: 'ignore' });
+      const line = await d.waitFor((l) => l.msg === 'client identity');
+      expect(line['pid']).toBe(py.pid);
+      expect(String(line['cmdline'])).toMatch(/python3?\S* -c import socket/);
+      const closed = await d.waitFor((l) => l.msg === 'client disconnected');
+      expect(closed['pid']).toBe(py.pid);
+      expect(closed['peer']).toBe(line['peer']);
+    }
   });
 
   it('-f -vv logs at trace', async () => {
