@@ -213,7 +213,8 @@ export class DeviceTcpConnection implements ServiceConnection {
 
   /** Send what the host window allows; ask an endless source for more while room is left. */
   private flush(): void {
-    if (this.flushing) return;
+    // Nothing but the SYN|ACK goes out until the host has ACKed it.
+    if (this.flushing || this.stateValue !== 'ESTABLISHED') return;
     this.flushing = true;
     try {
       for (;;) {
