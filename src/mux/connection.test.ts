@@ -256,6 +256,14 @@ describe('Connection established (table)', () => {
     expect(r.writable).toBe(1);
   });
 
+  it('an ack beyond what we sent (device bug) does not stall sending', () => {
+    const { conn, host } = established(1000, 2048);
+    conn.attach(recorder().sink);
+    conn.onSegment(seg(ACK, 2048, 500), Buffer.alloc(0));
+    expect(conn.write(Buffer.alloc(10))).toBe(true);
+    expect(host.sent.map((s) => s.len)).toEqual([10]);
+  });
+
   it('packs several small pending writes into one segment', () => {
     const { conn, host } = established(1000, 0);
     conn.attach(recorder().sink);

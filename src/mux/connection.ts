@@ -160,7 +160,9 @@ export class Connection implements MuxConnection {
 
   /** Bytes we may send now: peer window minus bytes in flight, capped by the max payload. */
   sendable(): number {
-    const inFlight = (this.txSeq - this.rxAck) >>> 0;
+    // Signed u32 distance: an ack beyond what we sent (a device bug) counts as nothing in flight
+    // rather than as 4 GiB in flight, which would stall the connection for good.
+    const inFlight = Math.max(0, (this.txSeq - this.rxAck) | 0);
     const room = this.peerWindow - inFlight;
     return room <= 0 ? 0 : Math.min(room, this.maxPayload);
   }
