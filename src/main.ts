@@ -16,7 +16,6 @@
  * remove the socket file, release the lock and pidfile, exit 0.
  */
 import { mkdirSync, statSync, unlinkSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { parseArgs } from './cli/args.js';
 import { usageText, versionLine } from './cli/usage.js';
 import type { DaemonConfig } from './config.js';
@@ -30,6 +29,8 @@ import { dropPrivileges, isRoot, lookupGroupId, resolveDropUser } from './daemon
 import type { UserEntry } from './daemon/privileges.js';
 import { EXIT_CRASH, installCrashHandlers, installSignalHandlers } from './daemon/signals.js';
 import { takeListenFds } from './daemon/socket-activation.js';
+import type { ActivationResult } from './daemon/socket-activation.js';
+import { defaultPathProblem } from './daemon/default-paths.js';
 import { InstanceRunningError, ListenError, SignalInstanceError } from './daemon/errors.js';
 import type { Logger } from './log.js';
 import { DeviceRegistry } from './mux/index.js';
@@ -98,8 +99,7 @@ async function signalInstance(config: DaemonConfig, signal: 'SIGUSR1' | 'SIGTERM
   }
 }
 
-function listenTargetFor(config: DaemonConfig, log: Logger): { target: ListenTarget; unixPath?: string } {
-  const activation = takeListenFds(process.env, process.pid);
+function listenTargetFor(config: DaemonConfig, activation: ActivationResult, log: Logger): { target: ListenTarget; unixPath?: string } {
   if (activation.fd !== undefined) {
     if (activation.count > 1) log.warn({ count: activation.count }, 'systemd passed several sockets; using the first (fd 3)');
     log.info('socket activation: listening on fd 3 from systemd');
@@ -107,16 +107,6 @@ function listenTargetFor(config: DaemonConfig, log: Logger): { target: ListenTar
   }
   const s = config.socket;
   if (s.kind === 'tcp') return { target: { kind: 'tcp', host: s.host, port: s.port } };
-  if (!config.socketExplicit && !isRoot()) {
-    try {
-      const st = statSync(dirname(s.path));
-      const writable = st.isDirectory() && (process.getuid?.() === st.uid ? (st.mode & 0o200) !== 0 : (st.mode & 0o002) !== 0);
-      if (!writable) throw new Error('not writable');
-    } catch {
-      throw new ListenError(`cannot create ${s.path}: not running as root and ${dirname(s.path)} is not writable; ` +
-        'use -S PATH (or -S 127.0.0.1:PORT) to listen elsewhere');
-    }
-  }
   const gid = config.socketGroup === undefined ? undefined : lookupGroupId(config.socketGroup);
   return {
     target: gid === undefined ? { kind: 'unix', path: s.path, mode: config.socketMode } : { kind: 'unix', path: s.path, mode: config.socketMode, gid },
@@ -149,6 +139,10 @@ async function run(config: DaemonConfig, warnings: readonly string[], log: Logge
 async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, log: Logger, exit: (code: number) => void): Promise<void> {
 
   const user: UserEntry | undefined = config.user === undefined ? undefined : resolveDropUser(config.user);
+  const activation = takeListenFds(process.env, process.pid);
+  const pathProblem = defaultPathProblem(config, isRoot(), activation.fd !== undefined);
+  if (pathProblem !== undefined) throw new ListenError(pathProblem);
+  if (config.preflight) log.debug('preflight is not implemented: devices are announced as with -p');
 
   if (config.pidfile !== null) {
     try {
@@ -167,7 +161,7 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
   const registry = new DeviceRegistry({ log, connectTimeoutMs: config.connectTimeoutMs, versionTimeoutMs: config.versionTimeoutMs });
   const store = new FilePairRecordStore({ dir: config.configDir, log });
   const server = new MuxdServer({ directory: registry, store, log, maxClients: config.maxClients, identify: createPeerIdentifier(log) });
-  const { target, unixPath } = listenTargetFor(config, log);
+  const { target, unixPath } = listenTargetFor(config, activation, log);
   // Known to teardown before the first await, so a signal during startup still cleans up.
   parts.server = server;
   parts.registry = registry;

@@ -218,13 +218,19 @@ describe('privileges', () => {
     expect(d.lines().some((l) => /not dropping privileges to root/.test(l.msg))).toBe(true);
   });
 
-  it.runIf(root)('not root and the default socket path is not writable: a clear error suggesting -S', () => {
+  it.runIf(root)('not root and the default socket path is not writable: a clear error suggesting -S (and -P)', () => {
     const cfg = tempDir();
-    const r = spawnSync(process.execPath, [mainJs, '-f', '--log-format', 'json', '--no-usb', '-P', 'NONE', '-C', join(cfg, 'c')], {
-      encoding: 'utf8', uid: 65534, gid: 65534, timeout: 15_000,
-    });
-    expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/use -S/);
+    const asNobody = (args: string[]): { status: number | null; stderr: string } =>
+      spawnSync(process.execPath, [mainJs, '-f', '--log-format', 'json', '--no-usb', '-C', join(cfg, 'c'), ...args], {
+        encoding: 'utf8', uid: 65534, gid: 65534, timeout: 15_000,
+      });
+    const both = asNobody([]);
+    expect(both.status).toBe(1);
+    expect(both.stderr).toMatch(/not running as root, so the socket \/var\/run\/usbmuxd and the pidfile \/var\/run\/usbmuxd\.pid cannot be created; use -S PATH.*-P PATH/);
+    const socketOnly = asNobody(['-P', 'NONE']);
+    expect(socketOnly.status).toBe(1);
+    expect(socketOnly.stderr).toMatch(/the socket \/var\/run\/usbmuxd cannot be created; use -S PATH/);
+    expect(socketOnly.stderr).not.toMatch(/-P PATH/);
   });
 });
 
