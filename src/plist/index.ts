@@ -5,33 +5,25 @@
  * `PlistValue`, enforcing limits meant for hostile input (a client socket, a file someone else
  * wrote). `buildXml` / `buildBinary` go the other way.
  *
+ * XML is read by our own strict reader (xml-reader.ts), binary by bplist-parser (its limits set
+ * below, its output checked again), and both are written by the `plist` / `bplist-creator`
+ * packages.
+ *
  * Numbers: an integer is a JS `number` when it is a safe integer, else a `bigint`; a real is a
- * non-integral `number`. Neither underlying parser reports whether a number was written as
- * `<integer>` or `<real>`, so a real with an integral value (`<real>2</real>`) reads as the integer
- * 2, and XML integers beyond 2^53 lose precision (bplist keeps them exact as bigint). Nothing the
- * usbmux protocol carries is affected.
+ * `number`. A real with an integral value (`<real>2</real>`) therefore reads like the integer 2;
+ * nothing the usbmux protocol carries is affected.
  */
 import plist from 'plist';
 import bplistCreator from 'bplist-creator';
 import { parseBuffer, setMaxObjectCount, setMaxObjectSize } from 'bplist-parser';
 import { PlistParseError } from './errors.js';
+import { readXmlPlist } from './xml-reader.js';
+import type { PlistDict, PlistLimits, PlistValue } from './types.js';
 
 export { PlistParseError } from './errors.js';
 export type { PlistErrorCode } from './errors.js';
 
-export type PlistValue = string | number | bigint | boolean | Buffer | Date | PlistValue[] | PlistDict;
-export interface PlistDict {
-  [key: string]: PlistValue;
-}
-
-export interface PlistLimits {
-  /** Largest input accepted, in bytes. */
-  readonly maxBytes: number;
-  /** Deepest container nesting (the root container is depth 1). */
-  readonly maxDepth: number;
-  /** Most values (containers, keys excluded, and leaves) in one document. */
-  readonly maxObjects: number;
-}
+export type { PlistDict, PlistLimits, PlistValue } from './types.js';
 
 /** Defaults sized for usbmux messages and pair records (a few KiB in practice). */
 export const DEFAULT_PLIST_LIMITS: PlistLimits = { maxBytes: 1024 * 1024, maxDepth: 32, maxObjects: 16384 };
@@ -62,24 +54,21 @@ export function parsePlist(buf: Buffer, limits: PlistLimits = DEFAULT_PLIST_LIMI
   if (buf.length > limits.maxBytes) {
     throw new PlistParseError('MUXD_ERR_PLIST_TOO_LARGE', `plist of ${buf.length} bytes exceeds ${limits.maxBytes}`);
   }
+  if (!isBinaryPlist(buf)) return readXmlPlist(buf.toString('utf8'), limits);
   let raw: unknown;
   try {
-    if (isBinaryPlist(buf)) {
-      raw = parseBuffer(buf)[0];
-    } else {
-      raw = plist.parse(buf.toString('utf8'));
-    }
+    raw = parseBuffer(buf)[0];
   } catch (err) {
     // A binary plist whose objects reference each other in a cycle recurses until the stack ends.
     if (err instanceof RangeError) {
       throw new PlistParseError('MUXD_ERR_PLIST_TOO_DEEP', 'plist nests too deeply (or is cyclic)', { cause: err });
     }
-    throw new PlistParseError('MUXD_ERR_PLIST_MALFORMED', 'not a valid plist', { cause: err });
+    throw new PlistParseError('MUXD_ERR_PLIST_MALFORMED', 'not a valid binary plist', { cause: err });
   }
   return checkValue(raw, limits, 0, { count: 0 });
 }
 
-/** Checks the parser's output against our type and limits, and returns it typed. */
+/** Checks bplist-parser's output against our type and limits, and returns it typed. */
 function checkValue(raw: unknown, limits: PlistLimits, depth: number, seen: { count: number }): PlistValue {
   seen.count += 1;
   if (seen.count > limits.maxObjects) {
