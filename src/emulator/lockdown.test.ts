@@ -1,0 +1,171 @@
+import bplistCreator from 'bplist-creator';
+import plist from 'plist';
+import type { PlistObject } from 'plist';
+import { describe, expect, it } from 'vitest';
+import { TcpFlag } from './codec.js';
+import { EmulatedIPhone } from './device.js';
+import { HostDriver } from './host-driver.js';
+import { LockdownResponder, MAX_LOCKDOWN_MESSAGE, frameLockdownMessage, parseLockdownMessage } from './lockdown.js';
+import { LOCKDOWN_PORT } from './services.js';
+
+const UDID = '00008030-001A2B3C4D5E802E';
+
+function xmlFrame(message: PlistObject): Buffer {
+  return frameLockdownMessage(message);
+}
+
+function binaryFrame(message: PlistObject): Buffer {
+  const body = bplistCreator(message);
+  const frame = Buffer.alloc(4 + body.length);
+  frame.writeUInt32BE(body.length, 0);
+  body.copy(frame, 4);
+  return frame;
+}
+
+/** A phone with an open lockdownd connection; `send` writes raw bytes, `replies` decodes framed answers. */
+function session(): { phone: EmulatedIPhone; send(bytes: Buffer): void; replies(): unknown[]; flags(): number[] } {
+  const phone = new EmulatedIPhone();
+  const host = new HostDriver(phone);
+  host.handshake();
+  host.open(LOCKDOWN_PORT, 1);
+  let seq = 1;
+  let pending = Buffer.alloc(0);
+  let lastFlags: number[] = [];
+  return {
+    phone,
+    send(bytes) {
+      host.tcp({ sport: 1, dport: LOCKDOWN_PORT, seq, ack: 1, flags: TcpFlag.ACK }, bytes);
+      seq += bytes.length;
+    },
+    replies() {
+      const seen = host.take();
+      lastFlags = seen.map((p) => p.tcp?.flags ?? -1);
+      pending = Buffer.concat([pending, ...seen.map((p) => p.body)]);
+      const out: unknown[] = [];
+      while (pending.length >= 4 && pending.length >= 4 + pending.readUInt32BE(0)) {
+        const length = pending.readUInt32BE(0);
+        const body = pending.subarray(4, 4 + length);
+        expect(body.subarray(0, 5).toString()).toBe('<?xml'); // replies are XML
+        out.push(plist.parse(body.toString('utf8')));
+        pending = pending.subarray(4 + length);
+      }
+      return out;
+    },
+    flags() {
+      return lastFlags;
+    },
+  };
+}
+
+describe('lockdownd over a mux connection', () => {
+  it('QueryType (XML request) → lockdown type; Label ignored', () => {
+    const s = session();
+    s.send(xmlFrame({ Label: 'usbmuxd', Request: 'QueryType' }));
+    expect(s.replies()).toEqual([{ Request: 'QueryType', Type: 'com.apple.mobile.lockdown' }]);
+  });
+
+  it('GetValue without Key (binary request) → the whole default domain, like ideviceinfo -s', () => {
+    const s = session();
+    s.send(binaryFrame({ Label: 'ideviceinfo', Request: 'QueryType' }));
+    s.send(binaryFrame({ Label: 'ideviceinfo', Request: 'GetValue' }));
+    const [type, all] = s.replies() as [unknown, { Value: Record<string, unknown> }];
+    expect(type).toMatchObject({ Type: 'com.apple.mobile.lockdown' });
+    expect(all.Value).toMatchObject({
+      UniqueDeviceID: UDID,
+      ProductVersion: '17.5',
+      ProductType: 'iPhone15,2',
+      DeviceClass: 'iPhone',
+      DeviceName: 'Virtual iPhone',
+      BuildVersion: '21F79',
+      SerialNumber: 'F2LXV0ABCDEF',
+      CPUArchitecture: 'arm64e',
+      ProductName: 'iPhone OS',
+      ActivationState: 'Activated',
+    });
+    expect(Object.keys(all.Value).length).toBeGreaterThan(15);
+  });
+
+  it('GetValue with Key, with Domain, unknown Key and unknown Domain', () => {
+    const s = session();
+    s.send(xmlFrame({ Request: 'GetValue', Key: 'ProductVersion' }));
+    s.send(binaryFrame({ Request: 'GetValue', Key: 'DeviceClass' }));
+    s.send(xmlFrame({ Request: 'GetValue', Domain: 'com.apple.mobile.battery', Key: 'BatteryCurrentCapacity' }));
+    s.send(xmlFrame({ Request: 'GetValue', Key: 'NoSuchKey' }));
+    s.send(xmlFrame({ Request: 'GetValue', Domain: 'com.example.nothing', Key: 'ProductVersion' }));
+    expect(s.replies()).toEqual([
+      { Request: 'GetValue', Key: 'ProductVersion', Value: '17.5' },
+      { Request: 'GetValue', Key: 'DeviceClass', Value: 'iPhone' },
+      { Request: 'GetValue', Domain: 'com.apple.mobile.battery', Key: 'BatteryCurrentCapacity', Value: 100 },
+      { Request: 'GetValue', Key: 'NoSuchKey', Error: 'MissingValue' },
+      { Request: 'GetValue', Domain: 'com.example.nothing', Key: 'ProductVersion', Error: 'MissingValue' },
+    ]);
+  });
+
+  it('pairing-related requests fail clearly instead of hanging', () => {
+    const s = session();
+    for (const request of ['StartSession', 'Pair', 'ValidatePair', 'StartService', 'StopSession', 'Frobnicate']) s.send(xmlFrame({ Request: request }));
+    s.send(xmlFrame({ Label: 'x' }));
+    expect(s.replies()).toEqual([
+      { Request: 'StartSession', Error: 'InvalidHostID' },
+      { Request: 'Pair', Error: 'PasswordProtected' },
+      { Request: 'ValidatePair', Error: 'InvalidHostID' },
+      { Request: 'StartService', Error: 'InvalidService' },
+      { Request: 'StopSession', Error: 'SessionInactive' },
+      { Request: 'Frobnicate', Error: 'InvalidRequest' },
+      { Error: 'MissingRequest' },
+    ]);
+  });
+
+  it('frames split at every byte offset and several per segment', () => {
+    const two = Buffer.concat([xmlFrame({ Request: 'QueryType' }), binaryFrame({ Request: 'GetValue', Key: 'DeviceName' })]);
+    for (let at = 0; at <= two.length; at += 7) {
+      const s = session();
+      s.send(two.subarray(0, at));
+      s.send(two.subarray(at));
+      expect(s.replies(), `split at ${at}`).toEqual([
+        { Request: 'QueryType', Type: 'com.apple.mobile.lockdown' },
+        { Request: 'GetValue', Key: 'DeviceName', Value: 'Virtual iPhone' },
+      ]);
+    }
+  });
+
+  it('an oversized frame resets the connection', () => {
+    const s = session();
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(MAX_LOCKDOWN_MESSAGE + 1, 0);
+    s.send(header);
+    expect(s.replies()).toEqual([]);
+    expect(s.flags()).toEqual([TcpFlag.RST]);
+    expect(s.phone.openConnections).toHaveLength(0);
+  });
+
+  it('an unparseable plist resets the connection', () => {
+    const s = session();
+    const junk = Buffer.from('<plist>not really');
+    const frame = Buffer.alloc(4 + junk.length);
+    frame.writeUInt32BE(junk.length, 0);
+    junk.copy(frame, 4);
+    s.send(frame);
+    expect(s.replies()).toEqual([]);
+    expect(s.flags()).toEqual([TcpFlag.RST]);
+  });
+
+  it('SetValue UntrustedHostBUID is remembered; other SetValue fails', () => {
+    const responder = new LockdownResponder({ udid: UDID });
+    expect(responder.answer({ Request: 'SetValue', Key: 'UntrustedHostBUID', Value: 'BUID-1' })).toEqual({ Request: 'SetValue', Key: 'UntrustedHostBUID' });
+    expect(responder.untrustedHostBuid).toBe('BUID-1');
+    expect(responder.answer({ Request: 'SetValue', Key: 'DeviceName', Value: 'x' })).toEqual({ Request: 'SetValue', Error: 'SessionInactive' });
+  });
+
+  it('custom values override the defaults', () => {
+    const responder = new LockdownResponder({ udid: 'U', values: { ProductVersion: '18.0' } });
+    expect(responder.answer({ Request: 'GetValue', Key: 'ProductVersion' })).toMatchObject({ Value: '18.0' });
+    expect(responder.answer({ Request: 'GetValue', Key: 'UniqueDeviceID' })).toMatchObject({ Value: 'U' });
+  });
+
+  it('parseLockdownMessage rejects non-dictionaries', () => {
+    expect(parseLockdownMessage(Buffer.from(plist.build(['a'])))).toBeUndefined();
+    expect(parseLockdownMessage(Buffer.from('bplist00garbage'))).toBeUndefined();
+    expect(parseLockdownMessage(Buffer.from(plist.build({ Request: 'QueryType' })))).toEqual({ Request: 'QueryType' });
+  });
+});
