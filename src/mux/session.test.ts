@@ -101,7 +101,7 @@ async function open(s: ReturnType<typeof setup>, port = 7): Promise<MuxConnectio
   return promise;
 }
 
-function logCapture(): { log: Logger; lines: { level: number; msg: string }[] } {
+function logCapture(level = 'debug'): { log: Logger; lines: { level: number; msg: string }[] } {
   const lines: { level: number; msg: string }[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -109,7 +109,7 @@ function logCapture(): { log: Logger; lines: { level: number; msg: string }[] } 
       cb();
     },
   });
-  return { log: pino({ level: 'debug' }, stream), lines };
+  return { log: pino({ level }, stream), lines };
 }
 
 afterEach(() => {
@@ -198,6 +198,25 @@ describe('MuxSession packets', () => {
       [30, 'device: msg7'],
       [20, 'device: msg4'],
     ]);
+  });
+
+  it('traces every TCP packet at trace level in usbmuxd field order, and only then', async () => {
+    const { log, lines } = logCapture('trace');
+    const s = setup(log);
+    s.transport.sink!.onData(encodeVersionPacket(2, 0));
+    const promise = s.session.connect(7);
+    s.transport.sink!.onData(deviceTcp({ sport: 7, dport: 1, seq: 0, ack: 1, flags: SYN | ACK, window: TX_WINDOW }));
+    await promise;
+    expect(lines.filter((l) => l.level === 10).map((l) => l.msg)).toEqual([
+      '[OUT] dev=1 sport=1 dport=7 seq=0 ack=0 flags=SYN window=131072 len=0',
+      '[IN] dev=1 sport=7 dport=1 seq=0 ack=1 flags=SYN|ACK window=131072 len=0',
+      '[OUT] dev=1 sport=1 dport=7 seq=1 ack=1 flags=ACK window=131072 len=0',
+    ]);
+    log.level = 'debug';
+    lines.length = 0;
+    s.transport.sink!.onData(deviceTcp({ sport: 7, dport: 1, seq: 1, ack: 1, flags: ACK, window: TX_WINDOW }, Buffer.from('x')));
+    expect(lines).toEqual([]);
+    await s.session.shutdown();
   });
 
   it('counts and drops unknown protocols and TCP before the handshake', () => {

@@ -110,7 +110,10 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
   private readonly outTcp: TcpHeader = { sport: 0, dport: 0, seq: 0, ack: 0, flags: 0, window: 0 };
   /** The transport returned false from send and has not drained yet. */
   private busy = false;
+  /** The transport reported onClose: nothing more can be sent. */
   private transportClosed = false;
+  /** The one `transport.close()` promise, once asked for. */
+  private closing: Promise<void> | undefined;
   private readonly connections = new Map<number, Connection>();
   private readonly localPorts = new Set<number>();
   /** Next source port to try: from 1, u16, wraps, never 0. */
@@ -124,7 +127,6 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
   private versionTimer: NodeJS.Timeout | undefined;
   private readonly decoder: PacketDecoder;
   private readonly log: Logger;
-  private readonly traceOn: boolean;
   private readonly maxPayload: number;
   readonly stats: SessionStats = { unknownProtocol: 0, beforeActive: 0, malformedTcp: 0, anonymousRsts: 0 };
 
@@ -136,7 +138,6 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
     this.id = options.id;
     this.info = options.info;
     this.log = options.log;
-    this.traceOn = this.log.isLevelEnabled('trace');
     this.decoder = new PacketDecoder(this, this.log);
     this.maxPayload = transport.maxPacketSize - TCP_OVERHEAD;
   }
@@ -327,7 +328,7 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
       return;
     }
     const payload = packet.subarray(this.headerSize + TCP_HEADER_SIZE);
-    if (this.traceOn) this.traceTcp('[IN]', tcp, payload.length);
+    if (this.log.isLevelEnabled('trace')) this.traceTcp('[IN]', tcp, payload.length);
     // Incoming: our port is the packet's destination, the device's port its source.
     const conn = this.connections.get(pairKey(tcp.dport, tcp.sport));
     if (conn !== undefined) {
@@ -410,7 +411,7 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
   private sendTcp(tcp: TcpHeader, payload: Buffer | readonly Buffer[] | undefined): number {
     const packet = encodeTcpPacket(this.nextSeq(), tcp, payload);
     const payloadLength = packet.length - this.headerSize - TCP_HEADER_SIZE;
-    if (this.traceOn) this.traceTcp('[OUT]', tcp, payloadLength);
+    if (this.log.isLevelEnabled('trace')) this.traceTcp('[OUT]', tcp, payloadLength);
     this.transmit(packet);
     return payloadLength;
   }
@@ -446,7 +447,13 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
       if (this.busy && !this.transportClosed) await this.waitForDrain(SHUTDOWN_GRACE_MS);
       this.die(undefined);
     }
-    await this.transport.close();
+    await this.closeTransport();
+  }
+
+  /** Close the transport once; every caller gets the same promise. */
+  private closeTransport(): Promise<void> {
+    this.closing ??= this.transport.close();
+    return this.closing;
   }
 
   private waitForDrain(limitMs: number): Promise<void> {
@@ -471,10 +478,8 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
     this.drainQueue.clear();
     for (const wake of this.drainWaiters.splice(0)) wake();
     this.owner.onDead(this, err);
-    if (!this.transportClosed) {
-      this.transport.close().catch((closeErr: unknown) => {
-        this.log.warn({ err: closeErr }, 'closing the transport failed');
-      });
-    }
+    this.closeTransport().catch((closeErr: unknown) => {
+      this.log.warn({ err: closeErr }, 'closing the transport failed');
+    });
   }
 }
