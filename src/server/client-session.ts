@@ -35,6 +35,7 @@ import {
   encodePaired,
   encodePlistMessage,
   encodeResult,
+  switchesToPlist,
 } from './messages.js';
 import type { ClientIdentity, DeviceRecord, Dialect, Request } from './messages.js';
 import { Tunnel } from './tunnel.js';
@@ -172,6 +173,7 @@ export class ClientSession {
   }
 
   private handleFrame(frame: Frame): void {
+    if (switchesToPlist(frame)) this.dialect = 'plist';
     let decoded;
     try {
       decoded = decodeRequest(frame);
@@ -180,10 +182,7 @@ export class ClientSession {
       this.replyResult(frame.tag, errorToResult(err));
       return;
     }
-    if (decoded.plist) {
-      this.dialect = 'plist';
-      Object.assign(this.identity, decoded.identity);
-    }
+    Object.assign(this.identity, decoded.identity);
     this.log.debug({ tag: frame.tag, request: decoded.request.type }, 'request');
     this.dispatch(decoded.request, frame.tag);
   }

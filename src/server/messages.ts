@@ -63,6 +63,14 @@ export function swapPort(value: number): number {
   return ((value & 0xff) << 8) | ((value >> 8) & 0xff);
 }
 
+/**
+ * Whether this frame switches its connection to plist replies for good: any message of type 8
+ * with a valid header version, even one whose body then fails to decode (§3.11).
+ */
+export function switchesToPlist(frame: Frame): boolean {
+  return frame.message === MessageType.PLIST && (frame.version === ProtocolVersion.BINARY || frame.version === ProtocolVersion.PLIST);
+}
+
 /** Decode one client frame. Throws BadVersionError, BadCommandError or MalformedPlistRequestError. */
 export function decodeRequest(frame: Frame): DecodedRequest {
   if (frame.version !== ProtocolVersion.BINARY && frame.version !== ProtocolVersion.PLIST) {

@@ -185,9 +185,12 @@ describe('commands', () => {
     };
     expect(await r(encodeFrame(7, 3, 11))).toEqual([11, 6]);
     expect(await r(encodeFrame(0, 9, 12))).toEqual([12, 1]);
-    expect(await r(encodePlistRequest(13, { MessageType: 'Nope' }))).toEqual([13, 1]);
-    expect(await r(encodeFrame(1, 8, 14, Buffer.from('<plist><dict><key>')))).toEqual([14, 1]);
+    // A fresh connection is binary until its first type-8 message, even a malformed one.
+    expect((await c.request(encodeFrame(9, 3, 10))).frame.version).toBe(0);
+    const malformed = await c.request(encodeFrame(1, 8, 14, Buffer.from('<plist><dict><key>')));
+    expect([malformed.frame.version, malformed.frame.message, malformed.frame.tag, malformed.reply]).toEqual([1, 8, 14, { kind: 'result', number: 1 }]);
     expect(await r(encodeFrame(1, 8, 15, buildXml({ NoMessageType: 1 })))).toEqual([15, 1]);
+    expect(await r(encodePlistRequest(13, { MessageType: 'Nope' }))).toEqual([13, 1]);
     // still in command state
     expect((await c.request({ MessageType: 'ListDevices' })).reply.kind).toBe('plist');
   });
