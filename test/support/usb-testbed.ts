@@ -11,16 +11,19 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from './daemon.js';
+import { ourDaemonEntry, referenceDaemonBinary, repoRoot, waitUntilAccepting } from './daemon.js';
+import type { RunningDaemon } from './daemon.js';
 
 /** Debian's python with gi; the pyenv python3 on PATH has no gi. */
 export const SYSTEM_PYTHON = '/usr/bin/python3';
 export const TESTBED_SCRIPT = join(repoRoot, 'test', 'usb-emulation', 'testbed.py');
-export const BRIDGE_ENTRY = join(repoRoot, 'dist', 'emulator', 'bridge-cli.js');
+/** The emulator's standalone bridge (`MUXD_USB_BRIDGE` points at another build of it). */
+export const BRIDGE_ENTRY = process.env['MUXD_USB_BRIDGE'] ?? join(repoRoot, 'dist', 'emulator', 'bridge-cli.js');
 /** The emulated iPhone's USB serial and the UDID hosts derive from it. */
 export const TESTBED_USB_SERIAL = '00008030001A2B3C4D5E802E';
 export const TESTBED_UDID = '00008030-001A2B3C4D5E802E';
@@ -261,4 +264,81 @@ export async function cpuTicks(pid: number): Promise<number> {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[0] is field 3 (state); utime is field 14, stime field 15
   return Number(fields[11]) + Number(fields[12]);
+}
+
+export interface UsbDaemonOptions {
+  /** Appended after the standard arguments. */
+  readonly extraArgs?: readonly string[];
+  readonly readyTimeoutMs?: number;
+}
+
+/**
+ * Our daemon with USB on: `node dist/main.js -f -v -S <tmp>/usbmuxd.sock -P NONE -C <tmp>/config`,
+ * under the testbed's preload (`env`; pass `{}` for real hardware).
+ */
+export async function startOurUsbDaemon(env: Readonly<Record<string, string>>, options: UsbDaemonOptions = {}): Promise<RunningDaemon> {
+  if (!existsSync(ourDaemonEntry)) throw new Error(`${ourDaemonEntry} does not exist: run \`npm run build\` first`);
+  const dir = mkdtempSync(join(tmpdir(), 'muxd-usb-'));
+  const socketPath = join(dir, 'usbmuxd.sock');
+  const configDir = join(dir, 'config');
+  const args = [ourDaemonEntry, '-f', '-v', '-S', socketPath, '-P', 'NONE', '-C', configDir, ...(options.extraArgs ?? [])];
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return superviseDaemon(child, 'ours', socketPath, configDir, options.readyTimeoutMs ?? 15_000, () => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+/**
+ * Debian's usbmuxd 1.1.1 (`-f -v -p`) in a private mount namespace (its socket path is fixed),
+ * under the testbed's preload. Clients reach it at /proc/<pid>/root/run/usbmuxd.
+ */
+export async function startReferenceUsbDaemon(env: Readonly<Record<string, string>>, options: UsbDaemonOptions = {}): Promise<RunningDaemon> {
+  if (!existsSync(referenceDaemonBinary)) throw new Error(`${referenceDaemonBinary} is missing (scripts/setup-system.sh)`);
+  if (!existsSync('/var/lib/lockdown')) mkdirSync('/var/lib/lockdown', { recursive: true, mode: 0o755 });
+  const script = `mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/lockdown && exec ${referenceDaemonBinary} -f -v -p`;
+  const child = spawn('unshare', ['-m', 'sh', '-c', script], {
+    env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const root = `/proc/${String(child.pid)}/root`;
+  return superviseDaemon(child, 'reference', `${root}/run/usbmuxd`, `${root}/var/lib/lockdown`, options.readyTimeoutMs ?? 10_000, () => undefined);
+}
+
+async function superviseDaemon(
+  child: ChildProcess,
+  kind: RunningDaemon['kind'],
+  socketPath: string,
+  configDir: string,
+  readyTimeoutMs: number,
+  cleanup: () => void,
+): Promise<RunningDaemon> {
+  const pid = child.pid;
+  if (pid === undefined) {
+    cleanup();
+    throw new Error(`could not spawn the ${kind} daemon`);
+  }
+  live.set(child, []);
+  const chunks: string[] = [];
+  child.stdout?.setEncoding('utf8').on('data', (s: string) => chunks.push(s));
+  child.stderr?.setEncoding('utf8').on('data', (s: string) => chunks.push(s));
+  const logs = (): string => chunks.join('');
+  let exitInfo: string | undefined;
+  child.once('exit', (code, signal) => {
+    exitInfo = signal === null ? `exit code ${String(code)}` : `signal ${signal}`;
+  });
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= terminate(child).then(() => {
+      live.delete(child);
+      cleanup();
+    });
+    return stopping;
+  };
+  try {
+    await waitUntilAccepting(socketPath, readyTimeoutMs, () => exitInfo);
+  } catch (err) {
+    await stop();
+    throw new Error(`${kind} daemon did not come up: ${err instanceof Error ? err.message : String(err)}\n--- log ---\n${logs()}`);
+  }
+  return { kind, socketPath, pid, configDir, logs, stop };
 }
