@@ -8,6 +8,15 @@
  * `inetcat DEVICE_PORT [-u UDID]`), libimobiledevice-utils 1.3.0 (idevice_id, ideviceinfo,
  * idevicepair).
  *
+ * iproxy caveat (found with strace while building these tests): 2.0.2's per-connection thread
+ * sizes its select() set from the usbmux socket's fd alone (nfds = sfd + 1). When that socket gets a
+ * LOWER fd number than the accepted TCP client (because an earlier connection just freed one), the
+ * client fd is never watched and the connection silently stalls: no byte goes towards the device.
+ * So we never probe iproxy's port with a throw-away connection (readiness is read from
+ * /proc/net/tcp instead), and parallel connections through one iproxy are opened one after another,
+ * each once its tunnel is up, and none ends before all are up (parallelEchoes), so fd numbers only
+ * grow while connections are being set up.
+ *
  * inetcat caveat: 2.0.2 ignores EAGAIN when writing towards the device, so under backpressure it
  * silently drops host→device bytes (measured against the reference daemon too). Use it only to read
  * from the device; send bulk data through iproxy and a TCP socket. It also exits at once when its
@@ -16,6 +25,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import type { Socket } from 'node:net';
 
@@ -156,7 +166,7 @@ export async function startIproxy(socketPath: string, devicePort: number, option
     clearTimeout(timer);
   };
   const deadline = Date.now() + (options.readyTimeoutMs ?? 5000);
-  while (!(await tcpAccepts(localPort))) {
+  while (!(await tcpListening(localPort))) {
     if (state.exited || Date.now() > deadline) {
       await stop();
       throw new Error(`iproxy did not listen on ${localPort}: ${chunks.join('')}`);
@@ -166,23 +176,46 @@ export async function startIproxy(socketPath: string, devicePort: number, option
   return { localPort, process: child, logs: () => chunks.join(''), stop };
 }
 
-function tcpAccepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1');
-    sock.once('connect', () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.once('error', () => { resolve(false); });
+/**
+ * Whether something listens on 127.0.0.1:port, read from /proc/net/tcp (state 0A = LISTEN)
+ * rather than by connecting, which would hand iproxy a connection it then mishandles.
+ */
+export async function tcpListening(port: number): Promise<boolean> {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const table = await readFile('/proc/net/tcp', 'utf8');
+  return table.split('\n').some((line) => {
+    const cols = line.trim().split(/\s+/);
+    return cols[1] === local && cols[3] === '0A';
   });
+}
+
+export interface EchoRun {
+  /** Resolves when the first echoed byte arrives: the tunnel is up. */
+  readonly firstEcho: Promise<void>;
+  /** Everything that came back, once it is as long as what was sent. */
+  readonly result: Promise<Buffer>;
+  /** Send the rest of the data (only the first `headBytes` go out before this is called). */
+  release(): void;
 }
 
 /**
  * Sends `data` over a fresh TCP connection to 127.0.0.1:port (honouring backpressure) while
- * reading the same number of bytes back; resolves with what came back.
+ * reading the same number of bytes back. Only the first `headBytes` are sent until `release()`.
  */
-export function tcpEchoRoundTrip(port: number, data: Buffer, timeoutMs = 60_000): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+export function startEcho(port: number, data: Buffer, timeoutMs = 60_000, headBytes = data.length): EchoRun {
+  let released = false;
+  let connected = false;
+  let sendRest: () => void = () => undefined;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    if (connected) sendRest();
+  };
+  let tunnelUp: () => void = () => undefined;
+  const firstEcho = new Promise<void>((resolve) => {
+    tunnelUp = resolve;
+  });
+  const result = new Promise<Buffer>((resolve, reject) => {
     const sock = connect(port, '127.0.0.1');
     const got: Buffer[] = [];
     let received = 0;
@@ -193,6 +226,7 @@ export function tcpEchoRoundTrip(port: number, data: Buffer, timeoutMs = 60_000)
     sock.on('data', (chunk: Buffer) => {
       got.push(chunk);
       received += chunk.length;
+      tunnelUp();
       if (received >= data.length) {
         clearTimeout(timer);
         sock.destroy();
@@ -207,10 +241,41 @@ export function tcpEchoRoundTrip(port: number, data: Buffer, timeoutMs = 60_000)
       clearTimeout(timer);
       if (received < data.length) reject(new Error(`connection closed after ${received} of ${data.length} bytes`));
     });
+    sendRest = () => {
+      writeAll(sock, data.subarray(Math.min(headBytes, data.length)));
+    };
     sock.once('connect', () => {
-      writeAll(sock, data);
+      connected = true;
+      writeAll(sock, data.subarray(0, Math.min(headBytes, data.length)));
+      if (released) sendRest();
     });
   });
+  // A failed run must not leave firstEcho pending forever.
+  result.then(tunnelUp, tunnelUp);
+  return { firstEcho, result, release };
+}
+
+/** One echo round trip: what came back. */
+export function tcpEchoRoundTrip(port: number, data: Buffer, timeoutMs = 60_000): Promise<Buffer> {
+  const run = startEcho(port, data, timeoutMs);
+  run.release();
+  return run.result;
+}
+
+/**
+ * Several echo round trips through one iproxy, all transferring at the same time. Each connection
+ * is opened once the previous one's tunnel is up, and bulk data flows only once every tunnel is up
+ * (iproxy 2.0.2 fd caveat above).
+ */
+export async function parallelEchoes(port: number, payloads: readonly Buffer[], timeoutMs = 90_000): Promise<Buffer[]> {
+  const runs: EchoRun[] = [];
+  for (const payload of payloads) {
+    const run = startEcho(port, payload, timeoutMs, 1024);
+    runs.push(run);
+    await run.firstEcho;
+  }
+  for (const run of runs) run.release();
+  return Promise.all(runs.map((r) => r.result));
 }
 
 /** Writes `data` in 64 KiB slices, waiting for 'drain' whenever write() says the buffer is full. */

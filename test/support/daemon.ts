@@ -24,6 +24,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import plist from 'plist';
+import { encodePlistRequest, oneShot } from './raw-client.js';
 
 export interface RunningDaemon {
   /** Which implementation this is; tests use it to label differences. */
@@ -83,15 +85,46 @@ export async function startOurDaemon(options: OurDaemonOptions = {}): Promise<Ru
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  return supervise(child, {
+  const readyTimeoutMs = options.readyTimeoutMs ?? 15_000;
+  const daemon = await supervise(child, {
     kind: 'ours',
     socketPath,
     configDir,
-    readyTimeoutMs: options.readyTimeoutMs ?? 15_000,
+    readyTimeoutMs,
     cleanup: () => {
       rmSync(dir, { recursive: true, force: true });
     },
   });
+  // The socket accepts before the virtual devices finish their version exchange (as with real
+  // USB devices); tests expect them listed, so "ready" also means ListDevices shows them all.
+  const wanted = options.virtualDevices?.length ?? 0;
+  if (wanted > 0) {
+    try {
+      await waitForDeviceCount(socketPath, wanted, readyTimeoutMs);
+    } catch (err) {
+      await daemon.stop();
+      const why = err instanceof Error ? err.message : String(err);
+      throw new Error(`${why}\n--- daemon log ---\n${daemon.logs()}`);
+    }
+  }
+  return daemon;
+}
+
+/** Polls ListDevices until at least `count` devices are listed. */
+export async function waitForDeviceCount(socketPath: string, count: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let seen = -1;
+  for (;;) {
+    const reply = await oneShot(socketPath, encodePlistRequest({ MessageType: 'ListDevices', ProgName: 'interop-harness' }, 1));
+    if (reply.kind === 'frame') {
+      const body = plist.parse(reply.frame.body.toString('utf8'));
+      const list = typeof body === 'object' && !Array.isArray(body) && !Buffer.isBuffer(body) && !(body instanceof Date) ? (body as plist.PlistObject)['DeviceList'] : undefined;
+      seen = Array.isArray(list) ? list.length : -1;
+      if (seen >= count) return;
+    }
+    if (Date.now() > deadline) throw new Error(`ListDevices showed ${seen} device(s), not ${count}, within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
 }
 
 export interface ReferenceDaemonOptions {
