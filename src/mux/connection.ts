@@ -71,9 +71,9 @@ export class Connection implements MuxConnection {
   private state: ConnectionState = 'syn-sent';
 
   /** u32: our next sequence number. 0 for the SYN, 1 after SYN|ACK, then + each payload sent. */
-  txSeq = 0;
+  private seqOut = 0;
   /** u32: our ack number = 1 + bytes the sink has consumed. Moved only by `done`. */
-  txAck = 0;
+  private ackOut = 0;
   /** u32: the ack value carried by the last segment we sent (an ACK is owed while ≠ txAck). */
   private ackSent = 0;
   /** u32: how much of our data the device has acknowledged; from every incoming segment. */
@@ -82,7 +82,11 @@ export class Connection implements MuxConnection {
   private peerWindow = 0;
   /** Bytes delivered to the sink (or held for it) and not yet consumed; ≤ our window. */
   private unconsumed = 0;
-  /** Lengths of delivered payloads awaiting `done`, oldest first (done calls come in order). */
+  /**
+   * Lengths of delivered payloads awaiting `done`, oldest first. Each `done` call releases the
+   * oldest one: exact when the calls come in delivery order (socket write callbacks do), and the
+   * running total is exact in any order. One call per `onData` is the sink's side of the contract.
+   */
   private readonly consumeQueue: number[] = [];
   /** Device payload received before `attach`. */
   private held: Buffer[] = [];
@@ -130,6 +134,16 @@ export class Connection implements MuxConnection {
     return this.state === 'established';
   }
 
+  /** Sequence number for the next segment we send (read by the session's encoder). */
+  get txSeq(): number {
+    return this.seqOut;
+  }
+
+  /** Ack number for the next segment we send (read by the session's encoder). */
+  get txAck(): number {
+    return this.ackOut;
+  }
+
   get currentState(): ConnectionState {
     return this.state;
   }
@@ -162,15 +176,15 @@ export class Connection implements MuxConnection {
   sendable(): number {
     // Signed u32 distance: an ack beyond what we sent (a device bug) counts as nothing in flight
     // rather than as 4 GiB in flight, which would stall the connection for good.
-    const inFlight = Math.max(0, (this.txSeq - this.rxAck) | 0);
+    const inFlight = Math.max(0, (this.seqOut - this.rxAck) | 0);
     const room = this.peerWindow - inFlight;
     return room <= 0 ? 0 : Math.min(room, this.maxPayload);
   }
 
   /** The session tells us the ack value it just put on the wire for us. */
   noteSent(payloadLength: number): void {
-    this.ackSent = this.txAck;
-    this.txSeq = (this.txSeq + payloadLength) >>> 0;
+    this.ackSent = this.ackOut;
+    this.seqOut = (this.seqOut + payloadLength) >>> 0;
   }
 
   // ── device → host ────────────────────────────────────────────────────────────────────────
@@ -210,8 +224,8 @@ export class Connection implements MuxConnection {
   private onHandshakeReply(flags: number): void {
     if (flags === (TcpFlag.SYN | TcpFlag.ACK)) {
       // The device's own sequence number is not used (§2.7).
-      this.txSeq = 1;
-      this.txAck = 1;
+      this.seqOut = 1;
+      this.ackOut = 1;
       this.state = 'established';
       this.clearConnectTimer();
       this.host.sendSegment(this, TcpFlag.ACK, undefined);
@@ -251,7 +265,7 @@ export class Connection implements MuxConnection {
     if (length === undefined) return;
     this.unconsumed -= length;
     if (this.state !== 'established') return;
-    this.txAck = (this.txAck + length) >>> 0;
+    this.ackOut = (this.ackOut + length) >>> 0;
     if (!this.ackQueued) {
       this.ackQueued = true;
       this.host.ackOwed(this);
@@ -270,7 +284,7 @@ export class Connection implements MuxConnection {
   /** Called by the session's once-per-turn flush: send the owed ACK unless data carried it. */
   flushAck(): void {
     this.ackQueued = false;
-    if (this.state === 'established' && this.txAck !== this.ackSent) {
+    if (this.state === 'established' && this.ackOut !== this.ackSent) {
       this.host.sendSegment(this, TcpFlag.ACK, undefined);
     }
   }
@@ -278,7 +292,7 @@ export class Connection implements MuxConnection {
   /** Safety net: if the coalesced flush has not carried the ACK out yet, send it now. */
   private readonly onAckTimer = (): void => {
     this.ackTimerArmed = false;
-    if (this.state === 'established' && this.txAck !== this.ackSent) {
+    if (this.state === 'established' && this.ackOut !== this.ackSent) {
       this.log.debug('delayed-ACK timer sent an owed ACK');
       this.host.sendSegment(this, TcpFlag.ACK, undefined);
     }
