@@ -1,0 +1,100 @@
+/**
+ * Cross-check: Debian's usbmuxd 1.1.1 and our daemon, each with its own testbed and emulator
+ * (two daemons on one emulated device would steal each other's IN data), side by side. The
+ * reference proves the harness and the emulator are faithful; where the two daemons differ on the
+ * USB side the test says why. Needs root for the reference's private mount namespace (CI is root).
+ * Not in MUXD_HW mode: both daemons would fight over the one real phone.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ideviceIdList, ideviceInfo, parseIdeviceInfo, sha256, startEcho, startIproxy } from '../support/clients.js';
+import type { RunningDaemon } from '../support/daemon.js';
+import { waitForDeviceCount } from '../support/daemon.js';
+import { TESTBED_UDID, hardwareMode, startEmulatorBridge, startOurUsbDaemon, startReferenceUsbDaemon, startUsbTestbed } from '../support/usb-testbed.js';
+import type { EmulatorBridge, TestbedStats, UsbTestbed } from '../support/usb-testbed.js';
+
+interface Rig {
+  readonly testbed: UsbTestbed;
+  readonly bridge: EmulatorBridge;
+  readonly daemon: RunningDaemon;
+}
+
+async function rig(kind: 'ours' | 'reference'): Promise<Rig> {
+  const testbed = await startUsbTestbed();
+  const bridge = await startEmulatorBridge(testbed);
+  const daemon = kind === 'ours' ? await startOurUsbDaemon(testbed.env) : await startReferenceUsbDaemon(testbed.env);
+  await waitForDeviceCount(daemon.socketPath, 1, 15_000);
+  return { testbed, bridge, daemon };
+}
+
+async function teardown(r: Rig | undefined): Promise<void> {
+  if (!r) return;
+  await r.daemon.stop();
+  await r.bridge.stop();
+  await r.testbed.stop();
+}
+
+describe.skipIf(hardwareMode())('usbmuxd 1.1.1 and ours on the same harness and emulator', () => {
+  let reference: Rig | undefined;
+  let ours: Rig | undefined;
+
+  const both = (): [Rig, Rig] => {
+    if (!reference || !ours) throw new Error('rigs not started');
+    return [reference, ours];
+  };
+
+  beforeAll(async () => {
+    [reference, ours] = await Promise.all([rig('reference'), rig('ours')]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([teardown(reference), teardown(ours)]);
+  });
+
+  it('both list the emulated iPhone under the same UDID (idevice_id -l)', async () => {
+    const [ref, our] = both();
+    expect(await ideviceIdList(ref.daemon.socketPath)).toEqual([TESTBED_UDID]);
+    expect(await ideviceIdList(our.daemon.socketPath)).toEqual([TESTBED_UDID]);
+  });
+
+  it('both serve ideviceinfo -s with identical lockdownd values', async () => {
+    const [ref, our] = both();
+    const fromRef = parseIdeviceInfo(await ideviceInfo(ref.daemon.socketPath, { timeoutMs: 20_000 }));
+    const fromOurs = parseIdeviceInfo(await ideviceInfo(our.daemon.socketPath, { timeoutMs: 20_000 }));
+    expect(fromRef.get('UniqueDeviceID')).toBe(TESTBED_UDID);
+    expect(fromRef.size).toBeGreaterThan(10);
+    expect(Object.fromEntries(fromOurs)).toEqual(Object.fromEntries(fromRef));
+  });
+
+  it('both carry an iproxy echo round trip intact', async () => {
+    for (const r of both()) {
+      const proxy = await startIproxy(r.daemon.socketPath, 7);
+      try {
+        const data = randomBytes(512 * 1024);
+        expect(sha256(await startEcho(proxy.localPort, data, 60_000).result)).toBe(sha256(data));
+      } finally {
+        await proxy.stop();
+      }
+    }
+  });
+
+  it('the USB side: same configuration and interface; only ours asks GET_MODE', async () => {
+    const [ref, our] = both();
+    const r: TestbedStats = await ref.testbed.stats();
+    const o: TestbedStats = await our.testbed.stats();
+    // 1.1.1 takes min(bNumConfigurations, 4); we take the highest configuration with an exact
+    // 255/254/2 interface. On an iPhone both are 4, interface 1.
+    expect(r.setConfiguration).toEqual([4]);
+    expect(o.setConfiguration).toEqual([4]);
+    expect(r.claimed).toEqual([1]);
+    expect(o.claimed).toEqual([1]);
+    // Both keep 3 bulk-IN transfers queued (NUM_RX_LOOPS).
+    expect(r.urbsInFlight).toBe(3);
+    expect(o.urbsInFlight).toBe(3);
+    // Differs on purpose: GET_MODE (0xC0/0x45) came after 1.1.1; we follow usbmuxd HEAD, which
+    // sends it once and only logs the reply. Neither sends SET_MODE to a mode-1 device.
+    expect(r.getMode).toBe(0);
+    expect(o.getMode).toBe(1);
+    expect(r.setMode + o.setMode).toBe(0);
+  });
+});
