@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+/**
+ * Standalone emulated iPhone for the umockdev USB harness:
+ *
+ *   node dist/emulator/bridge-cli.js --socket <path> [--udid U] [--protocol-version 1|2] [--window BYTES]
+ *
+ * `--socket` may also come from MUXD_EMU_SOCKET. Frames on the socket are `[u32 LE length][bytes]`,
+ * one bulk transfer each (see bridge.ts). Logs go to stderr as JSON lines. Exit status: 0 when the
+ * socket closes (unplug) or on SIGTERM/SIGINT, 1 on a socket error, 2 on bad arguments.
+ */
+import { pino } from 'pino';
+import type { Logger } from '../log.js';
+import { BRIDGE_USAGE, parseBridgeArgs, runBridge } from './bridge.js';
+
+function main(): void {
+  const log: Logger = pino({ name: 'emulator-bridge' }, pino.destination(2));
+  const args = parseBridgeArgs(process.argv.slice(2), process.env);
+  if (typeof args === 'string') {
+    process.stderr.write(`${args}\n${BRIDGE_USAGE}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const bridge = runBridge({ socketPath: args.socketPath, emulator: args.emulator, log });
+  const stop = (): void => {
+    bridge.stop();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  bridge.closed.then(
+    () => {
+      process.exitCode = 0;
+      process.removeListener('SIGTERM', stop);
+      process.removeListener('SIGINT', stop);
+    },
+    (err: unknown) => {
+      log.error({ err }, 'emulator bridge failed');
+      process.exitCode = 1;
+      process.removeListener('SIGTERM', stop);
+      process.removeListener('SIGINT', stop);
+    },
+  );
+}
+
+main();

@@ -1,0 +1,122 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { silentLogger } from '../log.js';
+import { FrameReader, encodeFrame, parseBridgeArgs, runBridge } from './bridge.js';
+import { HEADER_V2, TcpFlag, decodeTcpHeader, encodeSetup, encodeTcp, encodeVersion } from './codec.js';
+import { ECHO_PORT } from './services.js';
+
+const dirs: string[] = [];
+const servers: Server[] = [];
+afterEach(() => {
+  for (const s of servers.splice(0)) s.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** A stand-in for the harness: a Unix socket server handing us the emulator's connection. */
+async function harness(): Promise<{ path: string; accepted: Promise<Socket> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'emu-bridge-'));
+  dirs.push(dir);
+  const path = join(dir, 'device.sock');
+  let accept: (s: Socket) => void = () => undefined;
+  const accepted = new Promise<Socket>((resolve) => (accept = resolve));
+  const server = createServer((s) => {
+    accept(s);
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return { path, accepted };
+}
+
+/** Collects device→host frames from the harness side of the socket. */
+function frames(socket: Socket): { next(): Promise<Buffer> } {
+  const queue: Buffer[] = [];
+  const waiters: ((b: Buffer) => void)[] = [];
+  const reader = new FrameReader((f) => {
+    const copy = Buffer.from(f);
+    const w = waiters.shift();
+    if (w) w(copy);
+    else queue.push(copy);
+  });
+  socket.on('data', (d: Buffer) => {
+    reader.push(d);
+  });
+  return {
+    next: () => {
+      const f = queue.shift();
+      return f ? Promise.resolve(f) : new Promise((resolve) => waiters.push(resolve));
+    },
+  };
+}
+
+describe('FrameReader', () => {
+  it('cuts [u32 LE length][bytes] frames at every split offset, ZLP frames included', () => {
+    const stream = Buffer.concat([encodeFrame(Buffer.from('abc')), encodeFrame(Buffer.alloc(0)), encodeFrame(Buffer.from('defgh'))]);
+    expect(encodeFrame(Buffer.from('abc'))).toEqual(Buffer.from('03000000616263', 'hex'));
+    for (let at = 0; at <= stream.length; at++) {
+      const out: string[] = [];
+      const r = new FrameReader((f) => out.push(f.toString()));
+      r.push(stream.subarray(0, at));
+      r.push(stream.subarray(at));
+      expect(out, `split at ${at}`).toEqual(['abc', '', 'defgh']);
+    }
+  });
+});
+
+describe('runBridge', () => {
+  it('serves the mux protocol over the framed socket and resolves when the harness closes it', async () => {
+    const { path, accepted } = await harness();
+    const bridge = runBridge({ socketPath: path, log: silentLogger(), emulator: { udid: 'BRIDGE-UDID' } });
+    const socket = await accepted;
+    const inbox = frames(socket);
+    // VERSION split across two socket writes and frames: the bridge must reassemble both layers
+    const version = encodeFrame(encodeVersion({ major: 2, minor: 0, padding: 0 }));
+    socket.write(version.subarray(0, 6));
+    await new Promise((r) => setTimeout(r, 10));
+    socket.write(version.subarray(6));
+    expect((await inbox.next()).toString('hex')).toBe('0000000000000014000000020000000000000000');
+    socket.write(encodeFrame(encodeSetup({ txSeq: 0, rxSeq: 0xffff })));
+    socket.write(encodeFrame(encodeTcp({ sport: 3, dport: ECHO_PORT, seq: 0, ack: 0, flags: TcpFlag.SYN, window: 131072 }, Buffer.alloc(0), { txSeq: 1, rxSeq: 0 })));
+    expect(decodeTcpHeader(await inbox.next(), HEADER_V2)?.flags).toBe(TcpFlag.SYN | TcpFlag.ACK);
+    socket.write(encodeFrame(encodeTcp({ sport: 3, dport: ECHO_PORT, seq: 1, ack: 1, flags: TcpFlag.ACK, window: 131072 }, Buffer.from('over the wire'), { txSeq: 2, rxSeq: 0 })));
+    const echo = await inbox.next();
+    expect(echo.subarray(HEADER_V2 + 20).toString()).toBe('over the wire');
+    expect(bridge.emulator.udid).toBe('BRIDGE-UDID');
+    socket.end();
+    await expect(bridge.closed).resolves.toBeUndefined();
+    expect(bridge.emulator.state).toBe('DETACHED');
+  });
+
+  it('stop() closes the socket and resolves', async () => {
+    const { path, accepted } = await harness();
+    const bridge = runBridge({ socketPath: path, log: silentLogger() });
+    await accepted;
+    bridge.stop();
+    await expect(bridge.closed).resolves.toBeUndefined();
+  });
+
+  it('rejects with BridgeSocketError when the socket cannot be reached', async () => {
+    const bridge = runBridge({ socketPath: join(tmpdir(), 'no-such-dir-emu', 'x.sock'), log: silentLogger() });
+    await expect(bridge.closed).rejects.toMatchObject({ code: 'MUXD_ERR_BRIDGE_SOCKET' });
+  });
+});
+
+describe('parseBridgeArgs', () => {
+  it('reads --socket, --udid, --protocol-version and --window', () => {
+    expect(parseBridgeArgs(['--socket', '/s', '--udid', 'U', '--protocol-version', '1', '--window', '65536'], {})).toEqual({
+      socketPath: '/s',
+      emulator: { udid: 'U', protocolVersion: 1, faults: { window: 65536 } },
+    });
+    expect(parseBridgeArgs([], { MUXD_EMU_SOCKET: '/env' })).toEqual({ socketPath: '/env', emulator: {} });
+  });
+
+  it('returns a message for bad arguments', () => {
+    expect(parseBridgeArgs([], {})).toMatch(/--socket/);
+    expect(parseBridgeArgs(['--socket', '/s', '--protocol-version', '3'], {})).toMatch(/protocol-version/);
+    expect(parseBridgeArgs(['--socket', '/s', '--window', 'x'], {})).toMatch(/window/);
+    expect(parseBridgeArgs(['--bogus'], {})).toMatch(/bogus/);
+  });
+});

@@ -1,0 +1,143 @@
+/**
+ * The emulated phone as a standalone device behind the umockdev USB harness.
+ *
+ * It connects to the harness's Unix socket. Frames both ways are `[u32 LE length][bytes]`, and
+ * one frame is one bulk transfer: host→device frames (one per OUT URB, ZLPs as length 0) go to
+ * `emulator.receive`; every device→host transfer is written as one frame (the harness splits a
+ * frame longer than the IN URB).
+ *
+ *   [ CONNECTING ] --connect--> [ RUNNING ] --socket end/close--> [ CLOSED ]  (resolves `closed`)
+ *         |                          |
+ *         +-------- error -----------+----> [ CLOSED ]  (rejects `closed` with BridgeSocketError)
+ *
+ * `stop()` closes the socket from our side (same path: `closed` resolves).
+ */
+import { createConnection } from 'node:net';
+import type { Socket } from 'node:net';
+import { parseArgs } from 'node:util';
+import type { Logger } from '../log.js';
+import { EmulatedIPhone } from './device.js';
+import { BridgeSocketError } from './errors.js';
+import type { EmulatorOptions } from './options.js';
+
+/** Bytes of the little-endian length in front of every frame. */
+export const FRAME_HEADER = 4;
+
+export interface BridgeOptions {
+  readonly socketPath: string;
+  readonly emulator?: EmulatorOptions;
+  readonly log: Logger;
+}
+
+export interface RunningBridge {
+  readonly emulator: EmulatedIPhone;
+  /** Resolves when the socket closed cleanly; rejects with BridgeSocketError on a socket error. */
+  readonly closed: Promise<void>;
+  stop(): void;
+}
+
+/** Cuts the socket byte stream into frames; copies only when a frame spans reads. */
+export class FrameReader {
+  private pending: Buffer | undefined;
+
+  constructor(private readonly onFrame: (frame: Buffer) => void) {}
+
+  push(data: Buffer): void {
+    let buf = this.pending === undefined ? data : Buffer.concat([this.pending, data]);
+    this.pending = undefined;
+    while (buf.length >= FRAME_HEADER) {
+      const length = buf.readUInt32LE(0);
+      if (buf.length < FRAME_HEADER + length) break;
+      this.onFrame(buf.subarray(FRAME_HEADER, FRAME_HEADER + length));
+      buf = buf.subarray(FRAME_HEADER + length);
+    }
+    if (buf.length > 0) this.pending = buf;
+  }
+}
+
+/** One frame: 4-byte LE length, then the transfer. */
+export function encodeFrame(transfer: Buffer): Buffer {
+  const frame = Buffer.allocUnsafe(FRAME_HEADER + transfer.length);
+  frame.writeUInt32LE(transfer.length, 0);
+  transfer.copy(frame, FRAME_HEADER);
+  return frame;
+}
+
+export function runBridge(options: BridgeOptions): RunningBridge {
+  const { log } = options;
+  const emulator = new EmulatedIPhone(options.emulator);
+  const socket: Socket = createConnection(options.socketPath);
+  const reader = new FrameReader((frame) => {
+    emulator.receive(frame);
+  });
+  const closed = new Promise<void>((resolve, reject) => {
+    let failure: Error | undefined;
+    socket.on('connect', () => {
+      log.info({ socket: options.socketPath, udid: emulator.udid }, 'emulator bridge connected');
+      emulator.connect({
+        sendToHost: (transfer) => {
+          socket.write(encodeFrame(transfer));
+        },
+      });
+    });
+    socket.on('data', (data: Buffer) => {
+      reader.push(data);
+    });
+    socket.on('error', (err) => {
+      failure = new BridgeSocketError(`bridge socket ${options.socketPath}: ${err.message}`, { cause: err });
+    });
+    socket.on('close', () => {
+      emulator.disconnect();
+      log.info({ stats: emulator.stats }, 'emulator bridge closed');
+      if (failure === undefined) resolve();
+      else reject(failure);
+    });
+  });
+  return {
+    emulator,
+    closed,
+    stop() {
+      socket.destroy();
+    },
+  };
+}
+
+export const BRIDGE_USAGE = 'usage: bridge-cli --socket <path> [--udid U] [--protocol-version 1|2] [--window BYTES]';
+
+export interface BridgeArgs {
+  readonly socketPath: string;
+  readonly emulator: EmulatorOptions;
+}
+
+/** Parse argv (without node and script); returns an error message instead of throwing. */
+export function parseBridgeArgs(argv: readonly string[], env: NodeJS.ProcessEnv): BridgeArgs | string {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        socket: { type: 'string' },
+        udid: { type: 'string' },
+        'protocol-version': { type: 'string' },
+        window: { type: 'string' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+  const socketPath = values.socket ?? env['MUXD_EMU_SOCKET'];
+  if (socketPath === undefined || socketPath === '') return 'missing --socket (or MUXD_EMU_SOCKET)';
+  const version = values['protocol-version'];
+  if (version !== undefined && version !== '1' && version !== '2') return `--protocol-version must be 1 or 2, not ${version}`;
+  const window = values.window === undefined ? undefined : Number(values.window);
+  if (window !== undefined && !(Number.isInteger(window) && window >= 0 && window <= 0xffff * 256)) return `--window must be 0..${0xffff * 256} bytes`;
+  return {
+    socketPath,
+    emulator: {
+      ...(values.udid === undefined ? {} : { udid: values.udid }),
+      ...(version === undefined ? {} : { protocolVersion: version === '1' ? 1 : 2 }),
+      ...(window === undefined ? {} : { faults: { window } }),
+    },
+  };
+}
