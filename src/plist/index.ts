@@ -16,6 +16,7 @@
 import plist from 'plist';
 import bplistCreator from 'bplist-creator';
 import { parseBuffer, setMaxObjectCount, setMaxObjectSize } from 'bplist-parser';
+import { checkBinaryPlistExpansion } from './bplist-guard.js';
 import { PlistParseError } from './errors.js';
 import { readXmlPlist } from './xml-reader.js';
 import type { PlistDict, PlistLimits, PlistValue } from './types.js';
@@ -55,6 +56,8 @@ export function parsePlist(buf: Buffer, limits: PlistLimits = DEFAULT_PLIST_LIMI
     throw new PlistParseError('MUXD_ERR_PLIST_TOO_LARGE', `plist of ${buf.length} bytes exceeds ${limits.maxBytes}`);
   }
   if (!isBinaryPlist(buf)) return readXmlPlist(buf.toString('utf8'), limits);
+  // Before bplist-parser expands shared references (a tiny document can expand exponentially).
+  checkBinaryPlistExpansion(buf, limits);
   let raw: unknown;
   try {
     raw = parseBuffer(buf)[0];
