@@ -59,11 +59,6 @@ export class UsbTransferError extends MuxdError {
   }
 }
 
-/** libusb could not be initialised; the daemon runs without USB (logged once at info). */
-export class UsbUnavailableError extends MuxdError {
-  readonly code = 'MUXD_ERR_USB_UNAVAILABLE';
-}
-
 /** The libusb error number carried by a node-usb exception, if any (never parses the message). */
 export function libusbErrno(err: unknown): number | undefined {
   if (err instanceof Error && 'errno' in err && typeof err.errno === 'number') return err.errno;

@@ -12,6 +12,5 @@ export {
   UsbOpenError,
   UsbStallError,
   UsbTransferError,
-  UsbUnavailableError,
 } from './errors.js';
 export { USB_MRU, USB_MTU, NUM_RX_LOOPS, OUT_HIGH_WATER } from './constants.js';
