@@ -11,6 +11,7 @@ import { silentLogger } from '../../src/log.js';
 import type { CloseReason, ConnectionSink, MuxConnection, MuxDevice } from '../../src/mux/api.js';
 import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError, DeviceRegistry, TX_WINDOW } from '../../src/mux/index.js';
 import type { DeviceRegistryOptions } from '../../src/mux/index.js';
+import { MuxSession } from '../../src/mux/session.js';
 import type { Transport, TransportSink } from '../../src/mux/transport.js';
 
 const SYN = 0x02;
@@ -416,6 +417,22 @@ describe('robustness and ACK timing', () => {
     await writeAll(conn, sink, data, 50_000);
     await sink.until(() => sink.bytes >= data.length);
     expect(sink.hash.digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(registry.count()).toBe(1);
+  });
+
+  it('junk transfers from the phone are counted and dropped; the device and its connections live on', async () => {
+    const { device, dev, registry } = await rig();
+    if (!(device instanceof MuxSession)) throw new Error('expected a MuxSession');
+    const conn = await device.connect(ECHO_PORT);
+    const sink = new Collector();
+    conn.attach(sink);
+    conn.write(Buffer.from('before'));
+    await sink.until(() => sink.bytes === 6);
+    dev.emulator.injectGarbage(50);
+    conn.write(Buffer.from('after'));
+    await sink.until(() => sink.bytes === 11);
+    expect(device.decoderStats.malformed).toBeGreaterThan(0);
+    expect(sink.closes).toEqual([]);
     expect(registry.count()).toBe(1);
   });
 
