@@ -16,40 +16,8 @@
  */
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
-import { EmulatedIPhone, SOURCE_PORT, sourceByte } from '../src/emulator/index.js';
-import type { Service, ServiceConnection } from '../src/emulator/index.js';
-
-const PERIOD = 65536;
-const CHUNK = 65536;
-
-/** The source stream, twice over, so any [offset % PERIOD, + CHUNK) is one subarray. */
-const PATTERN: Buffer = (() => {
-  const b = Buffer.allocUnsafe(PERIOD + CHUNK);
-  for (let i = 0; i < b.length; i++) b[i] = sourceByte(i);
-  return b;
-})();
-
-/** Same bytes as the emulator's source service, without the per-byte work. */
-export function createFastSourceService(): Service {
-  const offsets = new WeakMap<ServiceConnection, number>();
-  return {
-    name: 'source',
-    onOpen(conn) {
-      offsets.set(conn, 0);
-    },
-    onData() {
-      // ignored
-    },
-    onWritable(conn) {
-      const offset = offsets.get(conn) ?? 0;
-      const length = Math.min(conn.sendRoom, CHUNK);
-      if (length <= 0) return;
-      offsets.set(conn, offset + length);
-      const start = offset % PERIOD;
-      conn.write(PATTERN.subarray(start, start + length));
-    },
-  };
-}
+import { EmulatedIPhone, SOURCE_PORT } from '../src/emulator/index.js';
+import { createFastSourceService } from './lib/fast-source.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);

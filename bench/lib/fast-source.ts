@@ -1,0 +1,39 @@
+/**
+ * The emulated iPhone's source stream (port 19), served from a precomputed copy: the same bytes
+ * as the emulator's own source service ({@link sourceByte}, period 65536), without computing each
+ * byte, so the device side of a bench costs next to nothing.
+ */
+import { sourceByte } from '../../src/emulator/index.js';
+import type { Service, ServiceConnection } from '../../src/emulator/index.js';
+
+const PERIOD = 65536;
+const CHUNK = 65536;
+
+/** The source stream, twice over, so any [offset % PERIOD, + CHUNK) is one subarray. */
+const PATTERN: Buffer = (() => {
+  const b = Buffer.allocUnsafe(PERIOD + CHUNK);
+  for (let i = 0; i < b.length; i++) b[i] = sourceByte(i);
+  return b;
+})();
+
+/** Same bytes as the emulator's source service, without the per-byte work. */
+export function createFastSourceService(): Service {
+  const offsets = new WeakMap<ServiceConnection, number>();
+  return {
+    name: 'source',
+    onOpen(conn) {
+      offsets.set(conn, 0);
+    },
+    onData() {
+      // ignored
+    },
+    onWritable(conn) {
+      const offset = offsets.get(conn) ?? 0;
+      const length = Math.min(conn.sendRoom, CHUNK);
+      if (length <= 0) return;
+      offsets.set(conn, offset + length);
+      const start = offset % PERIOD;
+      conn.write(PATTERN.subarray(start, start + length));
+    },
+  };
+}
