@@ -1,4 +1,6 @@
+import { Writable } from 'node:stream';
 import fc from 'fast-check';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { fromHex } from '../../test/support/reference-codec.js';
 import { silentLogger } from '../log.js';
@@ -122,6 +124,20 @@ describe('PacketDecoder', () => {
     decoder.push(SYN);
     expect(packets).toEqual([SYN.toString('hex')]);
     expect(decoder.stats).toMatchObject({ malformed: 1, droppedBytes: 36 });
+  });
+
+  it('logs malformed packets at warn on the 1st, 2nd, 4th, 8th occurrence only (debug otherwise)', () => {
+    const levels: number[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        levels.push((JSON.parse(chunk.toString()) as { level: number }).level);
+        cb();
+      },
+    });
+    const decoder = new PacketDecoder({ onPacket: () => undefined }, pino({ level: 'debug' }, stream));
+    for (let i = 0; i < 9; i++) decoder.push(fromHex('00000006 00000004 0000'));
+    expect(levels).toEqual([40, 40, 20, 40, 20, 20, 20, 40, 20]);
+    expect(decoder.stats.malformed).toBe(9);
   });
 
   it('property: any packets, cut into any transfers, come out whole and in order', () => {

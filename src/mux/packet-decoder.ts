@@ -128,9 +128,12 @@ export class PacketDecoder {
   }
 
   private resync(reason: string, length: number): void {
-    this.stats.malformed++;
+    const count = ++this.stats.malformed;
     this.stats.droppedBytes += this.buffered;
-    this.log.warn({ reason, length, dropped: this.buffered, headerSize: this.headerSize }, 'malformed mux packet; dropping the rest of the transfer');
+    const fields = { reason, length, dropped: this.buffered, headerSize: this.headerSize, malformed: count };
+    // warn on the 1st, 2nd, 4th, 8th ... occurrence so a babbling device cannot flood the log
+    if ((count & (count - 1)) === 0) this.log.warn(fields, 'malformed mux packet; dropping the rest of the transfer');
+    else this.log.debug(fields, 'malformed mux packet; dropping the rest of the transfer');
     this.reset();
   }
 
