@@ -44,6 +44,8 @@ export type SessionState = 'command' | 'busy' | 'listening' | 'connecting' | 'tu
 
 /** Pause reading while this much input waits behind a pending command or connect. */
 const MAX_PENDING_INPUT = 256 * 1024;
+/** Stop reading requests while this many reply bytes wait for a client that does not read them. */
+const MAX_REPLY_BACKLOG = 1024 * 1024;
 /** Close a listener whose unread notifications pass this many bytes. */
 const MAX_LISTENER_BACKLOG = 1024 * 1024;
 
@@ -82,6 +84,8 @@ export class ClientSession {
   private readonly log: Logger;
   private decoder: FrameDecoder | undefined;
   private tunnel: Tunnel | undefined;
+  /** Reading is paused until the client takes its replies ('drain'). */
+  private awaitingDrain = false;
 
   constructor(socket: Socket, number: number, ctx: SessionContext, log: Logger) {
     this.socket = socket;
@@ -148,6 +152,11 @@ export class ClientSession {
     }
   };
 
+  private readonly onReplyDrain = (): void => {
+    this.awaitingDrain = false;
+    if (this.state === 'command') this.processFrames();
+  };
+
   private readonly onSocketClose = (): void => {
     const previous = this.state;
     this.state = 'closed';
@@ -159,6 +168,15 @@ export class ClientSession {
   /** Handle buffered frames in order until one needs to wait or none is complete. */
   private processFrames(): void {
     while (this.state === 'command' && this.decoder !== undefined) {
+      if (this.socket.writableLength > MAX_REPLY_BACKLOG) {
+        // A client that pipelines requests but never reads the replies: stop reading until it does.
+        if (!this.awaitingDrain) {
+          this.awaitingDrain = true;
+          this.socket.pause();
+          this.socket.once('drain', this.onReplyDrain);
+        }
+        return;
+      }
       let frame: Frame | undefined;
       try {
         frame = this.decoder.read();

@@ -209,6 +209,37 @@ describe('commands', () => {
     expect(tags).toEqual([1, 2, 3, 4]);
   });
 
+  it('a client that pipelines requests without reading replies is throttled, then answered in full', async () => {
+    // A second server whose identify hook hands us the daemon-side socket.
+    await server.close();
+    let daemonSide: Socket | undefined;
+    server = new MuxdServer({
+      directory,
+      store: new FilePairRecordStore({ dir }),
+      log: silentLogger(),
+      identify: (socket) => {
+        daemonSide = socket;
+        return {};
+      },
+    });
+    await server.listen({ kind: 'unix', path });
+    const c = await client();
+    const count = 12_000; // ~4 MB of requests, ~3 MB of replies
+    const request = encodePlistRequest(1, { MessageType: 'ListListeners' });
+    c.socket.pause();
+    for (let i = 0; i < count; i++) c.send(request);
+    let peak = 0;
+    for (let t = 0; t < 40; t++) {
+      await new Promise((r) => setTimeout(r, 50));
+      peak = Math.max(peak, daemonSide?.writableLength ?? 0);
+    }
+    // Replies held by the daemon stay within the backlog limit plus one reply.
+    expect(peak).toBeGreaterThan(0);
+    expect(peak).toBeLessThan(1024 * 1024 + 1024);
+    c.socket.resume();
+    for (let i = 0; i < count; i++) expect((await c.readFrame()).tag).toBe(1);
+  });
+
   it('frames shorter than 16 or longer than 65536 close the client', async () => {
     const short = await client();
     short.send(Buffer.from('08000000010000000800000001000000', 'hex'));
