@@ -26,6 +26,7 @@
 import {
   HEADER_V1,
   HEADER_V2,
+  MAX_MUX_PACKET,
   MUX_MAGIC,
   Protocol,
   TCP_HEADER,
@@ -160,7 +161,9 @@ export class EmulatedIPhone implements ConnectionOwner {
   // ---- ConnectionOwner -------------------------------------------------------------------
 
   maxPayload(): number {
-    return this.faults.maxPacket - this.headerSize - TCP_HEADER;
+    // `faults.maxPacket` is mutable at runtime: clamp rather than trust it.
+    const maxPacket = Math.min(Math.max(this.faults.maxPacket, this.headerSize + TCP_HEADER + 1), MAX_MUX_PACKET);
+    return maxPacket - this.headerSize - TCP_HEADER;
   }
 
   sendTcp(header: TcpHeader, payload: Buffer): void {

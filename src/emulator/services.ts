@@ -38,15 +38,27 @@ export function sourceByte(i: number): number {
   return (i * 7 + Math.floor(i / 256)) & 0xff;
 }
 
-/** Bytes `[offset, offset + length)` of the source stream. */
-export function sourceBytes(offset: number, length: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  for (let k = 0; k < length; k++) out[k] = sourceByte(offset + k);
-  return out;
+/** The pattern repeats every 65536 bytes: `7i` every 256, `floor(i / 256)` mod 256 every 65536. */
+const SOURCE_PERIOD = 65536;
+/** Two periods, so any slice of up to one period is one contiguous view. */
+const SOURCE_TABLE = Buffer.from(Array.from({ length: 2 * SOURCE_PERIOD }, (_, i) => sourceByte(i)));
+
+/** Read-only view of `length` (≤ 65536) source bytes from `offset`; shared memory, never mutate. */
+function sourceView(offset: number, length: number): Buffer {
+  const start = offset % SOURCE_PERIOD;
+  return SOURCE_TABLE.subarray(start, start + length);
 }
 
-/** Largest chunk the source produces per call. */
-const SOURCE_CHUNK = 65536;
+/** Bytes `[offset, offset + length)` of the source stream (a fresh copy). */
+export function sourceBytes(offset: number, length: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  for (let done = 0; done < length; ) {
+    const n = Math.min(SOURCE_PERIOD, length - done);
+    sourceView(offset + done, n).copy(out, done);
+    done += n;
+  }
+  return out;
+}
 
 /**
  * Endless deterministic stream ({@link sourceByte}), produced only as fast as the host window
@@ -64,10 +76,10 @@ export function createSourceService(): Service {
     },
     onWritable(conn) {
       const offset = offsets.get(conn) ?? 0;
-      const length = Math.min(conn.sendRoom, SOURCE_CHUNK);
+      const length = Math.min(conn.sendRoom, SOURCE_PERIOD);
       if (length <= 0) return;
       offsets.set(conn, offset + length);
-      conn.write(sourceBytes(offset, length));
+      conn.write(sourceView(offset, length)); // packets are copied when encoded; the table stays intact
     },
   };
 }
