@@ -14,7 +14,7 @@
  * An ignored device is not retried until it leaves and comes back (usbmuxd does the same).
  *
  * Discovery follows usbmuxd (§1.2) on node-usb's hotplug: enumerate at start, then libusb hotplug
- * (`usb.on('attach' | 'detach')`, unref'd so shutdown never waits on it). Where libusb has no
+ * (`usb.on('attach' | 'detach')` through bus.ts, unref'd so shutdown never waits on it). Where libusb has no
  * hotplug we poll the device list ourselves every `pollIntervalMs` with a set diff (node-usb's own
  * fallback polls every 500 ms on a timer it never unrefs). With `hotplug: false` (-n) arrivals
  * after the initial scan are ignored but departures are still handled; `rediscover()` (SIGUSR2)
@@ -22,11 +22,11 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { getDeviceList, usb } from 'usb';
-import type { Device } from 'usb';
 import type { Logger } from '../log.js';
 import type { DeviceInfo } from '../mux/api.js';
 import type { Transport } from '../mux/transport.js';
+import { nodeUsbBus } from './bus.js';
+import type { BusDevice, UsbBus } from './bus.js';
 import { APPLE_VENDOR_ID, DEVICE_MODE_ENV, POLL_INTERVAL_MS } from './constants.js';
 import { DeviceOpener } from './device-opener.js';
 import type { OpenOutcome } from './device-opener.js';
@@ -50,6 +50,8 @@ export interface UsbBackendOptions {
   readonly outHighWater?: number;
   /** Desired device mode (§1.3). Default: $USBMUXD_DEFAULT_DEVICE_MODE, else 1. */
   readonly deviceMode?: number;
+  /** The bus to watch. Default: node-usb's libusb (tests pass a fake). */
+  readonly bus?: UsbBus;
 }
 
 type EntryState = 'opening' | 'attached' | 'ignored';
@@ -64,12 +66,12 @@ interface Entry {
 
 const USB_DEVFS = '/dev/bus/usb';
 
-function keyOf(device: Device): string {
+function keyOf(device: BusDevice): string {
   return `${device.busNumber}-${device.deviceAddress}`;
 }
 
 /** ConnectionSpeed from sysfs (node-usb exposes no libusb_get_device_speed); high speed if unknown. */
-async function readSpeed(device: Device): Promise<number> {
+async function readSpeed(device: BusDevice): Promise<number> {
   const ports = device.portNumbers;
   if (ports.length === 0) return connectionSpeed(0);
   try {
@@ -85,6 +87,7 @@ export class UsbBackend {
   private readonly entries = new Map<string, Entry>();
   private readonly pending = new Set<Promise<void>>();
   private readonly desiredMode: number;
+  private readonly bus: UsbBus;
   private state: 'idle' | 'running' | 'unavailable' | 'stopped' = 'idle';
   private watching: 'hotplug' | 'poll' | 'none' = 'none';
   private pollTimer: NodeJS.Timeout | undefined;
@@ -93,12 +96,13 @@ export class UsbBackend {
   constructor(private readonly options: UsbBackendOptions) {
     this.log = options.log.child({ layer: 'usb' });
     this.desiredMode = options.deviceMode ?? parseDeviceMode(process.env[DEVICE_MODE_ENV]);
+    this.bus = options.bus ?? nodeUsbBus();
   }
 
   /** Enumerate the devices present and start following arrivals and departures. */
   start(): void {
     if (this.state !== 'idle') return;
-    if (usb.INIT_ERROR) {
+    if (this.bus.unavailable) {
       this.state = 'unavailable';
       this.log.info('USB unavailable (libusb could not be initialised); running without USB');
       return;
@@ -134,15 +138,15 @@ export class UsbBackend {
   private watch(): void {
     let hotplug = false;
     try {
-      hotplug = usb._supportedHotplugEvents();
+      hotplug = this.bus.hotplugSupported();
     } catch (err) {
       this.log.debug({ errno: libusbErrno(err) }, 'libusb hotplug query failed');
     }
     if (hotplug) {
       this.watching = 'hotplug';
-      usb.on('detach', this.onHotplugDetach);
-      if (this.options.hotplug !== false) usb.on('attach', this.onHotplugAttach);
-      usb.unrefHotplugEvents();
+      this.bus.on('detach', this.onHotplugDetach);
+      if (this.options.hotplug !== false) this.bus.on('attach', this.onHotplugAttach);
+      this.bus.unrefHotplug();
       return;
     }
     if (this.options.hotplug === false) return;
@@ -156,8 +160,8 @@ export class UsbBackend {
 
   private unwatch(): void {
     if (this.watching === 'hotplug') {
-      usb.removeListener('attach', this.onHotplugAttach);
-      usb.removeListener('detach', this.onHotplugDetach);
+      this.bus.off('attach', this.onHotplugAttach);
+      this.bus.off('detach', this.onHotplugDetach);
     } else if (this.pollTimer) {
       clearInterval(this.pollTimer);
       this.pollTimer = undefined;
@@ -165,19 +169,19 @@ export class UsbBackend {
     this.watching = 'none';
   }
 
-  private readonly onHotplugAttach = (device: Device): void => {
+  private readonly onHotplugAttach = (device: BusDevice): void => {
     if (this.state === 'running') this.consider(device);
   };
 
-  private readonly onHotplugDetach = (device: Device): void => {
+  private readonly onHotplugDetach = (device: BusDevice): void => {
     this.departed(keyOf(device));
   };
 
   /** Mark-and-sweep over libusb's device list; returns how many devices are present. */
   private scan(sweep: boolean): number {
-    let devices: Device[];
+    let devices: BusDevice[];
     try {
-      devices = getDeviceList();
+      devices = this.bus.list();
       this.listFailures = 0;
     } catch (err) {
       if (this.listFailures++ === 0) this.log.warn({ errno: libusbErrno(err) }, 'listing USB devices failed');
@@ -194,7 +198,7 @@ export class UsbBackend {
     return devices.length;
   }
 
-  private consider(device: Device): void {
+  private consider(device: BusDevice): void {
     const key = keyOf(device);
     if (this.entries.has(key) || device.deviceDescriptor.idVendor !== APPLE_VENDOR_ID) return;
     const entry: Entry = { key, state: 'opening', gone: false, transport: undefined };
@@ -220,7 +224,7 @@ export class UsbBackend {
     void job.finally(() => this.pending.delete(job));
   }
 
-  private opened(entry: Entry, device: Device, outcome: OpenOutcome, speed: number, log: Logger): void {
+  private opened(entry: Entry, device: BusDevice, outcome: OpenOutcome, speed: number, log: Logger): void {
     if (outcome.kind !== 'claimed') {
       entry.state = 'ignored';
       return;
