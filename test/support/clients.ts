@@ -22,7 +22,7 @@
  * from the device; send bulk data through iproxy and a TCP socket. It also exits at once when its
  * stdin is at EOF, so its stdin is kept open as a pipe.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -202,7 +202,7 @@ export interface EchoRun {
  * Sends `data` over a fresh TCP connection to 127.0.0.1:port (honouring backpressure) while
  * reading the same number of bytes back. Only the first `headBytes` are sent until `release()`.
  */
-export function startEcho(port: number, data: Buffer, timeoutMs = 60_000, headBytes = data.length): EchoRun {
+export function startEcho(port: number, data: Buffer, timeoutMs = 30_000, headBytes = data.length): EchoRun {
   let released = false;
   let connected = false;
   let sendRest: () => void = () => undefined;
@@ -220,8 +220,9 @@ export function startEcho(port: number, data: Buffer, timeoutMs = 60_000, headBy
     const got: Buffer[] = [];
     let received = 0;
     const timer = setTimeout(() => {
+      const queues = busySocketQueues();
       sock.destroy();
-      reject(new Error(`echo timed out: ${received} of ${data.length} bytes back`));
+      reject(new Error(`echo timed out: ${received} of ${data.length} bytes back\n${queues}`));
     }, timeoutMs);
     sock.on('data', (chunk: Buffer) => {
       got.push(chunk);
@@ -255,8 +256,23 @@ export function startEcho(port: number, data: Buffer, timeoutMs = 60_000, headBy
   return { firstEcho, result, release };
 }
 
+/**
+ * Sockets of iproxy/node/usbmuxd processes with bytes queued (`ss`), for stall reports: a non-zero
+ * Recv-Q on the daemon's end of a client socket means the daemon stopped reading it.
+ */
+export function busySocketQueues(): string {
+  try {
+    // -x and -t together: every line starts Netid State Recv-Q Send-Q.
+    const lines = execFileSync('ss', ['-xtnpH'], { encoding: 'utf8', timeout: 2000 }).split('\n');
+    const busy = lines.filter((l) => /iproxy|node|usbmuxd|inetcat/.test(l) && /^\S+\s+\S+\s+(\d+)\s+(\d+)/.exec(l)?.slice(1, 3).some((q) => q !== '0') === true);
+    return `socket queues (ss, Recv-Q Send-Q):\n${busy.join('\n')}`;
+  } catch (err) {
+    return `(ss failed: ${err instanceof Error ? err.message : String(err)})`;
+  }
+}
+
 /** One echo round trip: what came back. */
-export function tcpEchoRoundTrip(port: number, data: Buffer, timeoutMs = 60_000): Promise<Buffer> {
+export function tcpEchoRoundTrip(port: number, data: Buffer, timeoutMs = 30_000): Promise<Buffer> {
   const run = startEcho(port, data, timeoutMs);
   run.release();
   return run.result;
@@ -267,7 +283,7 @@ export function tcpEchoRoundTrip(port: number, data: Buffer, timeoutMs = 60_000)
  * is opened once the previous one's tunnel is up, and bulk data flows only once every tunnel is up
  * (iproxy 2.0.2 fd caveat above).
  */
-export async function parallelEchoes(port: number, payloads: readonly Buffer[], timeoutMs = 90_000): Promise<Buffer[]> {
+export async function parallelEchoes(port: number, payloads: readonly Buffer[], timeoutMs = 30_000): Promise<Buffer[]> {
   const runs: EchoRun[] = [];
   for (const payload of payloads) {
     const run = startEcho(port, payload, timeoutMs, 1024);
@@ -324,7 +340,7 @@ export function inetcatRead(socketPath: string, devicePort: number, length: numb
     };
     const timer = setTimeout(() => {
       finish(new Error(`inetcat timed out after ${received} of ${length} bytes; stderr: ${err.join('')}`));
-    }, options.timeoutMs ?? 60_000);
+    }, options.timeoutMs ?? 30_000);
     child.stderr.setEncoding('utf8').on('data', (s: string) => err.push(s));
     child.stdout.on('data', (chunk: Buffer) => {
       got.push(chunk);
