@@ -23,6 +23,7 @@ import { validateConfig } from './config.js';
 import { isMuxdError, systemErrorCode } from './errors.js';
 import { Lifecycle } from './daemon/lifecycle.js';
 import { createRootLogger } from './daemon/logging.js';
+import type { RootLogger } from './daemon/logging.js';
 import { createPeerIdentifier } from './daemon/peer.js';
 import { InstanceLock, findRunningInstance } from './daemon/pidfile.js';
 import { dropPrivileges, isRoot, lookupGroupId, resolveDropUser } from './daemon/privileges.js';
@@ -117,6 +118,12 @@ function listenTargetFor(config: DaemonConfig, activation: ActivationResult, log
 async function run(config: DaemonConfig, warnings: readonly string[], log: Logger, exit: (code: number) => void): Promise<void> {
   const parts: Parts = {};
   const lifecycle = new Lifecycle({ log, exit, teardown: () => teardown(parts, config, log) });
+  // A crash is logged at fatal by the handler; then stop in order if we can (the lifecycle's
+  // deadline bounds it), or at once if the crash happened while stopping.
+  installCrashHandlers(log, () => {
+    if (lifecycle.isStopping()) exit(EXIT_CRASH);
+    else lifecycle.stop(EXIT_CRASH, 'crash');
+  });
   installSignalHandlers(log, config.enableExit, {
     shutdown: (signal) => { lifecycle.stop(0, signal); },
     exitIfIdle: () => {
@@ -137,7 +144,6 @@ async function run(config: DaemonConfig, warnings: readonly string[], log: Logge
 }
 
 async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, log: Logger, exit: (code: number) => void): Promise<void> {
-
   const user: UserEntry | undefined = config.user === undefined ? undefined : resolveDropUser(config.user);
   const activation = takeListenFds(process.env, process.pid);
   const pathProblem = defaultPathProblem(config, isRoot(), activation.fd !== undefined);
@@ -226,7 +232,14 @@ async function main(argv: readonly string[]): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  const root = await createRootLogger(config);
+  let root: RootLogger;
+  try {
+    root = await createRootLogger(config);
+  } catch (err) {
+    process.stderr.write(`usbmuxd: cannot open the log file ${config.logfile ?? ''}: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+    return;
+  }
   const log = root.log;
   const exit = (code: number): void => {
     root.flush();
@@ -236,7 +249,6 @@ async function main(argv: readonly string[]): Promise<void> {
     exit(await signalInstance(config, cmd.signal, log));
     return;
   }
-  installCrashHandlers(log, () => { exit(EXIT_CRASH); });
   await run(config, cmd.warnings, log, exit);
 }
 

@@ -65,6 +65,14 @@ describe('usage and exit codes', () => {
     }
   });
 
+  it('exits 1 with a clear message when the -l file cannot be opened', () => {
+    const s = setup();
+    const r = runOnce(['-l', '/dev/null/usbmuxd.log', '-S', s.sock, '-P', 'NONE', '--no-usb']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/cannot open the log file \/dev\/null\/usbmuxd\.log: E[A-Z]+/);
+    expect(existsSync(s.sock)).toBe(false);
+  });
+
   it('exits 1 with a clear message on an invalid --virtual-device UDID', () => {
     const r = runOnce(['--virtual-device=../../etc', '-P', 'NONE']);
     expect(r.status).toBe(1);
@@ -95,10 +103,12 @@ describe('start and stop', () => {
     appendFileSync(preload, "setTimeout(() => { void Promise.reject(new Error('injected failure')); }, 400);\n");
     const d = startDaemon(s.args, { command: [process.execPath, '--import', preload, mainJs] });
     const code = await d.exited;
-    expect(code).not.toBe(0);
+    expect(code).toBe(70); // EX_SOFTWARE: non-zero, so systemd's Restart=on-failure restarts us
     const fatal = d.lines().find((l) => l.level === 60);
     expect(fatal?.msg).toMatch(/unhandled promise rejection/);
     expect(JSON.stringify(fatal)).toMatch(/injected failure/);
+    expect(d.lines().some((l) => l.msg === 'shutting down' && l['reason'] === 'crash')).toBe(true);
+    expect(existsSync(s.sock)).toBe(false);
   });
 });
 
