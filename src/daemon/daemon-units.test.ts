@@ -3,7 +3,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { levelFor, wantsPretty } from './logging.js';
+import { createRootLogger, levelFor, wantsPretty } from './logging.js';
 import { takeListenFds } from './socket-activation.js';
 import { inodeFromProcTcp, peerInodeFromSs, procTcpAddress } from './peer.js';
 import { InstanceLock, findRunningInstance, lockNameFor, queryLockHolder } from './pidfile.js';
@@ -32,6 +32,39 @@ describe('levelFor (usbmuxd level rule in pino terms)', () => {
     expect(wantsPretty({ logFormat: undefined, foreground: true, logfile: '/x' }, true)).toBe(false);
     expect(wantsPretty({ logFormat: 'json', foreground: true, logfile: undefined }, true)).toBe(false);
     expect(wantsPretty({ logFormat: 'pretty', foreground: false, logfile: undefined }, false)).toBe(true);
+  });
+});
+
+describe('createRootLogger', () => {
+  it('falls back to JSON with one warning when pino-pretty cannot be loaded', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'muxd-log-'));
+    try {
+      const logfile = join(dir, 'sub', 'l.log');
+      const root = await createRootLogger({ ...DEFAULT_CONFIG, logfile, logFormat: 'pretty' }, false, () => Promise.resolve(undefined));
+      root.log.info('hello');
+      root.flush();
+      const lines = readFileSync(logfile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string });
+      expect(lines.map((l) => [l.level, l.msg])).toEqual([[40, 'pino-pretty is not installed; logging JSON instead'], [30, 'hello']]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('writes pretty lines (not JSON) with pino-pretty, appending to the logfile', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'muxd-log-'));
+    try {
+      const logfile = join(dir, 'p.log');
+      writeFileSync(logfile, 'earlier\n');
+      const root = await createRootLogger({ ...DEFAULT_CONFIG, logfile, logFormat: 'pretty' }, false);
+      root.log.info({ dev: 3 }, 'pretty hello');
+      await new Promise((r) => setTimeout(r, 100));
+      const text = readFileSync(logfile, 'utf8');
+      expect(text.startsWith('earlier\n')).toBe(true);
+      expect(text).toMatch(/INFO.*pretty hello/);
+      expect(text).not.toMatch(/"msg":/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

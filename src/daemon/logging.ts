@@ -38,7 +38,7 @@ export interface RootLogger {
   flush(): void;
 }
 
-type PrettyFactory = (options: { destination: number | string; sync: boolean; colorize: boolean; append?: boolean; mkdir?: boolean }) => DestinationStream;
+export type PrettyFactory = (options: { destination: number | string; sync: boolean; colorize: boolean; append?: boolean; mkdir?: boolean }) => DestinationStream;
 
 function isPrettyFactory(value: unknown): value is PrettyFactory {
   return typeof value === 'function';
@@ -55,13 +55,17 @@ async function loadPretty(): Promise<PrettyFactory | undefined> {
 }
 
 /** Build the root logger. Never throws for a missing pino-pretty; may throw if `-l FILE` cannot be opened. */
-export async function createRootLogger(config: DaemonConfig, stderrIsTty: boolean = process.stderr.isTTY): Promise<RootLogger> {
+export async function createRootLogger(
+  config: DaemonConfig,
+  stderrIsTty: boolean = process.stderr.isTTY,
+  loadPrettyFactory: () => Promise<PrettyFactory | undefined> = loadPretty,
+): Promise<RootLogger> {
   const level = levelFor(config);
   const base = { name: 'usbmuxd' };
   let stream: DestinationStream | undefined;
   let prettyMissing = false;
   if (wantsPretty(config, stderrIsTty)) {
-    const factory = await loadPretty();
+    const factory = await loadPrettyFactory();
     if (factory) {
       stream = config.logfile !== undefined
         ? factory({ destination: config.logfile, sync: true, colorize: false, append: true, mkdir: true })
