@@ -1,6 +1,7 @@
 /**
  * Our software ceiling: the daemon's own cost with the emulated iPhone in-process (no USB, no
- * umockdev). Run with `npm run bench:ceiling -- [--mib 512] [--devices 32] [--tunnels 16] [--rounds 3]`.
+ * umockdev). Run with `npm run bench:ceiling -- [--mib 512] [--devices 32] [--tunnels 16] [--rounds 3]
+ * [--window KiB]` (--window: the receive window the host advertises, default TX_WINDOW = 128).
  *
  *   server process (forked, `--serve`): DeviceRegistry + MuxdServer on a real Unix socket +
  *     N × createVirtualDevice (MemoryTransportPair, USB-sized transfers: 16 KiB IN, OUT split at
@@ -23,12 +24,12 @@ import { fileURLToPath } from 'node:url';
 import { SOURCE_PORT, createVirtualDevice } from '../src/emulator/index.js';
 import type { VirtualDevice } from '../src/emulator/index.js';
 import { silentLogger } from '../src/log.js';
-import { DeviceRegistry } from '../src/mux/index.js';
+import { DeviceRegistry, TX_WINDOW } from '../src/mux/index.js';
 import { FilePairRecordStore } from '../src/pairrecords/index.js';
 import { MuxdServer } from '../src/server/index.js';
 import { createFastSourceService } from './lib/fast-source.js';
 import { CpuMeter, loadAverage, machineDescription, medianSpread, peakRssMiB } from './lib/measure.js';
-import { deviceToHost, firstDeviceId, hostToDevice, openTunnel } from './lib/workloads.js';
+import { deviceToHost, firstDeviceId, hostToDevice, openTunnels } from './lib/workloads.js';
 import type { Target } from './lib/workloads.js';
 import { MuxdClient } from '../test/support/muxd-client.js';
 
@@ -40,10 +41,10 @@ type FromServer = { readonly type: 'ready' } | { readonly type: 'discardBytes'; 
 
 // ---------------------------------------------------------------------------------- server side
 
-async function serve(socketPath: string, devices: number): Promise<void> {
+async function serve(socketPath: string, devices: number, window: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'muxd-ceiling-'));
   const log = silentLogger();
-  const registry = new DeviceRegistry({ log });
+  const registry = new DeviceRegistry({ log, window });
   const store = new FilePairRecordStore({ dir, log });
   await store.init();
   const server = new MuxdServer({ directory: registry, store, log });
@@ -75,10 +76,12 @@ interface Options {
   devices: number;
   tunnels: number;
   rounds: number;
+  /** Receive window the host advertises per connection, KiB (DeviceRegistry `window`). */
+  windowKiB: number;
 }
 
 function parseOptions(argv: readonly string[]): Options {
-  const o: Options = { mib: 512, devices: 32, tunnels: 16, rounds: 3 };
+  const o: Options = { mib: 512, devices: 32, tunnels: 16, rounds: 3, windowKiB: TX_WINDOW / 1024 };
   for (let i = 0; i < argv.length; i += 2) {
     const n = Number(argv[i + 1]);
     if (!Number.isFinite(n) || n <= 0) throw new Error(`${String(argv[i])} needs a positive number`);
@@ -86,6 +89,7 @@ function parseOptions(argv: readonly string[]): Options {
     else if (argv[i] === '--devices') o.devices = n;
     else if (argv[i] === '--tunnels') o.tunnels = n;
     else if (argv[i] === '--rounds') o.rounds = n;
+    else if (argv[i] === '--window') o.windowKiB = n;
     else throw new Error(`unknown option ${String(argv[i])}`);
   }
   return o;
@@ -98,11 +102,15 @@ class Server {
       if (m.type === 'discardBytes') this.waiting.shift()?.(m.bytes);
     });
   }
-  static async start(devices: number): Promise<Server> {
+  static async start(devices: number, windowKiB: number): Promise<Server> {
     const dir = mkdtempSync(join(tmpdir(), 'muxd-ceiling-sock-'));
     const socketPath = join(dir, 'muxd.sock');
     const entry = fileURLToPath(import.meta.url);
-    const child = fork(entry, ['--serve', socketPath, String(devices)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(entry, ['--serve', socketPath, String(devices), String(windowKiB * 1024)], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      // CEILING_PROF=<dir>: a V8 CPU profile of the server process, for finding hot spots
+      execArgv: process.env['CEILING_PROF'] === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env['CEILING_PROF']}`],
+    });
     const [msg] = (await once(child, 'message')) as [FromServer];
     if (msg.type !== 'ready') throw new Error('server did not start');
     return new Server(child, socketPath, dir);
@@ -142,7 +150,7 @@ interface Row {
 
 /** Many source tunnels over many devices at once; resolves with total bytes and seconds. */
 async function fanIn(server: Server, ids: readonly number[], tunnels: number, bytes: number): Promise<{ bytes: number; seconds: number; fairness: number }> {
-  const socks = await Promise.all(ids.flatMap((deviceId) => Array.from({ length: tunnels }, () => openTunnel({ socketPath: server.socketPath, deviceId }, SOURCE_PORT))));
+  const socks = await openTunnels(ids.flatMap((deviceId) => Array.from({ length: tunnels }, () => ({ socketPath: server.socketPath, deviceId }))), SOURCE_PORT);
   const per = socks.map(() => 0);
   let total = 0;
   const t0 = process.hrtime.bigint();
@@ -177,8 +185,8 @@ async function main(): Promise<void> {
     row.sPerGB.push((cpu / bytes) * GB);
     rows.set(name, row);
   };
-  const single = await Server.start(1);
-  const many = await Server.start(o.devices);
+  const single = await Server.start(1, o.windowKiB);
+  const many = await Server.start(o.devices, o.windowKiB);
   try {
     const [id] = await single.deviceIds(1);
     if (id === undefined) throw new Error('no device');
@@ -202,7 +210,7 @@ async function main(): Promise<void> {
       `# ceiling ${new Date().toISOString()}`,
       '',
       `Machine: ${machineDescription()}. Load average: ${load0} at start, ${loadAverage()} at the end.`,
-      `${o.rounds} rounds of ${o.mib} MiB per row. Server process = DeviceRegistry + MuxdServer (Unix socket) + the emulated phones; clients in another process.`,
+      `${o.rounds} rounds of ${o.mib} MiB per row, host window ${o.windowKiB} KiB per connection. Server process = DeviceRegistry + MuxdServer (Unix socket) + the emulated phones; clients in another process.`,
       '',
       '| row | GB/s: median (min–max) | server CPU s/GB | ',
       '| --- | --- | --- |',
@@ -219,7 +227,7 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === '--serve') {
-  void serve(process.argv[3] ?? '', Number(process.argv[4] ?? 1));
+  void serve(process.argv[3] ?? '', Number(process.argv[4] ?? 1), Number(process.argv[5] ?? TX_WINDOW));
 } else {
   main().then(
     () => process.exit(0),

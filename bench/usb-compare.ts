@@ -2,7 +2,8 @@
  * Side by side with Debian's usbmuxd 1.1.1 under the umockdev USB emulation (issue 7).
  *
  *   npm run bench -- [--rounds 3] [--mib 256] [--echo 1000] [--connects 200] [--tunnels 8]
- *                    [--only ours|reference] [--no-save]
+ *                    [--only ours|reference] [--workloads d2h,h2d,echo,connect,parallel]
+ *                    [--no-save] [--no-bulk-sg]
  *
  * Two complete stacks run at once, each with its OWN testbed (test/usb-emulation/testbed.py), its
  * own emulated iPhone (bench/usb-bridge.ts on the testbed's device socket) and its own daemon:
@@ -14,6 +15,9 @@
  * CPU is read from /proc/<pid>/stat (utime+stime) for the daemon, the testbed and the bridge
  * separately; "s/GB" is CPU seconds per 10^9 payload bytes. The "bound" column names what limited
  * a figure: a process at ≥ 85 % of a core, or both cores busy (machine), or neither (latency).
+ * The testbeds offer bulk scatter-gather (USBDEVFS_CAP_BULK_SCATTER_GATHER, as xHCI hosts do), so
+ * libusb hands each bulk transfer over as one URB instead of 16 KiB pieces: the Python ioctl
+ * handler costs per URB, and this takes it out of the way of both daemons (--no-bulk-sg: old way).
  * The results (machine, load, table) are written to bench/results/<date>-usb-compare.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -38,10 +42,14 @@ interface Options {
   tunnels: number;
   only: Kind | undefined;
   save: boolean;
+  /** Testbed offers bulk scatter-gather: one URB per bulk transfer (testbed.py --bulk-sg). */
+  bulkSg: boolean;
+  /** Only these workloads (d2h, h2d, echo, connect, parallel); all when empty. */
+  workloads: string[];
 }
 
 function parseOptions(argv: readonly string[]): Options {
-  const o: Options = { rounds: 3, mib: 256, echo: 1000, connects: 200, tunnels: 8, only: undefined, save: true };
+  const o: Options = { rounds: 3, mib: 256, echo: 1000, connects: 200, tunnels: 8, only: undefined, save: true, bulkSg: true, workloads: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -57,6 +65,12 @@ function parseOptions(argv: readonly string[]): Options {
     else if (a === '--connects') o.connects = num();
     else if (a === '--tunnels') o.tunnels = num();
     else if (a === '--no-save') o.save = false;
+    else if (a === '--bulk-sg') o.bulkSg = true;
+    else if (a === '--workloads' && v !== undefined) {
+      o.workloads = v.split(',');
+      i++;
+    }
+    else if (a === '--no-bulk-sg') o.bulkSg = false;
     else if (a === '--only' && (v === 'ours' || v === 'reference')) {
       o.only = v;
       i++;
@@ -74,8 +88,8 @@ interface Stack {
   readonly pids: Record<string, number>;
 }
 
-async function startStack(kind: Kind): Promise<Stack> {
-  const testbed = await startTestbed();
+async function startStack(kind: Kind, o: Options): Promise<Stack> {
+  const testbed = await startTestbed(o.bulkSg ? ['--bulk-sg'] : []);
   const bridge = await startBridge(testbed);
   const daemon = kind === 'ours' ? await startOurDaemon(testbed.env) : await startReferenceDaemon(testbed.env);
   const deviceId = await firstDeviceId(daemon.socketPath);
@@ -123,38 +137,38 @@ function bulkSample(bytes: number, meter: CpuMeter, seconds: number): Sample {
   };
 }
 
-type Workload = (s: Stack, o: Options) => Promise<[string, Sample]>;
+type Workload = readonly [string, (s: Stack, o: Options) => Promise<[string, Sample]>];
 
 const WORKLOADS: readonly Workload[] = [
-  async (s, o) => {
+  ['d2h', async (s, o) => {
     const meter = new CpuMeter(s.pids);
     const r = await deviceToHost(s.target, o.mib * MIB);
     return ['d2h', bulkSample(r.bytes, meter, r.seconds)];
-  },
-  async (s, o) => {
+  }],
+  ['h2d', async (s, o) => {
     const delivered = async (): Promise<number> => (await s.testbed.stats()).outBytes;
     const meter = new CpuMeter(s.pids);
     const r = await hostToDevice(s.target, o.mib * MIB, delivered);
     return ['h2d', bulkSample(r.bytes, meter, r.seconds)];
-  },
-  async (s, o) => {
+  }],
+  ['echo', async (s, o) => {
     const meter = new CpuMeter(s.pids);
     const r = await echoLatency(s.target, o.echo);
     const c = cpuShares(meter);
     return ['echo', { values: { p50: r.p50ms, p99: r.p99ms }, bound: boundBy(c.shares, c.machineBusy) }];
-  },
-  async (s, o) => {
+  }],
+  ['connect', async (s, o) => {
     const meter = new CpuMeter(s.pids);
     const r = await connectLatency(s.target, o.connects);
     const c = cpuShares(meter);
     return ['connect', { values: { p50: r.p50ms, p99: r.p99ms, perSecond: r.perSecond }, bound: boundBy(c.shares, c.machineBusy) }];
-  },
-  async (s, o) => {
+  }],
+  ['parallel', async (s, o) => {
     const meter = new CpuMeter(s.pids);
     const r = await parallelDeviceToHost(s.target, o.tunnels, o.mib * MIB);
     const sample = bulkSample(r.bytes, meter, r.seconds);
     return ['parallel', { values: { ...sample.values, fairness: r.fairness }, bound: sample.bound }];
-  },
+  }],
 ];
 
 async function idleCpu(stacks: readonly Stack[], seconds: number): Promise<Map<Kind, string>> {
@@ -189,12 +203,13 @@ async function main(): Promise<void> {
   const samples = new Map<Kind, Samples>(kinds.map((k) => [k, new Map()]));
   const loads: string[] = [];
   try {
-    for (const k of kinds) stacks.push(await startStack(k));
+    for (const k of kinds) stacks.push(await startStack(k, o));
     const idle = await idleCpu(stacks, 3);
     for (let round = 0; round < o.rounds; round++) {
       const order = round % 2 === 0 ? stacks : [...stacks].reverse();
       loads.push(loadAverage());
-      for (const workload of WORKLOADS) {
+      for (const [name, workload] of WORKLOADS) {
+        if (o.workloads.length > 0 && !o.workloads.includes(name)) continue;
         for (const s of order) {
           const [key, sample] = await workload(s, o);
           record(samples.get(s.kind) ?? new Map<string, Sample[]>(), key, sample);
@@ -234,7 +249,7 @@ async function main(): Promise<void> {
       `Machine: ${machineDescription()}.`,
       `Load average (1/5/15 min): ${loadBefore} at start; per round: ${loads.join(' | ')}; ${loadAverage()} at the end.`,
       `Options: ${o.rounds} rounds, ${o.mib} MiB per bulk run (device→host, host→device, and in all over ${o.tunnels} tunnels), ${o.echo} echoes, ${o.connects} connects. MB = 10^6 bytes, s/GB = CPU seconds per 10^9 payload bytes.`,
-      `Stacks: each daemon with its own umockdev testbed (Python ioctl handler, FIFO readiness) and its own emulated iPhone (bench/usb-bridge.ts). Order alternates per round.`,
+      `Stacks: each daemon with its own umockdev testbed (Python ioctl handler, FIFO readiness, ${o.bulkSg ? 'bulk scatter-gather: one URB per bulk transfer' : 'libusb splits bulk transfers into 16 KiB URBs'}) and its own emulated iPhone (bench/usb-bridge.ts). Order alternates per round.`,
       '',
       table,
       '',

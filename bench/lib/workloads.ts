@@ -39,9 +39,29 @@ export async function firstDeviceId(socketPath: string, timeoutMs = 15_000): Pro
   }
 }
 
+/** A usbmux client connection; retries while the daemon's listen backlog is full (EAGAIN). */
+export async function openClient(socketPath: string): Promise<MuxdClient> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await MuxdClient.connect(socketPath);
+    } catch (err) {
+      const code = err instanceof Error && 'code' in err ? err.code : undefined;
+      if (code !== 'EAGAIN' || attempt >= 50) throw err;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+}
+
 export async function openTunnel(target: Target, port: number): Promise<Socket> {
-  const client = await MuxdClient.connect(target.socketPath);
+  const client = await openClient(target.socketPath);
   return client.connectDevice(target.deviceId, port);
+}
+
+/** `count` tunnels to `port`, opened one after the other (a burst would overflow the backlog). */
+export async function openTunnels(targets: readonly Target[], port: number): Promise<Socket[]> {
+  const socks: Socket[] = [];
+  for (const t of targets) socks.push(await openTunnel(t, port));
+  return socks;
 }
 
 /** Checks a received slice of the source stream at `offset`; throws on the first wrong byte. */
@@ -170,7 +190,7 @@ export async function connectLatency(target: Target, count: number): Promise<Lat
   const samples: number[] = [];
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < count; i++) {
-    const client = await MuxdClient.connect(target.socketPath);
+    const client = await openClient(target.socketPath);
     const start = process.hrtime.bigint();
     const sock = await client.connectDevice(target.deviceId, ECHO_PORT);
     samples.push(Number(process.hrtime.bigint() - start) / 1e6);
@@ -189,7 +209,7 @@ export interface ParallelResult extends BulkResult {
 
 /** `tunnels` source tunnels read at once until `bytes` arrived in all (all checked). */
 export async function parallelDeviceToHost(target: Target, tunnels: number, bytes: number): Promise<ParallelResult> {
-  const socks = await Promise.all(Array.from({ length: tunnels }, () => openTunnel(target, SOURCE_PORT)));
+  const socks = await openTunnels(Array.from({ length: tunnels }, () => target), SOURCE_PORT);
   const perTunnel = socks.map(() => 0);
   let total = 0;
   const t0 = process.hrtime.bigint();
