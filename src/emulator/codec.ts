@@ -90,17 +90,21 @@ export interface VersionBody {
   readonly padding: number;
 }
 
+/** Write the mux header at the start of `packet` (its length is the packet's). */
+function writeMuxHeader(packet: Buffer, protocol: number, seq: SeqFields | undefined): void {
+  packet.writeUInt32BE(protocol >>> 0, 0);
+  packet.writeUInt32BE(packet.length, 4);
+  if (seq === undefined) return;
+  packet.writeUInt32BE((seq.magic ?? MUX_MAGIC) >>> 0, 8);
+  packet.writeUInt16BE(seq.txSeq & 0xffff, 12);
+  packet.writeUInt16BE(seq.rxSeq & 0xffff, 14);
+}
+
 /** Encode one mux packet. `seq` given → 16-byte v2 header, otherwise 8-byte v1 header. */
 export function encodeMux(protocol: number, body: Buffer, seq?: SeqFields): Buffer {
   const headerSize = seq === undefined ? HEADER_V1 : HEADER_V2;
   const packet = Buffer.allocUnsafe(headerSize + body.length);
-  packet.writeUInt32BE(protocol >>> 0, 0);
-  packet.writeUInt32BE(packet.length, 4);
-  if (seq !== undefined) {
-    packet.writeUInt32BE((seq.magic ?? MUX_MAGIC) >>> 0, 8);
-    packet.writeUInt16BE(seq.txSeq & 0xffff, 12);
-    packet.writeUInt16BE(seq.rxSeq & 0xffff, 14);
-  }
+  writeMuxHeader(packet, protocol, seq);
   body.copy(packet, headerSize);
   return packet;
 }
@@ -128,17 +132,22 @@ export function encodeControl(type: number, text: string, seq?: SeqFields): Buff
   return encodeMux(Protocol.Control, body, seq);
 }
 
+/** Write the 20-byte TCP header into `buf` at `offset`. */
+export function writeTcpHeader(buf: Buffer, offset: number, tcp: TcpHeader): void {
+  buf.writeUInt16BE(tcp.sport & 0xffff, offset);
+  buf.writeUInt16BE(tcp.dport & 0xffff, offset + 2);
+  buf.writeUInt32BE(tcp.seq >>> 0, offset + 4);
+  buf.writeUInt32BE(tcp.ack >>> 0, offset + 8);
+  buf.writeUInt8(0x50, offset + 12); // data offset: 5 words, no options
+  buf.writeUInt8(tcp.flags & 0xff, offset + 13);
+  buf.writeUInt16BE(Math.min(Math.floor(tcp.window / 256), 0xffff), offset + 14);
+  buf.writeUInt32BE(0, offset + 16); // checksum and urgent pointer: always 0
+}
+
 /** The 20-byte TCP header alone. */
 export function encodeTcpHeader(tcp: TcpHeader): Buffer {
-  const header = Buffer.alloc(TCP_HEADER);
-  header.writeUInt16BE(tcp.sport & 0xffff, 0);
-  header.writeUInt16BE(tcp.dport & 0xffff, 2);
-  header.writeUInt32BE(tcp.seq >>> 0, 4);
-  header.writeUInt32BE(tcp.ack >>> 0, 8);
-  header.writeUInt8(0x50, 12);
-  header.writeUInt8(tcp.flags & 0xff, 13);
-  header.writeUInt16BE(Math.min(Math.floor(tcp.window / 256), 0xffff), 14);
-  // checksum and urgent pointer stay 0
+  const header = Buffer.allocUnsafe(TCP_HEADER);
+  writeTcpHeader(header, 0, tcp);
   return header;
 }
 
@@ -146,14 +155,8 @@ export function encodeTcpHeader(tcp: TcpHeader): Buffer {
 export function encodeTcp(tcp: TcpHeader, payload: Buffer, seq?: SeqFields): Buffer {
   const headerSize = seq === undefined ? HEADER_V1 : HEADER_V2;
   const packet = Buffer.allocUnsafe(headerSize + TCP_HEADER + payload.length);
-  packet.writeUInt32BE(Protocol.Tcp, 0);
-  packet.writeUInt32BE(packet.length, 4);
-  if (seq !== undefined) {
-    packet.writeUInt32BE((seq.magic ?? MUX_MAGIC) >>> 0, 8);
-    packet.writeUInt16BE(seq.txSeq & 0xffff, 12);
-    packet.writeUInt16BE(seq.rxSeq & 0xffff, 14);
-  }
-  encodeTcpHeader(tcp).copy(packet, headerSize);
+  writeMuxHeader(packet, Protocol.Tcp, seq);
+  writeTcpHeader(packet, headerSize, tcp);
   payload.copy(packet, headerSize + TCP_HEADER);
   return packet;
 }

@@ -12,7 +12,8 @@
  *   A VERSION in any later state (a host daemon restarted while the phone stayed plugged) drops
  *   all connections and starts the handshake again.
  *
- * The VERSION reply always uses the 8-byte header. Once v2 is agreed (SETUP seen), every packet
+ * The phone answers VERSION with the major it speaks, whatever the host asked for (the host then
+ * accepts 1 or 2). The VERSION reply always uses the 8-byte header. Once v2 is agreed (SETUP seen), every packet
  * the phone sends has the 16-byte header with its own tx_seq (from 0, +1 per packet, wrapping at
  * 16 bits) and, as rx_seq, the tx_seq of the host's latest packet.
  *

@@ -176,15 +176,34 @@ export class MemoryTransportPair {
   /** Cut `data` at the forced offsets and at every `max` bytes; queue the pieces. */
   private enqueue(toDevice: boolean, data: Buffer, max: number, direction: LinkDirection): void {
     const due = this.latencyMs > 0 ? performance.now() + this.latencyMs : 0;
-    const cuts = this.splitAt === undefined ? [] : [...this.splitAt(data.length, direction)].filter((c) => c > 0 && c < data.length).sort((a, b) => a - b);
-    let start = 0;
-    for (const end of [...cuts, data.length]) {
-      if (end <= start) continue;
-      for (let at = start; at < end; at += max) this.queue.push({ toDevice, data: data.subarray(at, Math.min(at + max, end)), due });
-      start = end;
+    if (this.splitAt === undefined) {
+      this.pushPieces(toDevice, data, 0, data.length, max, due);
+    } else {
+      const cuts = this.splitAt(data.length, direction)
+        .filter((c) => c > 0 && c < data.length)
+        .sort((a, b) => a - b);
+      let start = 0;
+      for (const end of cuts) {
+        if (end <= start) continue; // duplicate cut
+        this.pushPieces(toDevice, data, start, end, max, due);
+        start = end;
+      }
+      this.pushPieces(toDevice, data, start, data.length, max, due);
     }
-    if (data.length === 0) this.queue.push({ toDevice, data, due });
     this.schedule();
+  }
+
+  /** Queue `data[start, end)` in pieces of at most `max` bytes (a zero-length transfer stays one). */
+  private pushPieces(toDevice: boolean, data: Buffer, start: number, end: number, max: number, due: number): void {
+    if (start === end) {
+      if (data.length === 0) this.queue.push({ toDevice, data, due });
+      return;
+    }
+    if (start === 0 && end === data.length && end <= max) {
+      this.queue.push({ toDevice, data, due }); // common case: one transfer, no view
+      return;
+    }
+    for (let at = start; at < end; at += max) this.queue.push({ toDevice, data: data.subarray(at, Math.min(at + max, end)), due });
   }
 
   private schedule(): void {
