@@ -11,7 +11,8 @@ Stdout carries exactly one line: READY {"root", "stateDir", "devSock", "ctlSock"
 
 Device socket (<stateDir>/device.sock), one emulator at a time, frames [u32 LE length][bytes]:
   host->device  one frame per bulk-OUT URB on 0x04 (ZLPs as length 0; libusb cuts OUT transfers
-                above 16 KiB into 16 KiB URBs, so the emulator reassembles by the mux length)
+                above 16 KiB into 16 KiB URBs, or not with --bulk-sg, so the emulator reassembles by
+                the mux length)
   device->host  one frame completes one bulk-IN URB on 0x85 (split if longer than the URB)
 Unplugging closes the emulator's connection: the phone is gone; start a new emulator after re-adding.
 
@@ -364,7 +365,8 @@ class EmulatedIPhone:
         if not self.present and name not in ('REAPURBNDELAY', 'REAPURB', 'DISCARDURB'):
             client.complete(-1, errno.ENODEV)
         elif name == 'GET_CAPABILITIES':
-            arg.resolve(0, 4).update(0, struct.pack('<I', fs.CAPABILITIES))
+            caps = fs.CAPABILITIES | (fs.CAP_BULK_SCATTER_GATHER if self.args.bulk_sg else 0)
+            arg.resolve(0, 4).update(0, struct.pack('<I', caps))
             client.complete(0, 0)
         elif name == 'CLAIMINTERFACE':
             self.claimed.add(self.u32_arg(arg))
@@ -565,6 +567,9 @@ def parse_args():
     ap.add_argument('--no-device', action='store_true', help='start with an empty bus; plug in later with "add"')
     ap.add_argument('--unconfigured', action='store_true', help='plug in with bConfigurationValue 0 (as the udev rule leaves it)')
     ap.add_argument('--no-fifo-poll', dest='fifo_poll', action='store_false', help='plain-file device node (libusb busy-polls)')
+    ap.add_argument('--bulk-sg', action='store_true',
+                    help='offer USBDEVFS_CAP_BULK_SCATTER_GATHER: libusb sends each bulk transfer as one URB '
+                         '(like an xHCI host) instead of 16 KiB pieces')
     ap.add_argument('--serial', default=None, help='USB serial number string')
     ap.add_argument('--exit-with-parent', action='store_true', help='clean up and exit when the parent process dies')
     ap.add_argument('-v', '--verbose', action='count', default=1)

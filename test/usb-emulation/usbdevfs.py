@@ -19,6 +19,9 @@ IOCTL_NAMES = {
 # USBDEVFS_CAP_*: ZERO_PACKET | BULK_CONTINUATION | NO_PACKET_SIZE_LIM | REAP_AFTER_DISCONNECT.
 # libusb prefers BULK_CONTINUATION, so OUT transfers above 16 KiB arrive as several 16 KiB URBs.
 CAPABILITIES = 0x01 | 0x02 | 0x04 | 0x10
+# USBDEVFS_CAP_BULK_SCATTER_GATHER (host controllers with scatter-gather, e.g. most xHCI): libusb
+# then submits a bulk transfer of any length as ONE URB. Offered with testbed.py --bulk-sg.
+CAP_BULK_SCATTER_GATHER = 0x08
 
 URB_TYPE_ISO, URB_TYPE_INTERRUPT, URB_TYPE_CONTROL, URB_TYPE_BULK = 0, 1, 2, 3
 
