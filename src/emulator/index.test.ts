@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Protocol, TcpFlag, decodeTcpHeader, encodeMux, encodeSetup, encodeTcp, encodeVersion } from './codec.js';
-import { ECHO_PORT, createVirtualDevice } from './index.js';
+import { ECHO_PORT, SOURCE_PORT, createVirtualDevice, sourceBytes } from './index.js';
 import type { TransportSink } from '../mux/transport.js';
 
 function collectingSink(): TransportSink & { chunks: Buffer[]; closed: (Error | undefined)[]; drains: number } {
@@ -72,6 +72,24 @@ describe('createVirtualDevice', () => {
     expect(echo.readUInt32BE(0)).toBe(Protocol.Tcp);
     expect(echo.subarray(36).toString()).toBe('hello');
     expect(decodeTcpHeader(echo, 16)!.ack).toBe(6);
+  });
+
+  it('a 64 KiB device packet (maxPacket knob) reaches the host as 16 KiB transfers', async () => {
+    const dev = createVirtualDevice({ emulator: { faults: { maxPacket: 65536 } } });
+    const sink = collectingSink();
+    dev.transport.start(sink);
+    dev.transport.send(encodeVersion({ major: 2, minor: 0, padding: 0 }));
+    dev.transport.send(encodeSetup({ txSeq: 0, rxSeq: 0xffff }));
+    dev.transport.send(encodeTcp({ sport: 1, dport: SOURCE_PORT, seq: 0, ack: 0, flags: TcpFlag.SYN, window: 65536 }, Buffer.alloc(0), { txSeq: 1, rxSeq: 0 }));
+    dev.transport.send(encodeTcp({ sport: 1, dport: SOURCE_PORT, seq: 1, ack: 1, flags: TcpFlag.ACK, window: 65536 }, Buffer.alloc(0), { txSeq: 2, rxSeq: 0 }));
+    await settle();
+    const sizes = sink.chunks.map((c) => c.length);
+    // VERSION reply, SYN|ACK, then a 65536-byte packet cut into 16384-byte transfers by the pair
+    expect(sizes.slice(0, 2)).toEqual([20, 36]);
+    const data = Buffer.concat(sink.chunks.slice(2));
+    expect(sizes.slice(2).every((n) => n <= 16384)).toBe(true);
+    expect(data.readUInt32BE(4)).toBe(65536); // one mux packet spanning four transfers
+    expect(data.subarray(36, 36 + 100).equals(sourceBytes(0, 100))).toBe(true);
   });
 
   it('unplug closes the host transport once with VirtualDeviceUnpluggedError and drops later sends', async () => {
