@@ -24,6 +24,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT, startBridge, startOurDaemon, startReferenceDaemon, startTestbed } from './lib/stacks.js';
 import type { Daemon, Proc, Testbed } from './lib/stacks.js';
+import type { TestbedStats } from '../test/support/usb-testbed.js';
 import { CpuMeter, boundBy, cpuSeconds, loadAverage, machineDescription, median, medianSpread, peakRssMiB, ratio } from './lib/measure.js';
 import { connectLatency, deviceToHost, echoLatency, firstDeviceId, hostToDevice, parallelDeviceToHost } from './lib/workloads.js';
 import type { Target } from './lib/workloads.js';
@@ -137,19 +138,31 @@ function bulkSample(bytes: number, meter: CpuMeter, seconds: number): Sample {
   };
 }
 
+/** Bulk URBs the testbed completed per MiB of payload, each direction (ACKs and ZLPs included). */
+function urbsPerMiB(before: TestbedStats, after: TestbedStats, bytes: number): Record<string, number> {
+  return {
+    outUrbsPerMiB: ((after.outTransfers - before.outTransfers) / bytes) * MIB,
+    inUrbsPerMiB: ((after.inTransfers - before.inTransfers) / bytes) * MIB,
+  };
+}
+
 type Workload = readonly [string, (s: Stack, o: Options) => Promise<[string, Sample]>];
 
 const WORKLOADS: readonly Workload[] = [
   ['d2h', async (s, o) => {
+    const before = await s.testbed.stats();
     const meter = new CpuMeter(s.pids);
     const r = await deviceToHost(s.target, o.mib * MIB);
-    return ['d2h', bulkSample(r.bytes, meter, r.seconds)];
+    const sample = bulkSample(r.bytes, meter, r.seconds);
+    return ['d2h', { values: { ...sample.values, ...urbsPerMiB(before, await s.testbed.stats(), r.bytes) }, bound: sample.bound }];
   }],
   ['h2d', async (s, o) => {
     const delivered = async (): Promise<number> => (await s.testbed.stats()).outBytes;
+    const before = await s.testbed.stats();
     const meter = new CpuMeter(s.pids);
     const r = await hostToDevice(s.target, o.mib * MIB, delivered);
-    return ['h2d', bulkSample(r.bytes, meter, r.seconds)];
+    const sample = bulkSample(r.bytes, meter, r.seconds);
+    return ['h2d', { values: { ...sample.values, ...urbsPerMiB(before, await s.testbed.stats(), r.bytes) }, bound: sample.bound }];
   }],
   ['echo', async (s, o) => {
     const meter = new CpuMeter(s.pids);
@@ -172,6 +185,7 @@ const WORKLOADS: readonly Workload[] = [
 ];
 
 async function idleCpu(stacks: readonly Stack[], seconds: number): Promise<Map<Kind, string>> {
+  await new Promise((r) => setTimeout(r, 1000)); // let the attach settle
   const meters = stacks.map((s) => new CpuMeter(s.pids));
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const out = new Map<Kind, string>();
@@ -185,11 +199,10 @@ async function idleCpu(stacks: readonly Stack[], seconds: number): Promise<Map<K
 function row(name: string, key: string, field: string, stacks: Map<Kind, Samples>, digits: number, better: 'higher' | 'lower'): string {
   const vals = (k: Kind): number[] => (stacks.get(k)?.get(key) ?? []).map((s) => s.values[field] ?? Number.NaN);
   const bound = (k: Kind): string => [...new Set((stacks.get(k)?.get(key) ?? []).map((s) => s.bound.replace(/ \(.*\)$/, '')))].join('/');
-  const lastBound = (k: Kind): string => (stacks.get(k)?.get(key) ?? []).map((s) => s.bound).at(-1) ?? '';
   const o = vals('ours');
   const r = vals('reference');
   const arrow = better === 'higher' ? '↑' : '↓';
-  const boundText = field === 'mbps' || field === 'p50' ? `${bound('ours')} / ${bound('reference')} (last: ${lastBound('ours')}; ${lastBound('reference')})` : '';
+  const boundText = field === 'mbps' || field === 'p50' ? `${bound('ours')} / ${bound('reference')}` : '';
   return `| ${name} ${arrow} | ${medianSpread(o, digits)} | ${medianSpread(r, digits)} | ${ratio(median(o), median(r))} | ${boundText} |`;
 }
 
@@ -226,10 +239,14 @@ async function main(): Promise<void> {
       row('  daemon CPU s/GB', 'd2h', 'daemonSPerGB', samples, 1, 'lower'),
       row('  testbed CPU s/GB', 'd2h', 'testbedSPerGB', samples, 1, 'lower'),
       row('  bridge CPU s/GB', 'd2h', 'bridgeSPerGB', samples, 1, 'lower'),
+      row('  OUT URBs per MiB (ACKs)', 'd2h', 'outUrbsPerMiB', samples, 1, 'lower'),
+      row('  IN URBs per MiB', 'd2h', 'inUrbsPerMiB', samples, 1, 'lower'),
       row('host→device MB/s (discard 9)', 'h2d', 'mbps', samples, 2, 'higher'),
       row('  daemon CPU s/GB', 'h2d', 'daemonSPerGB', samples, 1, 'lower'),
       row('  testbed CPU s/GB', 'h2d', 'testbedSPerGB', samples, 1, 'lower'),
       row('  bridge CPU s/GB', 'h2d', 'bridgeSPerGB', samples, 1, 'lower'),
+      row('  OUT URBs per MiB', 'h2d', 'outUrbsPerMiB', samples, 1, 'lower'),
+      row('  IN URBs per MiB (ACKs)', 'h2d', 'inUrbsPerMiB', samples, 1, 'lower'),
       row('echo 64 B round trip p50 ms', 'echo', 'p50', samples, 3, 'lower'),
       row('echo 64 B round trip p99 ms', 'echo', 'p99', samples, 3, 'lower'),
       row('Connect→Result p50 ms', 'connect', 'p50', samples, 3, 'lower'),
@@ -249,6 +266,7 @@ async function main(): Promise<void> {
       `Machine: ${machineDescription()}.`,
       `Load average (1/5/15 min): ${loadBefore} at start; per round: ${loads.join(' | ')}; ${loadAverage()} at the end.`,
       `Options: ${o.rounds} rounds, ${o.mib} MiB per bulk run (device→host, host→device, and in all over ${o.tunnels} tunnels), ${o.echo} echoes, ${o.connects} connects. MB = 10^6 bytes, s/GB = CPU seconds per 10^9 payload bytes.`,
+      'Per-round figures, with the CPU shares behind each "bound by" verdict, are on stderr.',
       `Stacks: each daemon with its own umockdev testbed (Python ioctl handler, FIFO readiness, ${o.bulkSg ? 'bulk scatter-gather: one URB per bulk transfer' : 'libusb splits bulk transfers into 16 KiB URBs'}) and its own emulated iPhone (bench/usb-bridge.ts). Order alternates per round.`,
       '',
       table,
