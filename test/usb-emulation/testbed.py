@@ -136,7 +136,7 @@ class EmulatedIPhone:
         self.emulator = None
         self.readiness = None
         self.old_readiness = []        # kept open: a client may still poll a removed node
-        self.claimed = set()
+        self.claims = {}               # client -> claimed interface numbers (a client = one open handle)
         self.stats = {'outTransfers': 0, 'outBytes': 0, 'inTransfers': 0, 'inBytes': 0, 'reapEagain': 0,
                       'setConfiguration': [], 'getMode': 0, 'setMode': 0, 'faultsFired': 0, 'adds': 0,
                       'removes': 0}
@@ -213,7 +213,7 @@ class EmulatedIPhone:
             self.in_waiting.clear()
             self.in_frames.clear()
             self.out_backlog.clear()
-            self.claimed.clear()
+            self.claims.clear()
             for q in self.faults.values():
                 q.clear()
             if self.emulator is not None:
@@ -248,7 +248,7 @@ class EmulatedIPhone:
     def snapshot(self):
         with self.lock:
             return {**self.stats, 'present': self.present, 'configuration': self.config,
-                    'claimed': sorted(self.claimed), 'urbsInFlight': len(self.in_flight),
+                    'claimed': sorted(set().union(*self.claims.values())), 'urbsInFlight': len(self.in_flight),
                     'emulatorConnected': self.emulator is not None, 'ioctls': dict(self.ioctl_counts)}
 
     # ---------------------------------------------------------------- URBs
@@ -342,7 +342,7 @@ class EmulatedIPhone:
             self.in_flight = [u for u in self.in_flight if u.client is not client]
             self.in_waiting = deque(u for u in self.in_waiting if u.client is not client)
             self.completed.pop(client, None)
-            self.claimed.clear()
+            self.claims.pop(client, None)
 
     def on_ioctl(self, _handler, client):
         request = client.get_request()
@@ -369,10 +369,10 @@ class EmulatedIPhone:
             arg.resolve(0, 4).update(0, struct.pack('<I', caps))
             client.complete(0, 0)
         elif name == 'CLAIMINTERFACE':
-            self.claimed.add(self.u32_arg(arg))
+            self.claims.setdefault(client, set()).add(self.u32_arg(arg))
             client.complete(0, 0)
         elif name == 'RELEASEINTERFACE':
-            self.claimed.discard(self.u32_arg(arg))
+            self.claims.get(client, set()).discard(self.u32_arg(arg))
             client.complete(0, 0)
         elif name in ('CLEAR_HALT', 'RESETEP', 'RESET'):
             client.complete(0, 0)

@@ -224,10 +224,12 @@ describe('our daemon over node-usb (umockdev emulated iPhone)', () => {
 
   it.skipIf(HW)('SIGTERM releases the interface and cancels the IN transfers before exit', async () => {
     const before = (await tb().stats()).ioctls;
+    const logged = daemon.logs().length;
     await daemon.stop();
     const after = (await tb().stats()).ioctls;
     expect((after['RELEASEINTERFACE'] ?? 0) - (before['RELEASEINTERFACE'] ?? 0)).toBe(1);
     expect((after['DISCARDURB'] ?? 0) - (before['DISCARDURB'] ?? 0)).toBeGreaterThanOrEqual(3);
-    expect(daemon.logs()).not.toMatch(/gave up waiting for USB transfers/);
+    // every IN transfer came back before the handle was closed (no fallback timeout on the way out)
+    expect(daemon.logs().slice(logged)).not.toMatch(/gave up waiting for USB transfers/);
   });
 });
