@@ -77,8 +77,11 @@ function isDict(value: unknown): value is Record<string, unknown> {
 
 /** Parse one message body (XML or binary); undefined when it is not a plist dictionary. */
 export function parseLockdownMessage(body: Buffer): Record<string, unknown> | undefined {
+  const binary = body.subarray(0, 8).toString('latin1') === 'bplist00';
+  // An XML plist without its closing tag is truncated; refuse it before xmldom prints to stderr.
+  if (!binary && !body.includes('</plist>')) return undefined;
   try {
-    const value: unknown = body.subarray(0, 8).toString('latin1') === 'bplist00' ? parseBuffer<unknown>(body)[0] : plist.parse(body.toString('utf8'));
+    const value: unknown = binary ? parseBuffer<unknown>(body)[0] : plist.parse(body.toString('utf8'));
     return isDict(value) ? value : undefined;
   } catch {
     return undefined; // unparseable: the caller resets the connection
