@@ -4,7 +4,9 @@
  * including silence and close, so two daemons can be compared byte for byte.
  *
  * Header (both directions, little-endian): length u32 (whole frame), version u32, message u32, tag u32.
- * Written independently of src/server so a symmetric misreading cannot hide.
+ * Written independently of src/server so a symmetric misreading cannot hide (test/support/
+ * muxd-client.ts reuses the server's own framing and message codecs, which is right for
+ * integration tests but not for judging the server against usbmuxd).
  */
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
