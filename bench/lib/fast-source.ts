@@ -7,7 +7,13 @@ import { sourceByte } from '../../src/emulator/index.js';
 import type { Service, ServiceConnection } from '../../src/emulator/index.js';
 
 const PERIOD = 65536;
-const CHUNK = 65536;
+/**
+ * Payload of one full device packet: the phone's default maxPacket (16384) less the v2 mux and
+ * TCP headers (36). The phone sends each write() as its own packets, so a 64 KiB write would go
+ * out as 4 full packets and a 144-byte one; writing whole packets keeps every IN transfer full.
+ */
+const PACKET_PAYLOAD = 16384 - 36;
+const CHUNK = 4 * PACKET_PAYLOAD;
 
 /** The source stream, twice over, so any [offset % PERIOD, + CHUNK) is one subarray. */
 const PATTERN: Buffer = (() => {
@@ -29,7 +35,8 @@ export function createFastSourceService(): Service {
     },
     onWritable(conn) {
       const offset = offsets.get(conn) ?? 0;
-      const length = Math.min(conn.sendRoom, CHUNK);
+      let length = Math.min(conn.sendRoom, CHUNK);
+      if (length >= PACKET_PAYLOAD) length -= length % PACKET_PAYLOAD;
       if (length <= 0) return;
       offsets.set(conn, offset + length);
       const start = offset % PERIOD;
