@@ -18,6 +18,7 @@ import {
   inetcatRead,
   parallelEchoes,
   parseIdeviceInfo,
+  runClientOk,
   sha256,
   sha256OfPattern,
   startIproxy,
@@ -63,6 +64,10 @@ describe('real clients against our daemon, one virtual iPhone', () => {
 
   it('idevice_id -l prints the UDID', async () => {
     expect(await ideviceIdList(d().socketPath)).toEqual([DEFAULT_UDID]);
+  });
+
+  it('idevice_id <UDID> prints the device name (lockdown GetValue DeviceName)', async () => {
+    expect((await runClientOk(d().socketPath, 'idevice_id', [DEFAULT_UDID])).trim()).toBe('Virtual iPhone');
   });
 
   it('ideviceinfo -s prints the emulated lockdown values', async () => {
