@@ -32,7 +32,8 @@ function findRepoRoot(): string {
 export const REPO_ROOT = findRepoRoot();
 export const BENCH_OUT = join(REPO_ROOT, 'dist-bench', 'bench');
 const TESTBED_SCRIPT = join(REPO_ROOT, 'test', 'usb-emulation', 'testbed.py');
-const OUR_DAEMON = join(REPO_ROOT, 'dist', 'main.js');
+/** `MUXD_BENCH_DAEMON=<path to main.js>`: bench another build of our daemon (A/B of a change). */
+const OUR_DAEMON = process.env['MUXD_BENCH_DAEMON'] ?? join(REPO_ROOT, 'dist', 'main.js');
 const REFERENCE_DAEMON = '/usr/sbin/usbmuxd';
 
 const live = new Set<ChildProcess>();
