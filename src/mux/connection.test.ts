@@ -21,6 +21,8 @@ interface Sent {
 class StubHost implements ConnectionHost {
   sent: Sent[] = [];
   busy = false;
+  /** Make the transport busy as a side effect of the next segment sent. */
+  busyOnNextSend = false;
   acks = new Set<Connection>();
   drains = new Set<Connection>();
   releasedCount = 0;
@@ -29,6 +31,10 @@ class StubHost implements ConnectionHost {
     if (payload !== undefined) len = Buffer.isBuffer(payload) ? payload.length : payload.reduce((n, p) => n + p.length, 0);
     this.sent.push({ flags, seq: conn.txSeq, ack: conn.txAck, len });
     conn.noteSent(len);
+    if (this.busyOnNextSend) {
+      this.busyOnNextSend = false;
+      this.busy = true;
+    }
   }
   isBusy(): boolean {
     return this.busy;
@@ -288,6 +294,23 @@ describe('Connection established (table)', () => {
     expect(r.writable).toBe(0);
     expect(conn.drainTurn()).toBe(false);
     expect(host.sent.map((s) => s.len)).toEqual([100, 100, 50]);
+    expect(r.writable).toBe(1);
+  });
+
+  it('a window update whose own send fills the transport still owes onWritable through drain', () => {
+    // Regression: the client socket stayed paused for good (found with 8 parallel iproxy echoes).
+    const { conn, host } = established(1000, 1000);
+    const r = recorder();
+    conn.attach(r.sink);
+    expect(conn.write(Buffer.alloc(1500))).toBe(false);
+    expect(host.drains.has(conn)).toBe(false);
+    host.busyOnNextSend = true;
+    conn.onSegment(seg(ACK, 1000, 1001), Buffer.alloc(0));
+    expect(conn.pendingWriteBytes).toBe(0);
+    expect(r.writable).toBe(0);
+    expect(host.drains.has(conn)).toBe(true);
+    host.busy = false;
+    expect(conn.drainTurn()).toBe(false);
     expect(r.writable).toBe(1);
   });
 

@@ -315,13 +315,12 @@ export class Connection implements MuxConnection {
 
   /** The device opened its window (or acked): send what now fits, then maybe `onWritable`. */
   private onWindowUpdate(): void {
-    if (this.pendingBytes > 0) {
-      if (this.host.isBusy()) {
-        this.host.wantsDrain(this);
-        return;
-      }
-      this.pump(Number.POSITIVE_INFINITY);
-      if (this.pendingBytes > 0 && this.host.isBusy()) this.host.wantsDrain(this);
+    if (this.pendingBytes > 0 && !this.host.isBusy()) this.pump(Number.POSITIVE_INFINITY);
+    if (this.host.isBusy()) {
+      // Pending bytes, or an owed `onWritable`, now wait for the transport to drain. Forgetting the
+      // owed notice here (when our own send just filled the transport) paused the client for good.
+      if (this.pendingBytes > 0 || this.wantWritable) this.host.wantsDrain(this);
+      return;
     }
     this.notifyWritable();
   }
