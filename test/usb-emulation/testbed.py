@@ -40,15 +40,15 @@ import time
 import traceback
 from collections import deque
 
+import records
+from control import listen_unix, serve_control
+from readiness import Readiness
+from records import DEVNODE, DEVNUM, SYSPATH_DEV
+
 PRELOAD = 'libumockdev-preload.so.0'
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-BUS, DEVNUM = 1, 2
-DEVNODE = '/dev/bus/usb/%03d/%03d' % (BUS, DEVNUM)
-SYSPATH_HUB = '/sys/devices/pci0000:00/0000:00:14.0/usb1'
-SYSPATH_DEV = SYSPATH_HUB + '/1-1'
 MAX_READ_AHEAD_FRAMES = 32     # device->host frames buffered before we stop reading the emulator
-FIFO_PAGE = 4096
 
 VERBOSITY = 1
 
@@ -56,56 +56,6 @@ VERBOSITY = 1
 def log(level, *parts):
     if VERBOSITY >= level:
         print('[testbed %.3f]' % time.monotonic(), *parts, file=sys.stderr, flush=True)
-
-
-def sysfs_record(lines):
-    """umockdev record text. Sysfs text attributes end in a newline (a literal backslash-n here),
-    except empty ones: the kernel shows an unconfigured device's bConfigurationValue as 0 bytes."""
-    return '\n'.join(line + '\\n' if line.startswith('A: ') and not line.endswith('=') else line
-                     for line in lines) + '\n\n'
-
-
-class Readiness:
-    """Makes poll(POLLOUT) on the emulated usbfs node mean "a URB can be reaped".
-
-    umockdev creates USB nodes as plain files, always writable, so libusb would spin on
-    REAPURBNDELAY -> EAGAIN (and usbmuxd 1.1.1 would never see SIGTERM). The node becomes a FIFO
-    that we keep full while nothing is reapable and drain by one page when a URB completes.
-    """
-
-    def __init__(self, path):
-        if os.path.lexists(path):
-            os.unlink(path)
-        os.mkfifo(path, 0o666)
-        self.rfd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        self.wfd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-        self.ready = True
-        self.clear()
-
-    def set(self):
-        if not self.ready:
-            try:
-                os.read(self.rfd, FIFO_PAGE)
-            except BlockingIOError:
-                pass
-            self.ready = True
-
-    def clear(self):
-        if self.ready:
-            page = b'\0' * FIFO_PAGE
-            while True:
-                try:
-                    os.write(self.wfd, page)
-                except BlockingIOError:
-                    break
-            self.ready = False
-
-    def close(self):
-        for fd in (self.rfd, self.wfd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 class Urb:
@@ -144,56 +94,17 @@ class EmulatedIPhone:
         self.handler = umockdev.IoctlBase()
         self.handler.connect('handle-ioctl', self.on_ioctl)
         self.handler.connect('client-vanished', self.on_vanished)
-        self.tb.add_from_string(self.hub_record())
+        self.tb.add_from_string(records.hub_record(iphone))
         self.tb.attach_ioctl(DEVNODE, self.handler)
 
     # ---------------------------------------------------------------- records
-    def hub_record(self):
-        minor = (BUS - 1) * 128
-        return sysfs_record([
-            'P: ' + SYSPATH_HUB[len('/sys'):], 'N: bus/usb/%03d/001' % BUS,
-            'E: SUBSYSTEM=usb', 'E: DEVTYPE=usb_device', 'E: DRIVER=usb',
-            'E: DEVNAME=/dev/bus/usb/%03d/001' % BUS, 'E: BUSNUM=%03d' % BUS, 'E: DEVNUM=001',
-            'E: PRODUCT=1d6b/2/606', 'E: TYPE=9/0/1', 'E: MAJOR=189', 'E: MINOR=%d' % minor,
-            'A: busnum=%d' % BUS, 'A: devnum=1', 'A: speed=480', 'A: bConfigurationValue=1',
-            'A: bNumConfigurations=1', 'A: bNumInterfaces= 1', 'A: idVendor=1d6b', 'A: idProduct=0002',
-            'A: bDeviceClass=09', 'A: devpath=0', 'A: maxchild=1', 'A: version= 2.00',
-            'A: product=EHCI Host Controller', 'A: manufacturer=umockdev ehci_hcd',
-            'A: serial=0000:00:14.0', 'A: dev=189:%d' % minor, 'A: authorized=1',
-            'H: descriptors=' + (self.D.HUB_DEVICE + self.D.HUB_CONFIG).hex().upper(),
-        ])
-
-    def iphone_record(self):
-        minor = (BUS - 1) * 128 + DEVNUM - 1
-        serial = self.args.serial
-        # An unconfigured device has empty (0-byte) bConfigurationValue/bNumInterfaces in sysfs.
-        config = '%d' % self.config if self.config else ''
-        interfaces = ' %d' % self.D.interface_count(self.config) if self.config else ''
-        return sysfs_record([
-            'P: ' + SYSPATH_DEV[len('/sys'):], 'N: bus/usb/%03d/%03d' % (BUS, DEVNUM),
-            'E: SUBSYSTEM=usb', 'E: DEVTYPE=usb_device', 'E: DRIVER=usb',
-            'E: DEVNAME=' + DEVNODE, 'E: BUSNUM=%03d' % BUS, 'E: DEVNUM=%03d' % DEVNUM,
-            'E: PRODUCT=5ac/12a8/1405', 'E: TYPE=0/0/0', 'E: MAJOR=189', 'E: MINOR=%d' % minor,
-            'E: ID_VENDOR_ID=05ac', 'E: ID_MODEL_ID=12a8', 'E: ID_SERIAL_SHORT=' + serial,
-            'A: busnum=%d' % BUS, 'A: devnum=%d' % DEVNUM, 'A: speed=480',
-            'A: bConfigurationValue=' + config, 'A: bNumConfigurations=%d' % self.D.NUM_CONFIGURATIONS,
-            'A: bNumInterfaces=' + interfaces,
-            'A: idVendor=05ac', 'A: idProduct=12a8', 'A: bcdDevice=1405', 'A: bDeviceClass=00',
-            'A: bDeviceSubClass=00', 'A: bDeviceProtocol=00', 'A: bMaxPacketSize0=64',
-            'A: bmAttributes=c0', 'A: bMaxPower=500mA', 'A: version= 2.00', 'A: devpath=1',
-            'A: maxchild=0', 'A: removable=removable', 'A: authorized=1', 'A: quirks=0x0',
-            'A: manufacturer=Apple Inc.', 'A: product=iPhone', 'A: serial=' + serial,
-            'A: dev=189:%d' % minor,
-            'H: descriptors=' + self.D.sysfs_descriptors().hex().upper(),
-        ])
-
     # ---------------------------------------------------------------- plug / unplug
     def add(self, unconfigured=False):
         with self.lock:
             if self.present:
                 return 'already present'
             self.config = 0 if unconfigured else 1
-            self.tb.add_from_string(self.iphone_record())   # emits the "add" uevent (we run preloaded)
+            self.tb.add_from_string(records.iphone_record(self.D, self.config, self.args.serial))   # emits the "add" uevent (we run preloaded)
             if self.args.fifo_poll:
                 self.readiness = Readiness(self.root + DEVNODE)
             self.present = True
@@ -520,47 +431,6 @@ class EmulatedIPhone:
             conn.close()
             log(1, 'device emulator disconnected')
 
-    def serve_control(self, path, on_quit):
-        server = listen_unix(path, 4)
-        while True:
-            conn, _ = server.accept()
-            with conn:
-                words = conn.makefile('r').readline().split()
-                try:
-                    reply = {'ok': True, 'result': self.command(words)}
-                except (KeyError, ValueError, IndexError) as e:
-                    reply = {'ok': False, 'error': 'bad command %r: %s' % (' '.join(words), e)}
-                conn.sendall((json.dumps(reply) + '\n').encode())
-                if words == ['quit']:
-                    on_quit()
-
-    def command(self, words):
-        verb = words[0]
-        if verb == 'add':
-            return self.add(unconfigured=words[1:] == ['unconfigured'])
-        if verb in ('unplug', 'remove'):
-            return self.unplug()
-        if verb in ('stall', 'error'):
-            direction = words[1] if len(words) > 1 else 'in'
-            if direction not in ('in', 'out'):
-                raise ValueError('direction must be in or out')
-            return self.inject(verb, direction)
-        if verb == 'stats':
-            return self.snapshot()
-        if verb == 'quit':
-            return 'bye'
-        raise ValueError('unknown command')
-
-
-def listen_unix(path, backlog):
-    if os.path.lexists(path):
-        os.unlink(path)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(backlog)
-    return server
-
-
 def parse_args():
     ap = argparse.ArgumentParser(description='umockdev testbed with one emulated iPhone')
     ap.add_argument('--state-dir', help='directory for sockets and env.sh (default: a new temp dir, removed on exit)')
@@ -596,7 +466,12 @@ def main():
     own_state_dir = args.state_dir is None
     state_dir = tempfile.mkdtemp(prefix='muxd-usbtb-') if own_state_dir else args.state_dir
     os.makedirs(state_dir, exist_ok=True)
-    phone = EmulatedIPhone(args, UMockdev, usbdevfs, iphone)
+    try:
+        phone = EmulatedIPhone(args, UMockdev, usbdevfs, iphone)
+    except Exception:
+        if own_state_dir:
+            shutil.rmtree(state_dir, ignore_errors=True)
+        raise
     parent = os.getppid()
     cleaned = threading.Lock()
 
@@ -625,19 +500,23 @@ def main():
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_HIGH, sig, lambda: cleanup_and_exit(0))
 
-    if not args.no_device:
-        phone.add(unconfigured=args.unconfigured)
-    dev_sock = os.path.join(state_dir, 'device.sock')
-    ctl_sock = os.path.join(state_dir, 'ctl.sock')
-    env = {'LD_PRELOAD': PRELOAD, 'UMOCKDEV_DIR': phone.root}
-    with open(os.path.join(state_dir, 'env.sh'), 'w') as f:
-        f.write(''.join('export %s=%s\n' % kv for kv in env.items()))
-    threading.Thread(target=phone.serve_emulator, args=(dev_sock,), daemon=True).start()
-    threading.Thread(target=phone.serve_control, args=(ctl_sock, cleanup_and_exit), daemon=True).start()
-    if args.exit_with_parent:
-        threading.Thread(target=watch_parent, daemon=True).start()
-    print('READY ' + json.dumps({'root': phone.root, 'stateDir': state_dir, 'devSock': dev_sock,
-                                 'ctlSock': ctl_sock, 'env': env}), flush=True)
+    try:
+        if not args.no_device:
+            phone.add(unconfigured=args.unconfigured)
+        dev_sock = os.path.join(state_dir, 'device.sock')
+        ctl_sock = os.path.join(state_dir, 'ctl.sock')
+        env = {'LD_PRELOAD': PRELOAD, 'UMOCKDEV_DIR': phone.root}
+        with open(os.path.join(state_dir, 'env.sh'), 'w') as f:
+            f.write(''.join('export %s=%s\n' % kv for kv in env.items()))
+        threading.Thread(target=phone.serve_emulator, args=(dev_sock,), daemon=True).start()
+        threading.Thread(target=serve_control, args=(phone, ctl_sock, cleanup_and_exit), daemon=True).start()
+        if args.exit_with_parent:
+            threading.Thread(target=watch_parent, daemon=True).start()
+        print('READY ' + json.dumps({'root': phone.root, 'stateDir': state_dir, 'devSock': dev_sock,
+                                     'ctlSock': ctl_sock, 'env': env}), flush=True)
+    except Exception:   # never leave the umockdev root behind
+        traceback.print_exc()
+        cleanup_and_exit(1)
     GLib.MainLoop().run()
 
 
