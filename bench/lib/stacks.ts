@@ -31,7 +31,8 @@ function findRepoRoot(): string {
 
 export const REPO_ROOT = findRepoRoot();
 export const BENCH_OUT = join(REPO_ROOT, 'dist-bench', 'bench');
-const TESTBED_SCRIPT = join(REPO_ROOT, 'test', 'usb-emulation', 'testbed.py');
+/** `MUXD_BENCH_TESTBED_DIR`: another copy of test/usb-emulation (e.g. a committed snapshot). */
+const TESTBED_SCRIPT = join(process.env['MUXD_BENCH_TESTBED_DIR'] ?? join(REPO_ROOT, 'test', 'usb-emulation'), 'testbed.py');
 /** `MUXD_BENCH_DAEMON=<path to main.js>`: bench another build of our daemon (A/B of a change). */
 const OUR_DAEMON = process.env['MUXD_BENCH_DAEMON'] ?? join(REPO_ROOT, 'dist', 'main.js');
 const REFERENCE_DAEMON = '/usr/sbin/usbmuxd';
@@ -172,7 +173,9 @@ export function startOurDaemon(env: Readonly<Record<string, string>>, extraArgs:
   const dir = mkdtempSync(join(tmpdir(), 'muxd-bench-'));
   tempDirs.add(dir);
   const socketPath = join(dir, 'usbmuxd.sock');
-  const args = [OUR_DAEMON, '-f', '-S', socketPath, '-P', 'NONE', '-C', join(dir, 'config'), ...extraArgs];
+  // MUXD_BENCH_NODE_ARGS: node flags for our daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"
+  const nodeArgs = (process.env['MUXD_BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+  const args = [...nodeArgs, OUR_DAEMON, '-f', '-S', socketPath, '-P', 'NONE', '-C', join(dir, 'config'), ...extraArgs];
   const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   return superviseDaemon(child, socketPath, () => {
     rmSync(dir, { recursive: true, force: true });
