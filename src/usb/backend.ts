@@ -32,6 +32,7 @@ import { DeviceOpener } from './device-opener.js';
 import type { OpenOutcome } from './device-opener.js';
 import { libusbErrno } from './errors.js';
 import { connectionSpeed, libusbSpeedFromSysfs, locationId, matchDevice, parseDeviceMode, serialToUdid } from './match.js';
+import type { MatchReason } from './match.js';
 import { UsbTransport } from './usb-transport.js';
 
 export interface UsbBackendOptions {
@@ -203,7 +204,7 @@ export class UsbBackend {
     if (this.entries.has(key) || device.deviceDescriptor.idVendor !== APPLE_VENDOR_ID) return;
     const entry: Entry = { key, state: 'opening', gone: false, transport: undefined };
     this.entries.set(key, entry);
-    let reason;
+    let reason: MatchReason | undefined;
     try {
       reason = matchDevice(device.deviceDescriptor, device.allConfigDescriptors);
     } catch (err) {
