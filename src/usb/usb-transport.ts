@@ -252,7 +252,8 @@ export class UsbTransport implements Transport {
 
   private fail(err: Error): void {
     if (this.state === 'closing' || this.state === 'gone') return;
-    if (err instanceof UsbDeviceGoneError) this.log.info({ code: err.code }, 'USB device gone');
+    // A gone device is reported by the backend ("USB device left"); only real failures warn here.
+    if (err instanceof UsbDeviceGoneError) this.log.debug({ code: err.code }, 'USB transfers ended: device gone');
     else this.log.warn({ err }, 'USB transport failed; dropping the device');
     this.state = 'closing';
     this.closing = this.teardown(true);
