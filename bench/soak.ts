@@ -1,0 +1,44 @@
+/**
+ * `npm run soak` (long, bounded by time: about 20 minutes here) and `npm run soak -- --short`:
+ * every scenario against the real daemon process, one table row each.
+ * `--only <name>` runs the scenarios whose name contains <name>.
+ */
+import { clientFuzzScenario } from './soak/client-fuzz.js';
+import { formatTable, newRow, scaleFor, verdict } from './soak/harness.js';
+import type { Row, SoakScale } from './soak/harness.js';
+
+interface Scenario {
+  readonly name: string;
+  run(scale: SoakScale): Promise<Row | Row[]>;
+}
+
+const SCENARIOS: readonly Scenario[] = [
+  { name: 'client fuzz', run: (s) => clientFuzzScenario(s) },
+];
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const scale = scaleFor(argv.includes('--short') ? 'short' : 'long');
+  const onlyAt = argv.indexOf('--only');
+  const only = onlyAt >= 0 ? argv[onlyAt + 1] : undefined;
+  const rows: Row[] = [];
+  const started = Date.now();
+  for (const scenario of SCENARIOS) {
+    if (only !== undefined && !scenario.name.includes(only)) continue;
+    const t0 = Date.now();
+    process.stdout.write(`soak: ${scenario.name} (${scale.mode}) ...\n`);
+    try {
+      const result = await scenario.run(scale);
+      rows.push(...(Array.isArray(result) ? result : [result]));
+    } catch (err) {
+      const row = newRow(scenario.name);
+      row.failures.push(`scenario threw: ${err instanceof Error ? err.message.slice(0, 500) : String(err)}`);
+      rows.push(row);
+    }
+    process.stdout.write(`soak: ${scenario.name} done in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  }
+  process.stdout.write(`\n${formatTable(rows)}\n\ntotal ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+  process.exitCode = rows.every((r) => verdict(r) === 'PASS') ? 0 : 1;
+}
+
+await main();

@@ -1,0 +1,325 @@
+/**
+ * Soak harness: spawns the REAL daemon (`node dist/main.js`), samples its fds and RSS from /proc,
+ * and collects one table row per scenario.
+ *
+ * The daemon's stdout/stderr go to a log file in its temp dir (no pipe back-pressure on the
+ * daemon, and a complete log to grep afterwards). Wrappers run it under a low `ulimit -n`
+ * (`sh -c 'ulimit -n N; exec node ...'`) or in a private mount namespace with a tiny tmpfs as its
+ * config dir (`unshare -m sh -c 'mount -t tmpfs ... && exec node ...'`); both exec, so the pid we
+ * spawn is the daemon's pid.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isPlistDict } from '../../src/plist/index.js';
+import { MuxdClient } from '../../test/support/muxd-client.js';
+
+/** Repository root, from bench/soak/ (vitest) or dist-bench/bench/soak/ (npm run soak). */
+export const repoRoot: string = fileURLToPath(new URL(import.meta.url.includes('/dist-bench/') ? '../../../' : '../../', import.meta.url));
+export const daemonEntry: string = join(repoRoot, 'dist', 'main.js');
+
+/** How big a run is: `long` (npm run soak), `short` (--short), `test` (vitest). */
+export type SoakMode = 'long' | 'short' | 'test';
+
+export interface SoakScale {
+  readonly mode: SoakMode;
+  /** Pick the figure for this mode. */
+  pick<T>(long: T, short: T, test: T): T;
+}
+
+export function scaleFor(mode: SoakMode): SoakScale {
+  return { mode, pick: (long, short, test) => (mode === 'long' ? long : mode === 'short' ? short : test) };
+}
+
+export interface Row {
+  readonly scenario: string;
+  inputs: number;
+  crashes: number;
+  fdsBefore: number;
+  fdsAfter: number;
+  rssBeforeKiB: number;
+  rssAfterKiB: number;
+  bytesSent: number;
+  bytesDelivered: number;
+  /** Every failed check, in words; empty = PASS. */
+  readonly failures: string[];
+  /** Extra figures worth printing under the table. */
+  readonly notes: string[];
+}
+
+export function newRow(scenario: string): Row {
+  return { scenario, inputs: 0, crashes: 0, fdsBefore: 0, fdsAfter: 0, rssBeforeKiB: 0, rssAfterKiB: 0, bytesSent: 0, bytesDelivered: 0, failures: [], notes: [] };
+}
+
+export function verdict(row: Row): 'PASS' | 'FAIL' {
+  return row.failures.length === 0 && row.crashes === 0 ? 'PASS' : 'FAIL';
+}
+
+export function check(row: Row, ok: boolean, what: string): void {
+  if (!ok) row.failures.push(what);
+}
+
+export interface DaemonSpawnOptions {
+  /** `--virtual-device` count (default 1). */
+  readonly virtualDevices?: number;
+  /** Extra arguments after the standard ones. */
+  readonly extraArgs?: readonly string[];
+  /** `-v` count (default 0: base level info with -f). */
+  readonly verbosity?: number;
+  /** Run under `ulimit -n <n>`. */
+  readonly ulimitNofile?: number;
+  /** Config dir is a private tmpfs of this many KiB (a mount namespace of its own). */
+  readonly tmpfsKiB?: number;
+  /** Extra environment (the umockdev testbed's preload). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Listen address instead of the Unix socket in the temp dir. */
+  readonly socketArg?: string;
+  /** Reuse this config dir (restarts); default a fresh one in the temp dir. */
+  readonly configDir?: string;
+  /** Wait for this many devices in ListDevices (default: virtualDevices). */
+  readonly waitDevices?: number;
+  /** USB off unless true (default off: --no-usb). */
+  readonly usb?: boolean;
+}
+
+/** Kills every daemon still running when the soak process exits. */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+export class SoakDaemon {
+  exitInfo: string | undefined;
+  private readonly exited: Promise<void>;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly pid: number,
+    readonly dir: string,
+    readonly socketPath: string,
+    readonly configDir: string,
+    readonly logFile: string,
+  ) {
+    live.add(child);
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.exitInfo = signal === null ? `exit code ${String(code)}` : `signal ${signal}`;
+        live.delete(child);
+        resolve();
+      });
+    });
+  }
+
+  static async start(options: DaemonSpawnOptions = {}): Promise<SoakDaemon> {
+    if (!existsSync(daemonEntry)) throw new Error(`${daemonEntry} is missing: run \`npm run build\``);
+    const dir = mkdtempSync(join(tmpdir(), 'muxd-soak-'));
+    const socketPath = join(dir, 'usbmuxd.sock');
+    const configDir = options.configDir ?? join(dir, 'config');
+    mkdirSync(configDir, { recursive: true });
+    const logFile = join(dir, 'daemon.log');
+    const args = [daemonEntry, '-f', '-S', options.socketArg ?? socketPath, '-P', 'NONE', '-C', configDir, '--log-format', 'json'];
+    for (let n = 0; n < (options.verbosity ?? 0); n++) args.push('-v');
+    if (options.usb !== true) args.push('--no-usb');
+    const devices = options.virtualDevices ?? 1;
+    for (let n = 0; n < devices; n++) args.push(n === 0 ? '--virtual-device' : `--virtual-device=0000803${n}-001A2B3C4D5E802E`);
+    args.push(...(options.extraArgs ?? []));
+    let command = process.execPath;
+    let argv = args;
+    if (options.tmpfsKiB !== undefined) {
+      argv = ['-m', 'sh', '-c', `mount -t tmpfs -o size=${options.tmpfsKiB}k,mode=0755 tmpfs "$MUXD_SOAK_DIR" && exec "$0" "$@"`, process.execPath, ...args];
+      command = 'unshare';
+    } else if (options.ulimitNofile !== undefined) {
+      argv = ['-c', `ulimit -n ${options.ulimitNofile} && exec "$0" "$@"`, process.execPath, ...args];
+      command = 'sh';
+    }
+    const out = openSync(logFile, 'a');
+    const child = spawn(command, argv, { env: { ...process.env, ...options.env, MUXD_SOAK_DIR: configDir }, stdio: ['ignore', out, out] });
+    closeSync(out);
+    if (child.pid === undefined) throw new Error(`could not spawn ${command}`);
+    const daemon = new SoakDaemon(child, child.pid, dir, socketPath, configDir, logFile);
+    const target = options.socketArg ?? socketPath;
+    try {
+      await daemon.waitAccepting(15_000, target);
+      const wanted = options.waitDevices ?? devices;
+      if (wanted > 0) await daemon.waitDevices(wanted, 15_000);
+    } catch (err) {
+      await daemon.stop();
+      throw new Error(`daemon did not come up: ${err instanceof Error ? err.message : String(err)}\n${daemon.logs().slice(-4000)}`);
+    }
+    return daemon;
+  }
+
+  get alive(): boolean {
+    return this.exitInfo === undefined;
+  }
+
+  logs(): string {
+    try {
+      return readFileSync(this.logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Open file descriptors of the daemon process. */
+  fds(): number {
+    return readdirSync(`/proc/${this.pid}/fd`).length;
+  }
+
+  /** VmRSS in KiB. */
+  rssKiB(): number {
+    const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
+    return Number(match?.[1] ?? 0);
+  }
+
+  /** fds and RSS into the row's "before" columns. */
+  sampleBefore(row: Row): void {
+    row.fdsBefore = this.fds();
+    row.rssBeforeKiB = this.rssKiB();
+  }
+
+  /** fds and RSS into the row's "after" columns; a dead daemon counts as a crash. */
+  sampleAfter(row: Row): void {
+    if (!this.alive) {
+      row.crashes++;
+      row.failures.push(`daemon died (${this.exitInfo ?? '?'})`);
+      return;
+    }
+    row.fdsAfter = this.fds();
+    row.rssAfterKiB = this.rssKiB();
+  }
+
+  async waitAccepting(ms: number, target: string = this.socketPath): Promise<void> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      if (!this.alive) throw new Error(`daemon exited early (${this.exitInfo ?? '?'})`);
+      if (await accepts(target)) return;
+      if (Date.now() > deadline) throw new Error(`${target} did not accept within ${ms} ms`);
+      await sleep(25);
+    }
+  }
+
+  async waitDevices(count: number, ms: number): Promise<number[]> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const ids = await listDeviceIds(this.socketPath).catch(() => []);
+      if (ids.length >= count) return ids;
+      if (Date.now() > deadline) throw new Error(`ListDevices showed ${ids.length} device(s), not ${count}`);
+      await sleep(25);
+    }
+  }
+
+  kill9(): Promise<void> {
+    this.child.kill('SIGKILL');
+    return this.exited;
+  }
+
+  /** SIGTERM (SIGKILL after 3 s) and remove the temp dir (unless `keep`). */
+  async stop(keep = false): Promise<void> {
+    if (this.alive) {
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 3000);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    if (!keep) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Device ids from a fresh ListDevices. */
+export async function listDeviceIds(target: string, timeoutMs = 5000): Promise<number[]> {
+  const client = await MuxdClient.connect(target);
+  try {
+    const { reply } = await Promise.race([
+      client.request({ MessageType: 'ListDevices', ProgName: 'soak' }),
+      sleep(timeoutMs).then(() => {
+        throw new Error(`ListDevices took over ${timeoutMs} ms`);
+      }),
+    ]);
+    const list = reply.kind === 'plist' ? reply.dict['DeviceList'] : undefined;
+    if (!Array.isArray(list)) throw new Error(`ListDevices answered ${reply.kind}`);
+    return list.map((d) => (isPlistDict(d) && typeof d['DeviceID'] === 'number' ? d['DeviceID'] : -1));
+  } finally {
+    await client.close();
+  }
+}
+
+function accepts(target: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const colon = target.lastIndexOf(':');
+    const sock = target.startsWith('/') ? connect(target) : connect({ host: target.slice(0, colon), port: Number(target.slice(colon + 1)) });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => {
+      sock.destroy();
+      resolve(false);
+    });
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A seeded PRNG (mulberry32), so a failing input can be reproduced from its seed. */
+export class Rng {
+  constructor(private state: number) {}
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) | 0;
+    let t = this.state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  pick<T>(items: readonly T[]): T {
+    const item = items[this.int(items.length)];
+    if (item === undefined) throw new Error('pick from an empty list');
+    return item;
+  }
+  bytes(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    for (let k = 0; k < n; k++) out[k] = this.int(256);
+    return out;
+  }
+}
+
+/** The table, as printed by `npm run soak` and in the report. */
+export function formatTable(rows: readonly Row[]): string {
+  const header = ['scenario', 'inputs tried', 'crashes', 'leaked fds (before→after)', 'RSS KiB before→after', 'bytes sent / delivered', 'verdict'];
+  const lines = rows.map((r) => [
+    r.scenario,
+    String(r.inputs),
+    String(r.crashes),
+    `${r.fdsAfter - r.fdsBefore} (${r.fdsBefore}→${r.fdsAfter})`,
+    `${r.rssBeforeKiB}→${r.rssAfterKiB}`,
+    `${r.bytesSent} / ${r.bytesDelivered}`,
+    verdict(r),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
+  const fmt = (cells: readonly string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  const out = [fmt(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...lines.map(fmt)];
+  for (const r of rows) {
+    for (const note of r.notes) out.push(`  ${r.scenario}: ${note}`);
+    for (const failure of r.failures) out.push(`  ${r.scenario}: FAIL ${failure}`);
+  }
+  return out.join('\n');
+}
+
+/** fd growth allowed as noise (lazy handles: a timer, a pino worker, an inotify fd). */
+export const FD_NOISE = 8;
+/** RSS growth allowed as noise: heap growth after warm-up, allocator slack. */
+export const RSS_NOISE_KIB = 64 * 1024;
+
+export function checkLeaks(row: Row): void {
+  check(row, row.fdsAfter - row.fdsBefore <= FD_NOISE, `fds grew ${row.fdsBefore}→${row.fdsAfter}`);
+  check(row, row.rssAfterKiB - row.rssBeforeKiB <= RSS_NOISE_KIB, `RSS grew ${row.rssBeforeKiB}→${row.rssAfterKiB} KiB`);
+}
