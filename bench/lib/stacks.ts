@@ -175,7 +175,9 @@ export function startOurDaemon(env: Readonly<Record<string, string>>, extraArgs:
   const socketPath = join(dir, 'usbmuxd.sock');
   // MUXD_BENCH_NODE_ARGS: node flags for our daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"
   const nodeArgs = (process.env['MUXD_BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-  const args = [...nodeArgs, OUR_DAEMON, '-f', '-S', socketPath, '-P', 'NONE', '-C', join(dir, 'config'), ...extraArgs];
+  // MUXD_BENCH_NO_FOREGROUND=1: without -f (log base WARNING: no per-client info lines, no peer lookup)
+  const foreground = process.env['MUXD_BENCH_NO_FOREGROUND'] === '1' ? [] : ['-f'];
+  const args = [...nodeArgs, OUR_DAEMON, ...foreground, '-S', socketPath, '-P', 'NONE', '-C', join(dir, 'config'), ...extraArgs];
   const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   return superviseDaemon(child, socketPath, () => {
     rmSync(dir, { recursive: true, force: true });
