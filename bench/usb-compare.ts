@@ -94,7 +94,8 @@ async function startStack(kind: Kind, o: Options): Promise<Stack> {
   const bridge = await startBridge(testbed);
   const daemon = kind === 'ours' ? await startOurDaemon(testbed.env) : await startReferenceDaemon(testbed.env);
   const deviceId = await firstDeviceId(daemon.socketPath);
-  const pids = { daemon: daemon.pid, testbed: testbed.pid, bridge: bridge.pid };
+  // the bench process itself is the client: counted so that "other load" means other programs
+  const pids = { daemon: daemon.pid, testbed: testbed.pid, bridge: bridge.pid, client: process.pid };
   return { kind, testbed, bridge, daemon, target: { socketPath: daemon.socketPath, deviceId }, pids };
 }
 
