@@ -4,6 +4,7 @@
  * `--only <name>` runs the scenarios whose name contains <name>.
  */
 import { clientFuzzScenario } from './soak/client-fuzz.js';
+import { fdExhaustionScenario, slowAndIdleScenario } from './soak/load.js';
 import { formatTable, newRow, scaleFor, verdict } from './soak/harness.js';
 import type { Row, SoakScale } from './soak/harness.js';
 
@@ -14,6 +15,8 @@ interface Scenario {
 
 const SCENARIOS: readonly Scenario[] = [
   { name: 'client fuzz', run: (s) => clientFuzzScenario(s) },
+  { name: 'slowloris + idle', run: (s) => slowAndIdleScenario(s) },
+  { name: 'fd exhaustion', run: (s) => fdExhaustionScenario(s) },
 ];
 
 async function main(): Promise<void> {

@@ -24,6 +24,7 @@ import { isMuxdError, systemErrorCode } from './errors.js';
 import { Lifecycle } from './daemon/lifecycle.js';
 import { createRootLogger } from './daemon/logging.js';
 import type { RootLogger } from './daemon/logging.js';
+import { clientLimitFor, readSoftNofile } from './daemon/fd-limit.js';
 import { createPeerIdentifier } from './daemon/peer.js';
 import { InstanceLock, findRunningInstance } from './daemon/pidfile.js';
 import { dropPrivileges, isRoot, lookupGroupId, resolveDropUser } from './daemon/privileges.js';
@@ -166,7 +167,9 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
 
   const registry = new DeviceRegistry({ log, connectTimeoutMs: config.connectTimeoutMs, versionTimeoutMs: config.versionTimeoutMs });
   const store = new FilePairRecordStore({ dir: config.configDir, log });
-  const server = new MuxdServer({ directory: registry, store, log, maxClients: config.maxClients, identify: createPeerIdentifier(log) });
+  const maxClients = clientLimitFor(config.maxClients, readSoftNofile());
+  if (maxClients < config.maxClients) log.warn({ maxClients, configured: config.maxClients }, 'client limit lowered to fit the open-file limit (raise it with ulimit -n or LimitNOFILE=)');
+  const server = new MuxdServer({ directory: registry, store, log, maxClients, identify: createPeerIdentifier(log) });
   const { target, unixPath } = listenTargetFor(config, activation, log);
   // Known to teardown before the first await, so a signal during startup still cleans up.
   parts.server = server;
