@@ -5,6 +5,7 @@
  */
 import { clientFuzzScenario } from './soak/client-fuzz.js';
 import { fdExhaustionScenario, slowAndIdleScenario } from './soak/load.js';
+import { fullDiskScenario, killDuringSaveScenario, securityScenario } from './soak/storage.js';
 import { formatTable, newRow, scaleFor, verdict } from './soak/harness.js';
 import type { Row, SoakScale } from './soak/harness.js';
 
@@ -17,6 +18,9 @@ const SCENARIOS: readonly Scenario[] = [
   { name: 'client fuzz', run: (s) => clientFuzzScenario(s) },
   { name: 'slowloris + idle', run: (s) => slowAndIdleScenario(s) },
   { name: 'fd exhaustion', run: (s) => fdExhaustionScenario(s) },
+  { name: 'kill -9 during save', run: (s) => killDuringSaveScenario(s) },
+  { name: 'full disk', run: (s) => fullDiskScenario(s) },
+  { name: 'security', run: (s) => securityScenario(s) },
 ];
 
 async function main(): Promise<void> {

@@ -98,7 +98,7 @@ function requestDict(rng: Rng): PlistDict {
 }
 
 /** XML when the plist package can write it (it refuses NUL and lone surrogates), else binary. */
-function encodeBody(dict: PlistDict): Buffer {
+export function encodeBody(dict: PlistDict): Buffer {
   try {
     return buildXml(dict);
   } catch {

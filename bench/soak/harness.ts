@@ -251,7 +251,9 @@ export async function listDeviceIds(target: string, timeoutMs = 5000): Promise<n
 function accepts(target: string): Promise<boolean> {
   return new Promise((resolve) => {
     const colon = target.lastIndexOf(':');
-    const sock = target.startsWith('/') ? connect(target) : connect({ host: target.slice(0, colon), port: Number(target.slice(colon + 1)) });
+    const sock = target.startsWith('/')
+      ? connect(target)
+      : connect({ host: colon > 0 ? target.slice(0, colon) : '127.0.0.1', port: Number(target.slice(colon + 1)) });
     sock.once('connect', () => {
       sock.destroy();
       resolve(true);
