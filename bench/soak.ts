@@ -6,6 +6,7 @@
 import { clientFuzzScenario } from './soak/client-fuzz.js';
 import { fdExhaustionScenario, slowAndIdleScenario } from './soak/load.js';
 import { fullDiskScenario, killDuringSaveScenario, securityScenario } from './soak/storage.js';
+import { hostileDeviceScenario, lengthLiesScenario, replugScenario, stalledDeviceScenario } from './soak/device-side.js';
 import { formatTable, newRow, scaleFor, verdict } from './soak/harness.js';
 import type { Row, SoakScale } from './soak/harness.js';
 
@@ -18,6 +19,10 @@ const SCENARIOS: readonly Scenario[] = [
   { name: 'client fuzz', run: (s) => clientFuzzScenario(s) },
   { name: 'slowloris + idle', run: (s) => slowAndIdleScenario(s) },
   { name: 'fd exhaustion', run: (s) => fdExhaustionScenario(s) },
+  { name: 'device hostile', run: (s) => hostileDeviceScenario(s) },
+  { name: 'device length lies', run: (s) => lengthLiesScenario(s) },
+  { name: 'device stalled', run: (s) => stalledDeviceScenario(s) },
+  { name: 'replug', run: (s) => replugScenario(s) },
   { name: 'kill -9 during save', run: (s) => killDuringSaveScenario(s) },
   { name: 'full disk', run: (s) => fullDiskScenario(s) },
   { name: 'security', run: (s) => securityScenario(s) },

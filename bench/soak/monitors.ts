@@ -110,10 +110,10 @@ export class EchoHeartbeat {
   private running = true;
   private readonly loop: Promise<void>;
 
-  constructor(readonly tunnel: EchoTunnel, everyMs = 250, size = 4096) {
+  constructor(readonly tunnel: EchoTunnel, everyMs = 250, size = 4096, timeoutMs = 5000) {
     this.loop = (async () => {
       while (this.running) {
-        const ok = await this.tunnel.roundTrip(size);
+        const ok = await this.tunnel.roundTrip(size, timeoutMs);
         this.rounds++;
         if (!ok) this.failures++;
         if (this.tunnel.closed) return;
