@@ -177,7 +177,7 @@ describe('Connection established (table)', () => {
     expect(host.sent.map((s) => s.flags)).toEqual(wire);
   });
 
-  it('delivers data as views, advances ack only on done, and coalesces ACKs', () => {
+  it('delivers data as views, advances ack only on done, and coalesces ACKs (bare ACK from a quarter window)', () => {
     const { conn, host } = established();
     const r = recorder();
     conn.attach(r.sink);
@@ -192,7 +192,13 @@ describe('Connection established (table)', () => {
     r.dones[1]!();
     expect(host.acks.size).toBe(1);
     host.flushAcks();
-    expect(host.sent).toEqual([{ flags: ACK, seq: 1, ack: 12, len: 0 }]);
+    // 11 bytes are less than a quarter window: the flush stays quiet (the timer or a data segment acks)
+    expect(host.sent).toEqual([]);
+    expect(conn.unconsumedBytes).toBe(0);
+    conn.onSegment(seg(ACK), Buffer.alloc(TX_WINDOW / 4 - 11));
+    r.dones[2]!();
+    host.flushAcks();
+    expect(host.sent).toEqual([{ flags: ACK, seq: 1, ack: 1 + TX_WINDOW / 4, len: 0 }]);
     host.flushAcks();
     expect(host.sent).toHaveLength(1);
     expect(conn.unconsumedBytes).toBe(0);

@@ -19,11 +19,15 @@
  *
  * There is no FIN in this protocol: connections end with RST. Data from the device is delivered as
  * views; our ack advances only when the sink calls `done` (consumed), and the window-opening ACK is
- * coalesced by the session (one flush per event-loop turn). A timer of `ackDelayMs` is a safety net.
+ * coalesced by the session (one flush per event-loop turn). The flush sends a bare ACK only once a
+ * quarter of our window (ACK_EVERY_WINDOW_FRACTION) has been consumed since the last ack we sent:
+ * the device then still has ≥ 3/4 of the window open, so it never waits on us, and smaller amounts
+ * ride on our next data segment (request/response traffic) or the `ackDelayMs` safety-net timer.
+ * Every bare ACK is a USB OUT transfer; this halves them on bulk transfers towards the host.
  */
 import type { Logger } from '../log.js';
 import type { CloseReason, ConnectionSink, MuxConnection } from './api.js';
-import { TcpFlag } from './constants.js';
+import { ACK_EVERY_WINDOW_FRACTION, TcpFlag } from './constants.js';
 import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError, WindowOverrunError } from './errors.js';
 import type { TcpHeader } from './wire.js';
 import { formatTcpFlags } from './wire.js';
@@ -110,6 +114,8 @@ export class Connection implements MuxConnection {
   private synSent = false;
 
   readonly window: number;
+  /** Consumed-but-unacked bytes at which the per-turn flush sends a bare ACK (window / 4). */
+  private readonly ackThreshold: number;
   private readonly maxPayload: number;
   private readonly ackDelayMs: number;
   private readonly log: Logger;
@@ -123,6 +129,7 @@ export class Connection implements MuxConnection {
     this.localPort = options.localPort;
     this.remotePort = options.remotePort;
     this.window = options.window;
+    this.ackThreshold = Math.floor(options.window / ACK_EVERY_WINDOW_FRACTION);
     this.maxPayload = options.maxPayload;
     this.ackDelayMs = options.ackDelayMs;
     this.log = options.log;
@@ -281,10 +288,14 @@ export class Connection implements MuxConnection {
     }
   };
 
-  /** Called by the session's once-per-turn flush: send the owed ACK unless data carried it. */
+  /**
+   * Called by the session's once-per-turn flush: send the owed ACK unless data carried it, or it is
+   * less than a quarter window (the safety-net timer armed in onConsumed covers that).
+   */
   flushAck(): void {
     this.ackQueued = false;
     if (this.state === 'established' && this.ackOut !== this.ackSent) {
+      if (((this.ackOut - this.ackSent) >>> 0) < this.ackThreshold) return;
       this.host.sendSegment(this, TcpFlag.ACK, undefined);
     }
   }

@@ -68,6 +68,11 @@ export const WINDOW_SHIFT = 8;
 /** `TX_WINDOW` as it appears in the window field: 512 (§2.7). */
 export const TX_WINDOW_FIELD = TX_WINDOW >>> WINDOW_SHIFT;
 
+/**
+ * A bare ACK goes out once 1/this of our window has been consumed since the last ack we sent (ours:
+ * bench/results/2026-11-25.md; usbmuxd acks on every write plus its timer, §2.8).
+ */
+export const ACK_EVERY_WINDOW_FRACTION = 4;
 /** Delayed-ACK timer in ms, kept only as a safety net behind the coalesced ACK (usbmuxd `ACK_TIMEOUT`, §2.8). */
 export const ACK_TIMEOUT_MS = 30;
 /** Default connect timeout in ms (ours; usbmuxd has none, libusbmuxd gives up after 5 s, §2.7). */

@@ -256,7 +256,7 @@ describe('MuxSession packets', () => {
 });
 
 describe('MuxSession data plane', () => {
-  it('flushes owed ACKs once per event-loop turn, one per connection', async () => {
+  it('flushes owed ACKs once per event-loop turn, one per connection (each a quarter window or more)', async () => {
     const s = active(2);
     const a = await open(s, 7);
     const b = await open(s, 9);
@@ -265,7 +265,7 @@ describe('MuxSession data plane', () => {
     a.attach(sink);
     b.attach(sink);
     for (const [port, local] of [[7, 1], [9, 2], [7, 1]] as const) {
-      s.transport.sink!.onData(deviceTcp({ sport: port, dport: local, seq: 1, ack: 1, flags: ACK, window: TX_WINDOW }, Buffer.alloc(100)));
+      s.transport.sink!.onData(deviceTcp({ sport: port, dport: local, seq: 1, ack: 1, flags: ACK, window: TX_WINDOW }, Buffer.alloc(TX_WINDOW / 4)));
     }
     const before = s.transport.tcp().length;
     for (const done of dones) done();
@@ -273,8 +273,8 @@ describe('MuxSession data plane', () => {
     await new Promise((r) => setImmediate(r));
     const acks = s.transport.tcp().slice(before);
     expect(acks.map((t) => [t.sport, t.flags, t.ack])).toEqual([
-      [1, ACK, 201],
-      [2, ACK, 101],
+      [1, ACK, 1 + TX_WINDOW / 2],
+      [2, ACK, 1 + TX_WINDOW / 4],
     ]);
     await s.session.shutdown();
   });
