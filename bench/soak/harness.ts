@@ -301,8 +301,8 @@ export function formatTable(rows: readonly Row[]): string {
     r.scenario,
     String(r.inputs),
     String(r.crashes),
-    `${r.fdsAfter - r.fdsBefore} (${r.fdsBefore}→${r.fdsAfter})`,
-    `${r.rssBeforeKiB}→${r.rssAfterKiB}`,
+    r.fdsBefore === 0 ? 'n/a (restarts)' : `${r.fdsAfter - r.fdsBefore} (${r.fdsBefore}→${r.fdsAfter})`,
+    r.rssBeforeKiB === 0 ? 'n/a (restarts)' : `${r.rssBeforeKiB}→${r.rssAfterKiB}`,
     `${r.bytesSent} / ${r.bytesDelivered}`,
     verdict(r),
   ]);
