@@ -43,7 +43,23 @@ export class InProcessBridge {
     });
   }
 
-  static attach(devSock: string, options: EmulatorOptions = {}): Promise<InProcessBridge> {
+  /**
+   * Connect to the testbed's device socket. testbed.py binds it in a thread started just before
+   * its READY line, so ENOENT/ECONNREFUSED right after READY are retried for a few seconds.
+   */
+  static async attach(devSock: string, options: EmulatorOptions = {}): Promise<InProcessBridge> {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      try {
+        return await InProcessBridge.attachOnce(devSock, options);
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+  }
+
+  private static attachOnce(devSock: string, options: EmulatorOptions): Promise<InProcessBridge> {
     return new Promise((resolve, reject) => {
       const socket = connect(devSock);
       socket.once('connect', () => {
