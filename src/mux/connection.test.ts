@@ -78,8 +78,21 @@ function recorder(): Recorder {
   return new Recorder();
 }
 
-function seg(flags: number, window = TX_WINDOW, ack = 1): TcpHeader {
-  return { sport: 7, dport: 1, seq: 1, ack, flags, window };
+/** The device's seq: its SYN|ACK carries 1, so its first payload byte is 2. */
+const DEVICE_ISN = 1;
+
+function seg(flags: number, window = TX_WINDOW, ack = 1, seq = DEVICE_ISN): TcpHeader {
+  return { sport: 7, dport: 1, seq, ack, flags, window };
+}
+
+/** Next device seq per connection, so data segments arrive in sequence as from a real phone. */
+const deviceSeq = new WeakMap<Connection, number>();
+
+/** One in-sequence data segment from the device. */
+function data(conn: Connection, payload: Buffer, window = TX_WINDOW, ack = 1): void {
+  const seq = deviceSeq.get(conn) ?? DEVICE_ISN + 1;
+  deviceSeq.set(conn, (seq + payload.length) >>> 0);
+  conn.onSegment(seg(ACK, window, ack, seq), payload);
 }
 
 function make(maxPayload = 1000): { conn: Connection; host: StubHost; result: { conn?: Connection; err?: Error } } {
@@ -182,8 +195,8 @@ describe('Connection established (table)', () => {
     const r = recorder();
     conn.attach(r.sink);
     const packet = Buffer.from('xxxxhello world');
-    conn.onSegment(seg(ACK), packet.subarray(4, 9));
-    conn.onSegment(seg(ACK), packet.subarray(9));
+    data(conn, packet.subarray(4, 9));
+    data(conn, packet.subarray(9));
     expect(r.data.map(String)).toEqual(['hello', ' world']);
     expect(r.data[0]!.buffer).toBe(packet.buffer);
     expect(host.sent).toEqual([]);
@@ -195,7 +208,7 @@ describe('Connection established (table)', () => {
     // 11 bytes are less than a quarter window: the flush stays quiet (the timer or a data segment acks)
     expect(host.sent).toEqual([]);
     expect(conn.unconsumedBytes).toBe(0);
-    conn.onSegment(seg(ACK), Buffer.alloc(TX_WINDOW / 4 - 11));
+    data(conn, Buffer.alloc(TX_WINDOW / 4 - 11));
     r.dones[2]!();
     host.flushAcks();
     expect(host.sent).toEqual([{ flags: ACK, seq: 1, ack: 1 + TX_WINDOW / 4, len: 0 }]);
@@ -208,7 +221,7 @@ describe('Connection established (table)', () => {
     const { conn, host } = established();
     const r = recorder();
     conn.attach(r.sink);
-    conn.onSegment(seg(ACK), Buffer.alloc(10));
+    data(conn, Buffer.alloc(10));
     r.dones[0]!();
     conn.write(Buffer.from('abc'));
     host.flushAcks();
@@ -220,7 +233,7 @@ describe('Connection established (table)', () => {
     const { conn, host } = established();
     const r = recorder();
     conn.attach(r.sink);
-    conn.onSegment(seg(ACK), Buffer.alloc(10));
+    data(conn, Buffer.alloc(10));
     r.dones[0]!();
     vi.advanceTimersByTime(29);
     expect(host.sent).toEqual([]);
@@ -232,8 +245,8 @@ describe('Connection established (table)', () => {
 
   it('holds data that arrives before attach and delivers it in order, then a pending close', () => {
     const { conn } = established();
-    conn.onSegment(seg(ACK), Buffer.from('one'));
-    conn.onSegment(seg(ACK), Buffer.from('two'));
+    data(conn, Buffer.from('one'));
+    data(conn, Buffer.from('two'));
     conn.onSegment(seg(RST), Buffer.alloc(0));
     const r = recorder();
     conn.attach(r.sink);
@@ -241,13 +254,24 @@ describe('Connection established (table)', () => {
     expect(r.closes).toEqual(['device-reset']);
   });
 
+  it('device payload out of sequence (bytes lost on the way) → RST and protocol-error, nothing delivered', () => {
+    const { conn, host } = established();
+    const r = recorder();
+    conn.attach(r.sink);
+    data(conn, Buffer.from('abc'));
+    conn.onSegment(seg(ACK, TX_WINDOW, 1, DEVICE_ISN + 1 + 3 + 5), Buffer.from('later'));
+    expect(r.data.map((b) => b.toString())).toEqual(['abc']);
+    expect(host.sent.map((x) => x.flags)).toEqual([RST]);
+    expect(r.closes).toEqual(['protocol-error']);
+  });
+
   it('window overrun → RST and protocol-error', () => {
     const { conn, host } = established();
     const r = recorder();
     conn.attach(r.sink);
-    conn.onSegment(seg(ACK), Buffer.alloc(TX_WINDOW));
+    data(conn, Buffer.alloc(TX_WINDOW));
     expect(r.closes).toEqual([]);
-    conn.onSegment(seg(ACK), Buffer.alloc(1));
+    data(conn, Buffer.alloc(1));
     expect(r.closes).toEqual(['protocol-error']);
     expect(host.sent.map((s) => s.flags)).toEqual([RST]);
   });
@@ -349,6 +373,8 @@ describe('Connection properties', () => {
     len: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 70000 })),
     window: fc.integer({ min: 0, max: 0xffff }).map((f) => f * 256),
     ack: fc.integer({ min: 0, max: 0xffffffff }),
+    /** Mostly in sequence, as from a real phone; sometimes a stray seq (a lost packet). */
+    inSequence: fc.oneof(fc.constant(true), fc.constant(true), fc.constant(true), fc.constant(false)),
   });
   const actionArb = fc.oneof(
     segmentArb.map((s) => ({ kind: 'segment' as const, ...s })),
@@ -374,7 +400,8 @@ describe('Connection properties', () => {
         for (const action of actions) {
           switch (action.kind) {
             case 'segment':
-              conn.onSegment(seg(action.flags, action.window, action.ack), Buffer.alloc(action.len));
+              if (action.inSequence && action.flags === ACK && action.len > 0) data(conn, Buffer.alloc(action.len), action.window, action.ack);
+              else conn.onSegment(seg(action.flags, action.window, action.ack), Buffer.alloc(action.len));
               break;
             case 'done': {
               // dones are called in delivery order, as a socket's write callbacks are

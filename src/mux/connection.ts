@@ -28,7 +28,7 @@
 import type { Logger } from '../log.js';
 import type { CloseReason, ConnectionSink, MuxConnection } from './api.js';
 import { ACK_EVERY_WINDOW_FRACTION, TcpFlag } from './constants.js';
-import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError, WindowOverrunError } from './errors.js';
+import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError, SequenceGapError, WindowOverrunError } from './errors.js';
 import type { TcpHeader } from './wire.js';
 import { formatTcpFlags } from './wire.js';
 
@@ -82,6 +82,13 @@ export class Connection implements MuxConnection {
   private ackSent = 0;
   /** u32: how much of our data the device has acknowledged; from every incoming segment. */
   private rxAck = 0;
+  /**
+   * u32: the device sequence number the next payload must carry (its SYN|ACK seq + 1, then + each
+   * payload). usbmuxd ignores the device's seq; we check it so that payload lost between the phone
+   * and us (a packet swallowed by a lying length field, say) resets the connection instead of
+   * silently leaving a hole in the client's byte stream.
+   */
+  private rxSeqExpected = 0;
   /** Bytes the device can take beyond rxAck (window field << 8); from every incoming segment. */
   private peerWindow = 0;
   /** Bytes delivered to the sink (or held for it) and not yet consumed; ≤ our window. */
@@ -203,11 +210,19 @@ export class Connection implements MuxConnection {
     this.peerWindow = tcp.window;
     switch (this.state) {
       case 'syn-sent':
+        this.rxSeqExpected = (tcp.seq + 1) >>> 0;
         this.onHandshakeReply(tcp.flags);
         return;
       case 'established':
         if (tcp.flags === TcpFlag.ACK) {
-          if (payload.length > 0) this.receive(payload);
+          if (payload.length > 0) {
+            if (tcp.seq !== this.rxSeqExpected) {
+              this.onSequenceGap(tcp.seq);
+              return;
+            }
+            this.rxSeqExpected = (this.rxSeqExpected + payload.length) >>> 0;
+            this.receive(payload);
+          }
           if (this.isEstablished()) this.onWindowUpdate(); // receive() may have reset us
           return;
         }
@@ -245,6 +260,14 @@ export class Connection implements MuxConnection {
     if ((flags & TcpFlag.RST) === 0) this.host.sendSegment(this, TcpFlag.RST, undefined);
     this.log.debug({ flags: formatTcpFlags(flags) }, 'connection refused');
     this.failConnect('refused', new ConnectionRefusedError(this.remotePort));
+  }
+
+  /** Device payload out of sequence: bytes went missing on the way, so the stream cannot go on. */
+  private onSequenceGap(seq: number): void {
+    const err = new SequenceGapError(this.rxSeqExpected, seq);
+    this.log.warn({ err }, 'device data out of sequence; resetting');
+    this.host.sendSegment(this, TcpFlag.RST, undefined);
+    this.finish('reset', 'protocol-error');
   }
 
   private receive(payload: Buffer): void {

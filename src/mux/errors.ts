@@ -56,6 +56,15 @@ export class WindowOverrunError extends MuxdError {
   }
 }
 
+/** Device payload did not start where the previous one ended: bytes were lost on the way. */
+export class SequenceGapError extends MuxdError {
+  readonly code = 'MUXD_ERR_SEQUENCE_GAP';
+  readonly wire: MuxWireConsequence = 'rst-connection';
+  constructor(readonly expected: number, readonly received: number) {
+    super(`device payload out of sequence: expected seq ${expected}, got ${received}`);
+  }
+}
+
 /** The device did not answer our VERSION packet in time. */
 export class VersionTimeoutError extends MuxdError {
   readonly code = 'MUXD_ERR_VERSION_TIMEOUT';

@@ -264,8 +264,8 @@ describe('MuxSession data plane', () => {
     const sink = { onData: (_p: Buffer, done: () => void) => dones.push(done), onWritable: () => undefined, onClose: () => undefined };
     a.attach(sink);
     b.attach(sink);
-    for (const [port, local] of [[7, 1], [9, 2], [7, 1]] as const) {
-      s.transport.sink!.onData(deviceTcp({ sport: port, dport: local, seq: 1, ack: 1, flags: ACK, window: TX_WINDOW }, Buffer.alloc(TX_WINDOW / 4)));
+    for (const [port, local, seq] of [[7, 1, 1], [9, 2, 1], [7, 1, 1 + TX_WINDOW / 4]] as const) {
+      s.transport.sink!.onData(deviceTcp({ sport: port, dport: local, seq, ack: 1, flags: ACK, window: TX_WINDOW }, Buffer.alloc(TX_WINDOW / 4)));
     }
     const before = s.transport.tcp().length;
     for (const done of dones) done();
