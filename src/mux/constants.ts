@@ -8,6 +8,13 @@
 export const USB_MTU = 49152;
 /** Size in bytes of one bulk-IN transfer buffer (usbmuxd `USB_MRU`, §1.7, §2.5). */
 export const USB_MRU = 16384;
+/**
+ * Bytes; a bulk-IN transfer whose length is not a multiple of this ended with a short USB packet,
+ * so the device finished its transfer there: a mux packet cannot continue past it. 512 is the
+ * high-speed wMaxPacketSize, and every non-final piece of a packet that spans IN transfers fills a
+ * whole USB_MRU buffer (a multiple of 512 and of the super-speed 1024). 1 disables the rule.
+ */
+export const SHORT_TRANSFER_QUANTUM = 512;
 /** Largest mux packet in bytes we accept from the device, header included (usbmuxd `DEV_MRU`, §2.5). */
 export const DEV_MRU = 65536;
 

@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { fromHex } from '../../test/support/reference-codec.js';
 import { silentLogger } from '../log.js';
-import { DEV_MRU, MUX_HEADER_V1, MUX_HEADER_V2, TcpFlag } from './constants.js';
+import { DEV_MRU, MUX_HEADER_V1, MUX_HEADER_V2, SHORT_TRANSFER_QUANTUM, TcpFlag, USB_MRU } from './constants.js';
 import { PacketDecoder } from './packet-decoder.js';
 import { encodeTcpPacket, encodeVersionPacket } from './wire.js';
 
@@ -23,6 +23,48 @@ function tcp(len: number, fill: number, txSeq = 1): Buffer {
 }
 
 const SYN = fromHex('0000000600000024feedface0001ffff 0001f27e 00000000 00000000 5002020000000000');
+
+describe('PacketDecoder short-transfer rule (USB)', () => {
+  function usbCollector(): { decoder: PacketDecoder; packets: Buffer[] } {
+    const packets: Buffer[] = [];
+    const decoder = new PacketDecoder({ onPacket: (p) => packets.push(p) }, silentLogger(), SHORT_TRANSFER_QUANTUM);
+    decoder.setHeaderSize(MUX_HEADER_V2);
+    return { decoder, packets };
+  }
+
+  it('a packet whose length field claims more than its short transfer holds is dropped, not joined with the next transfer', () => {
+    const { decoder, packets } = usbCollector();
+    const liar = tcp(100, 0xaa);
+    liar.writeUInt32BE(liar.length + 100, 4); // the length field lies by 100 bytes
+    decoder.push(liar);
+    const next = tcp(50, 0xbb);
+    decoder.push(next);
+    expect(packets).toEqual([next]);
+    expect(decoder.stats.truncated).toBe(1);
+    expect(decoder.pendingBytes).toBe(0);
+  });
+
+  it('still joins a large packet that spans full USB_MRU transfers', () => {
+    const { decoder, packets } = usbCollector();
+    const big = tcp(40000, 7);
+    decoder.push(big.subarray(0, USB_MRU));
+    decoder.push(big.subarray(USB_MRU, 2 * USB_MRU));
+    decoder.push(big.subarray(2 * USB_MRU));
+    expect(packets).toHaveLength(1);
+    expect(packets[0]!.equals(big)).toBe(true);
+    expect(decoder.stats.truncated).toBe(0);
+  });
+
+  it('with the rule off (quantum 1) the same lie waits for the next transfer', () => {
+    const { decoder, packets } = collector();
+    decoder.setHeaderSize(MUX_HEADER_V2);
+    const liar = tcp(100, 0xaa);
+    liar.writeUInt32BE(liar.length + 100, 4);
+    decoder.push(liar);
+    expect(packets).toEqual([]);
+    expect(decoder.pendingBytes).toBe(liar.length);
+  });
+});
 
 describe('PacketDecoder', () => {
   it('hands a transfer holding exactly one packet through as the same memory (no copy)', () => {

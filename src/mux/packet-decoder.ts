@@ -15,6 +15,9 @@
  * several transfers (up to DEV_MRU) and a transfer may hold several packets; both are counted.
  * Malformed headers (length below the header size or above DEV_MRU, bad v2 magic) never throw: the
  * decoder resyncs at the next transfer boundary, which is where a well-behaved device starts packets.
+ * A short transfer (length not a multiple of `shortTransferQuantum`) ends the device's transfer, so a
+ * packet still incomplete there was truncated (or its length field lied): it is dropped and counted,
+ * and cannot swallow the next transfer, which belongs to other packets and other connections.
  *
  * The header size is the session's to decide (8 until VERSION is done or for v1, 16 for v2) and is
  * read afresh at every packet start, so a VERSION reply and a v2 packet may share a transfer.
@@ -42,6 +45,8 @@ export interface PacketDecoderStats {
   malformed: number;
   /** Bytes thrown away by resyncs. */
   droppedBytes: number;
+  /** Packets cut short by the end of a short transfer (dropped). */
+  truncated: number;
 }
 
 const HEADER = 0;
@@ -66,11 +71,18 @@ export class PacketDecoder {
     sharedTransfers: 0,
     malformed: 0,
     droppedBytes: 0,
+    truncated: 0,
   };
 
+  /**
+   * @param shortTransferQuantum a transfer whose length is not a multiple of this ends any packet
+   *   in progress (SHORT_TRANSFER_QUANTUM on USB); 1, the default, lets packets span transfers at
+   *   any byte (for tests that split transfers arbitrarily).
+   */
   constructor(
     private readonly sink: PacketSink,
     private readonly log: Logger,
+    private readonly shortTransferQuantum = 1,
   ) {}
 
   /** 8 until the version is known or for v1, 16 for v2 (docs/usbmux-protocol.md §2.1). */
@@ -107,6 +119,13 @@ export class PacketDecoder {
       this.stats.packets++;
       delivered++;
       this.sink.onPacket(packet);
+    }
+    if (this.buffered > 0 && chunk.length % this.shortTransferQuantum !== 0) {
+      // A short transfer: the device ended its transfer here, so what is buffered can never be
+      // completed by a later transfer (a later one starts new packets).
+      this.stats.truncated++;
+      this.resync('packet truncated by a short transfer', this.state === BODY ? this.packetLength : 0);
+      return;
     }
     // An anomaly worth counting (usbmuxd would drop such a transfer): more than one packet, or the
     // end of one packet and the start of the next, in the same transfer.

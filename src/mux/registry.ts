@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { InvalidConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { DeviceDirectory, DeviceInfo, DeviceRegistryEvents, MuxDevice } from './api.js';
-import { ACK_TIMEOUT_MS, CONNECT_TIMEOUT_MS, TX_WINDOW, VERSION_TIMEOUT_MS, WINDOW_SHIFT } from './constants.js';
+import { ACK_TIMEOUT_MS, CONNECT_TIMEOUT_MS, SHORT_TRANSFER_QUANTUM, TX_WINDOW, VERSION_TIMEOUT_MS, WINDOW_SHIFT } from './constants.js';
 import { MuxSession } from './session.js';
 import type { SessionOwner } from './session.js';
 import type { Transport } from './transport.js';
@@ -22,6 +22,11 @@ export interface DeviceRegistryOptions {
   ackDelayMs?: number;
   /** Receive window we advertise per connection, bytes; a multiple of 256 up to 0xFFFF00 (TX_WINDOW). */
   window?: number;
+  /**
+   * Bytes; an IN transfer whose length is not a multiple of this ends any mux packet in progress
+   * (SHORT_TRANSFER_QUANTUM, true of USB). 1 lets packets span transfers at any byte.
+   */
+  shortTransferQuantum?: number;
 }
 
 const MAX_WINDOW = 0xffff << WINDOW_SHIFT;
@@ -41,6 +46,7 @@ export class DeviceRegistry extends EventEmitter<DeviceRegistryEvents> implement
   private readonly versionTimeoutMs: number;
   private readonly ackDelayMs: number;
   private readonly window: number;
+  private readonly shortTransferQuantum: number;
 
   constructor(options: DeviceRegistryOptions) {
     super();
@@ -53,6 +59,7 @@ export class DeviceRegistry extends EventEmitter<DeviceRegistryEvents> implement
       throw new InvalidConfigError(`window must be a multiple of 256 up to ${MAX_WINDOW}, got ${window}`);
     }
     this.window = window;
+    this.shortTransferQuantum = positive('shortTransferQuantum', options.shortTransferQuantum ?? SHORT_TRANSFER_QUANTUM);
   }
 
   /** Take a new device: give it the next DeviceID and start its handshake. */
@@ -66,6 +73,7 @@ export class DeviceRegistry extends EventEmitter<DeviceRegistryEvents> implement
       versionTimeoutMs: this.versionTimeoutMs,
       ackDelayMs: this.ackDelayMs,
       window: this.window,
+      shortTransferQuantum: this.shortTransferQuantum,
     });
     this.devices.set(id, session);
     this.log.info({ dev: id, udid: info.serial, location: info.locationId }, 'device added');

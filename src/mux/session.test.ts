@@ -70,6 +70,7 @@ function setup(log: Logger = silentLogger()): { session: MuxSession; transport: 
     versionTimeoutMs: 500,
     ackDelayMs: 30,
     window: TX_WINDOW,
+    shortTransferQuantum: 1,
   });
   session.start();
   return { session, transport, owner };

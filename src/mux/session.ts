@@ -75,6 +75,8 @@ export interface SessionOptions {
   readonly ackDelayMs: number;
   /** Receive window we advertise per connection, in bytes. */
   readonly window: number;
+  /** See PacketDecoder: a transfer not a multiple of this ends any packet in progress. */
+  readonly shortTransferQuantum: number;
 }
 
 export interface SessionStats {
@@ -138,7 +140,7 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
     this.id = options.id;
     this.info = options.info;
     this.log = options.log;
-    this.decoder = new PacketDecoder(this, this.log);
+    this.decoder = new PacketDecoder(this, this.log, this.options.shortTransferQuantum);
     this.maxPayload = transport.maxPacketSize - TCP_OVERHEAD;
   }
 
