@@ -128,10 +128,10 @@ export async function hostileDeviceScenario(scale: SoakScale): Promise<Row> {
 }
 
 /**
- * A transfer whose mux length claims more bytes than it holds. The decoder (src/mux, by design)
- * lets a packet span transfers at any byte, so the lie swallows the start of the NEXT transfer:
- * a bystander tunnel loses data silently and stalls. Kept out of the hostile row and the test
- * until the mux layer decides (see the report); `npm run soak` prints it as its own row.
+ * A transfer whose mux length claims more bytes than it holds. Before the short-transfer rule in
+ * src/mux/packet-decoder.ts the lie swallowed the start of the NEXT transfer, so a bystander
+ * tunnel lost data silently and stalled (30 of 30 in the long run); now the lying packet is
+ * dropped with its own short transfer and the bystander's echo arrives intact.
  */
 export async function lengthLiesScenario(scale: SoakScale): Promise<Row> {
   const row = newRow('device: length field lies');

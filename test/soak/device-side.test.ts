@@ -4,7 +4,7 @@
  * so its hostile helpers and fault knobs can be called.
  */
 import { describe, expect, it } from 'vitest';
-import { hostileDeviceScenario, replugScenario, stalledDeviceScenario } from '../../bench/soak/device-side.js';
+import { hostileDeviceScenario, lengthLiesScenario, replugScenario, stalledDeviceScenario } from '../../bench/soak/device-side.js';
 import { formatTable, scaleFor, verdict } from '../../bench/soak/harness.js';
 import type { Row } from '../../bench/soak/harness.js';
 
@@ -21,6 +21,10 @@ describe('soak (short): device side through the umockdev testbed', () => {
     expectPass(row);
     expect(row.inputs).toBeGreaterThanOrEqual(1000);
   }, 90_000);
+
+  it('a packet whose length field lies is dropped with its transfer; the next tunnel echoes intact (regression: it stalled silently)', async () => {
+    expectPass(await lengthLiesScenario(scale));
+  });
 
   it('a device that stops ACKing stalls the tunnel with flat daemon RSS; FIN mid-stream closes the client early', async () => {
     expectPass(await stalledDeviceScenario(scale));
