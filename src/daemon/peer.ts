@@ -11,7 +11,8 @@
  *
  * Cost is bounded and off the hot path: nothing runs unless 'info' is enabled; lookups are
  * asynchronous (the accept path only gets a `{ peer: n }` binding to correlate lines); at most
- * MAX_IN_FLIGHT lookups at once (others are skipped), each scanning at most MAX_PIDS processes.
+ * MAX_IN_FLIGHT lookups at once (others are skipped), each scanning at most MAX_PIDS processes,
+ * recently seen client processes first; one `ss` run serves all lookups of a 100 ms interval.
  * Never throws: an unknown peer is logged as such.
  */
 import { execFile } from 'node:child_process';
@@ -76,6 +77,41 @@ async function runSs(): Promise<string> {
   return stdout;
 }
 
+/**
+ * One `ss` run serves every lookup that asked before it started, and runs start at most every
+ * SS_MIN_INTERVAL_MS: a client that opens a socket per request (libusbmuxd does) costs one
+ * process spawn per interval, not one per Connect. A run that started before a socket was
+ * accepted cannot see it, so a caller always waits for a run that starts after its request.
+ */
+const SS_MIN_INTERVAL_MS = 100;
+let ssNext: Promise<string> | undefined;
+let ssLastStart = 0;
+
+function ssSnapshot(): Promise<string> {
+  if (ssNext !== undefined) return ssNext;
+  const wait = Math.max(0, ssLastStart + SS_MIN_INTERVAL_MS - Date.now());
+  const next = new Promise<string>((resolve, reject) => {
+    setTimeout(() => {
+      ssNext = undefined; // later callers wait for the following run
+      ssLastStart = Date.now();
+      runSs().then(resolve, reject);
+    }, wait).unref();
+  });
+  ssNext = next;
+  return next;
+}
+
+/** Pids of recently identified clients, newest first: looked at before the full /proc scan. */
+const recentPids: number[] = [];
+const RECENT_PIDS = 8;
+
+function rememberPid(pid: number): void {
+  const at = recentPids.indexOf(pid);
+  if (at >= 0) recentPids.splice(at, 1);
+  recentPids.unshift(pid);
+  if (recentPids.length > RECENT_PIDS) recentPids.length = RECENT_PIDS;
+}
+
 async function peerSocketInode(socket: Socket): Promise<number | undefined> {
   if (socket.remoteAddress !== undefined) {
     if (socket.remotePort === undefined) return undefined;
@@ -85,14 +121,18 @@ async function peerSocketInode(socket: Socket): Promise<number | undefined> {
   }
   const fd = handleFd(socket);
   if (fd === undefined) return undefined;
-  return peerInodeFromSs(await runSs(), fstatSync(fd).ino);
+  const own = fstatSync(fd).ino;
+  return peerInodeFromSs(await ssSnapshot(), own);
 }
 
 /** The process that holds `socket:[inode]` (the first found), bounded by MAX_PIDS. */
 export async function processHoldingSocket(inode: number): Promise<PeerIdentity | undefined> {
   const needle = `socket:[${inode}]`;
-  // Newest first: a client usually started moments ago.
-  const pids = (await readdir('/proc')).filter((n) => /^\d+$/.test(n)).sort((a, b) => Number(b) - Number(a)).slice(0, MAX_PIDS);
+  // Recent clients first (one process often opens a socket per request), then newest first: a
+  // client usually started moments ago.
+  const all = (await readdir('/proc')).filter((n) => /^\d+$/.test(n)).sort((a, b) => Number(b) - Number(a)).slice(0, MAX_PIDS);
+  const recent = recentPids.map(String).filter((p) => all.includes(p));
+  const pids = [...recent, ...all.filter((p) => !recent.includes(p))];
   for (const pid of pids) {
     if (Number(pid) === process.pid) continue;
     let fds: string[];
@@ -110,6 +150,7 @@ export async function processHoldingSocket(inode: number): Promise<PeerIdentity 
       }
       if (target === needle) {
         const raw = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+        rememberPid(Number(pid));
         return { pid: Number(pid), cmdline: raw.replace(/\0+$/, '').replace(/\0/g, ' ') };
       }
     }
