@@ -114,7 +114,7 @@ describe('UsbBackend', () => {
       locationId: 0x10002,
       speed: 480_000_000,
     });
-    expect(attached[0]?.transport.maxPacketSize).toBe(49152);
+    expect(attached[0]?.transport.maxPacketSize).toBe(49151);
     expect(bus.listeners()).toBe(2);
     expect(bus.unrefs).toBe(1);
   });
