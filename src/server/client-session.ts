@@ -302,6 +302,8 @@ export class ClientSession {
     for (const device of this.ctx.directory.list()) this.notifyAttached(device);
     this.ctx.onListening(this);
     this.log.info('client listening');
+    // Requests pipelined behind the Listen are input while listening too, whichever chunk they came in.
+    if ((this.decoder?.bufferedBytes ?? 0) > 0) this.fail(new InputWhileListeningError('a listening client sent data'));
   }
 
   private listenerDict(listener: ClientSession): PlistDict {

@@ -290,6 +290,12 @@ describe('Listen', () => {
     await until(() => server.clientCount === 0);
   });
 
+  it('a request pipelined behind Listen in the same write closes the listener, as one sent later does', async () => {
+    const c = await client();
+    c.send(Buffer.concat([encodePlistRequest(1, { MessageType: 'Listen' }), encodePlistRequest(2, { MessageType: 'ListDevices' })]));
+    await until(() => server.clientCount === 0);
+  });
+
   it('binary listener gets DEVICE_ADD/REMOVE/PAIRED in version 0', async () => {
     const d1 = directory.add();
     const c = await client();
