@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { buildBinary, DEFAULT_PLIST_LIMITS, parsePlist, PlistParseError } from './index.js';
 import { checkBinaryPlistExpansion } from './bplist-guard.js';
 
@@ -82,6 +82,23 @@ describe('binary plist expansion guard', () => {
     const badTrailer = Buffer.from(referenceBomb(2, 2));
     badTrailer.writeBigUInt64BE(0xffffffffffffn, badTrailer.length - 8);
     expect(codeOf(() => parsePlist(badTrailer))).toBe('MUXD_ERR_PLIST_MALFORMED');
+  });
+
+  it('refuses a string or dict key whose long-length marker is not an int, without bplist-parser printing to stderr', () => {
+    const printed: unknown[] = [];
+    const spy = vi.spyOn(console, 'error').mockImplementation((...args: unknown[]) => { printed.push(args); });
+    try {
+      // 0x5F: ASCII string with its length in a following int object; 0x33 is not one.
+      const badString = assemble([Buffer.from([0xa1, 1]), Buffer.from([0x5f, 0x33, 0x00])], 0);
+      expect(codeOf(() => parsePlist(badString))).toBe('MUXD_ERR_PLIST_MALFORMED');
+      const badKey = assemble([Buffer.from([0xd1, 1, 2]), Buffer.from([0x5f, 0x44, 0x00]), Buffer.from([0x51, 0x78])], 0);
+      expect(codeOf(() => parsePlist(badKey))).toBe('MUXD_ERR_PLIST_MALFORMED');
+      const longOk = assemble([Buffer.from([0x5f, 0x10, 20]), Buffer.alloc(20, 0x61)], 0);
+      expect(parsePlist(longOk)).toBe('a'.repeat(20));
+    } finally {
+      spy.mockRestore();
+    }
+    expect(printed).toEqual([]);
   });
 
   it('lets ordinary binary plists through unchanged', () => {

@@ -59,6 +59,7 @@ function expand(layout: Layout, index: number, depth: number, expanded: Float64A
   const marker = buf.readUInt8(at);
   const type = marker >> 4;
   if (type !== 0xa && type !== 0xc && type !== 0xd) {
+    checkLeafLength(buf, at, marker);
     expanded[index] = 1;
     return 1;
   }
@@ -78,6 +79,7 @@ function expand(layout: Layout, index: number, depth: number, expanded: Float64A
   let total = 1;
   // Dict keys are not counted as values (see PlistLimits.maxObjects), only their values.
   const first = type === 0xd ? items : 0;
+  for (let k = 0; k < first; k++) checkKey(layout, readUInt(buf, refs + k * layout.refSize, layout.refSize));
   for (let k = first; k < refCount; k++) {
     const child = readUInt(buf, refs + k * layout.refSize, layout.refSize);
     if (child >= layout.count) throw malformed('binary plist reference out of range');
@@ -88,6 +90,28 @@ function expand(layout: Layout, index: number, depth: number, expanded: Float64A
   }
   expanded[index] = total;
   return total;
+}
+
+/**
+ * data (0x4), ASCII (0x5) and UTF-16 (0x6) objects with count nibble 0xF carry their length as an
+ * int object (0x1n); bplist-parser prints to stderr (around our logger) instead of failing when it is not one, so
+ * such documents are refused here first.
+ */
+function checkLeafLength(buf: Buffer, at: number, marker: number): void {
+  const type = marker >> 4;
+  if ((type !== 0x4 && type !== 0x5 && type !== 0x6) || (marker & 0xf) !== 0xf) return;
+  if (at + 1 >= buf.length) throw malformed('binary plist length runs past the end');
+  const intMarker = buf.readUInt8(at + 1);
+  const width = 1 << (intMarker & 0xf);
+  if (intMarker >> 4 !== 1 || width > 8 || at + 2 + width > buf.length) throw malformed('bad binary plist length');
+}
+
+/** A dict key: an object in range whose length field is sound (keys are not counted as values). */
+function checkKey(layout: Layout, index: number): void {
+  if (index >= layout.count) throw malformed('binary plist reference out of range');
+  const at = readUInt(layout.buf, layout.offsetTable + index * layout.offsetSize, layout.offsetSize);
+  if (at < HEADER || at >= layout.buf.length - TRAILER) throw malformed('binary plist object offset out of range');
+  checkLeafLength(layout.buf, at, layout.buf.readUInt8(at));
 }
 
 /** A trailer u64 that must fit comfortably in a number (anything larger is malformed here). */
