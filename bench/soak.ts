@@ -1,7 +1,9 @@
 /**
  * `npm run soak` (long, bounded by time: about 20 minutes here) and `npm run soak -- --short`:
  * every scenario against the real daemon process, one table row each.
- * `--only <name>` runs the scenarios whose name contains <name>.
+ * `--only <name>` runs the scenarios whose name contains <name>. `--budget-x N` multiplies every
+ * scenario's time cap (a release run: `--budget-x 6` lets client fuzz reach 10^6 inputs and replug
+ * 1000 cycles on the 2-core project machine).
  */
 import { clientFuzzScenario } from './soak/client-fuzz.js';
 import { fdExhaustionScenario, slowAndIdleScenario } from './soak/load.js';
@@ -30,7 +32,10 @@ const SCENARIOS: readonly Scenario[] = [
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const scale = scaleFor(argv.includes('--short') ? 'short' : 'long');
+  const factorAt = argv.indexOf('--budget-x');
+  const factor = factorAt >= 0 ? Number(argv[factorAt + 1]) : 1;
+  if (!(factor > 0)) throw new Error('--budget-x takes a positive number');
+  const scale = scaleFor(argv.includes('--short') ? 'short' : 'long', factor);
   const onlyAt = argv.indexOf('--only');
   const only = onlyAt >= 0 ? argv[onlyAt + 1] : undefined;
   const rows: Row[] = [];

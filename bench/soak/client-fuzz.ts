@@ -29,7 +29,7 @@ export interface FuzzFigures {
 export async function clientFuzzScenario(scale: SoakScale, seed = 1): Promise<Row> {
   const row = newRow('client fuzz');
   const maxInputs = scale.pick(1_000_000, 20_000, 2_000);
-  const budgetMs = scale.pick(180_000, 30_000, 12_000);
+  const budgetMs = scale.budget(180_000, 30_000, 12_000);
   const daemon = await SoakDaemon.start({ virtualDevices: 1 });
   try {
     const [deviceId] = await daemon.waitDevices(1, 10_000);

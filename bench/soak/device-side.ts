@@ -58,7 +58,7 @@ async function stopRig(rig: Rig | undefined): Promise<void> {
 export async function hostileDeviceScenario(scale: SoakScale): Promise<Row> {
   const row = newRow('device: hostile packets');
   const target = scale.pick(100_000, 10_000, 1_500);
-  const budgetMs = scale.pick(180_000, 30_000, 12_000);
+  const budgetMs = scale.budget(180_000, 30_000, 12_000);
   let rig: Rig | undefined;
   try {
     rig = await startRig();
@@ -224,7 +224,7 @@ export async function stalledDeviceScenario(scale: SoakScale): Promise<Row> {
 export async function replugScenario(scale: SoakScale): Promise<Row> {
   const row = newRow('unplug/replug with data');
   const cycles = scale.pick(1000, 30, 10);
-  const budgetMs = scale.pick(240_000, 40_000, 20_000);
+  const budgetMs = scale.budget(240_000, 40_000, 20_000);
   let rig: Rig | undefined;
   let truncatedAsSuccess = 0;
   let reset = 0;

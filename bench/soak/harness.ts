@@ -29,10 +29,13 @@ export interface SoakScale {
   readonly mode: SoakMode;
   /** Pick the figure for this mode. */
   pick<T>(long: T, short: T, test: T): T;
+  /** A scenario's time cap in ms for this mode, times `--budget-x` (release runs reach the counts). */
+  budget(long: number, short: number, test: number): number;
 }
 
-export function scaleFor(mode: SoakMode): SoakScale {
-  return { mode, pick: (long, short, test) => (mode === 'long' ? long : mode === 'short' ? short : test) };
+export function scaleFor(mode: SoakMode, budgetFactor = 1): SoakScale {
+  const pick = <T>(long: T, short: T, test: T): T => (mode === 'long' ? long : mode === 'short' ? short : test);
+  return { mode, pick, budget: (long, short, test) => pick(long, short, test) * budgetFactor };
 }
 
 export interface Row {
