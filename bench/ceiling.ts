@@ -27,7 +27,6 @@ import { silentLogger } from '../src/log.js';
 import { DeviceRegistry, TX_WINDOW } from '../src/mux/index.js';
 import { FilePairRecordStore } from '../src/pairrecords/index.js';
 import { MuxdServer } from '../src/server/index.js';
-import { createFastSourceService } from './lib/fast-source.js';
 import { CpuMeter, loadAverage, machineDescription, medianSpread, peakRssMiB } from './lib/measure.js';
 import { deviceToHost, firstDeviceId, hostToDevice, openTunnels } from './lib/workloads.js';
 import type { Target } from './lib/workloads.js';
@@ -53,7 +52,6 @@ async function serve(socketPath: string, devices: number, window: number): Promi
   for (let i = 0; i < devices; i++) {
     const udid = `00008030-${(0x1a2b3c4d5e0000 + i).toString(16).toUpperCase().padStart(16, '0')}`;
     const dev = createVirtualDevice({ emulator: { udid } });
-    dev.emulator.listen(SOURCE_PORT, createFastSourceService());
     registry.addDevice(dev.transport, dev.info);
     phones.push(dev);
   }

@@ -16,8 +16,7 @@
  */
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
-import { EmulatedIPhone, SOURCE_PORT } from '../src/emulator/index.js';
-import { createFastSourceService } from './lib/fast-source.js';
+import { EmulatedIPhone } from '../src/emulator/index.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -31,9 +30,8 @@ function main(): void {
     process.exit(2);
   }
   const udid = arg('--udid');
-  // Stock services (echo 7, discard 9, lockdownd), with the source on 19 replaced.
+  // Stock services: echo 7, discard 9, source 19 (whole packets), lockdownd.
   const phone = new EmulatedIPhone(udid === undefined ? {} : { udid });
-  phone.listen(SOURCE_PORT, createFastSourceService());
   const socket: Socket = connect(path);
   let corked = false;
   const uncork = (): void => {

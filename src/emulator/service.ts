@@ -24,6 +24,8 @@ export interface ServiceConnection {
   write(data: Buffer): void;
   /** Bytes the host window would take right now beyond what is already queued (≥ 0). */
   readonly sendRoom: number;
+  /** Largest payload of one packet (the phone's `maxPacket` less the headers). */
+  readonly maxPayload: number;
   /** Bytes queued and not yet sent. */
   readonly queuedBytes: number;
   /** True until the connection is closed by either side. */

@@ -109,6 +109,10 @@ export class DeviceTcpConnection implements ServiceConnection {
     return seqDiff(this.sndNext, this.sndUna);
   }
 
+  get maxPayload(): number {
+    return this.owner.maxPayload();
+  }
+
   get sendRoom(): number {
     return Math.max(0, this.hostWindow - this.inFlight - this.queuedBytesValue);
   }
