@@ -62,6 +62,18 @@ export default tseslint.config(
     },
   },
   {
+    // preflight is a sibling of the server: it talks to lockdownd through the mux API, never
+    // through our own socket, and never touches USB or the emulator (its tests may use the emulator).
+    files: ['src/preflight/**/*.ts'],
+    ignores: ['src/preflight/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [{ name: 'usb', message: 'preflight must not import usb.' }, { name: 'node:net', message: 'preflight reaches the device through the mux API, not a socket.' }],
+        patterns: [{ group: ['../usb/*', '../emulator/*', '../server/*', '../mux/*', '!../mux/index.js', '../main.js', '../cli/*', '../daemon/*'], message: 'preflight sees mux/index.js, pairrecords, plist, errors and log only.' }],
+      }],
+    },
+  },
+  {
     files: ['test/**/*.ts', 'bench/**/*.ts', 'bench/**/*.js', '**/*.test.ts'],
     rules: {
       'no-console': 'off',
