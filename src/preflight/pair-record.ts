@@ -1,0 +1,170 @@
+/**
+ * Pair records: making a new one for a phone, and reading what StartSession needs from a stored one.
+ *
+ * A new record (docs/usbmux-protocol.md §4.3) holds three certificates, all X.509 v3, serial 0,
+ * empty subject and issuer names (as the records real phones have always accepted), valid
+ * for ten years from now, signed with SHA-256:
+ *
+ *   RootCertificate   self-signed, CA:TRUE (critical)          key: RootPrivateKey (new RSA 2048)
+ *   HostCertificate   signed by the root, CA:FALSE, TLS client  key: HostPrivateKey (new RSA 2048)
+ *   DeviceCertificate signed by the root, CA:FALSE, for the phone's own DevicePublicKey
+ *
+ * Keys come from node:crypto (asynchronous, off the event loop); the certificates are built and
+ * signed by node-forge, a maintained pure-JS X.509 library (no ASN.1 written by hand here).
+ * PEMs are stored as plist data; private keys are PKCS#1 ("RSA PRIVATE KEY"), like
+ * libimobiledevice's records, so every client that reads the record understands them.
+ */
+import { createPublicKey, generateKeyPair, randomUUID } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import forge from 'node-forge';
+import { isPlistDict, parsePlist, PlistParseError } from '../plist/index.js';
+import type { PlistDict } from '../plist/index.js';
+import { DevicePublicKeyError, UnusablePairRecordError } from './errors.js';
+
+const VALIDITY_YEARS = 10;
+
+export interface NewPairRecordInput {
+  /** The phone's `DevicePublicKey` value: PEM of its RSA public key (PKCS#1 or SPKI). */
+  readonly devicePublicKey: Buffer;
+  /** Our SystemBUID (from the pair-record store). */
+  readonly systemBuid: string;
+  /** The phone's `WiFiAddress`, when it told us. */
+  readonly wifiMacAddress?: string | undefined;
+  /** Clock for the validity window (tests). */
+  readonly now?: Date;
+}
+
+/** A freshly made record: what is saved, and the public part sent in the Pair request. */
+export interface NewPairRecord {
+  readonly hostId: string;
+  /** Every key of §4.3 except EscrowBag (added from the Pair reply with {@link withEscrowBag}). */
+  readonly record: PlistDict;
+  /** The record without the private keys: the `PairRecord` of the Pair request. */
+  readonly pairRequestRecord: PlistDict;
+}
+
+/** What StartSession needs from a stored record. */
+export interface SessionCredentials {
+  readonly hostId: string;
+  readonly hostCertificate: Buffer;
+  readonly hostPrivateKey: Buffer;
+  readonly deviceCertificate: Buffer | undefined;
+}
+
+function rsaKeyPair(): Promise<{ publicKey: string; privateKey: string }> {
+  return new Promise((resolve, reject) => {
+    generateKeyPair(
+      'rsa',
+      { modulusLength: 2048, publicExponent: 65537, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs1', format: 'pem' } },
+      (err, publicKey, privateKey) => {
+        if (err) reject(err);
+        else resolve({ publicKey, privateKey });
+      },
+    );
+  });
+}
+
+/** The phone's public key as node-forge needs it (SPKI PEM), whatever PEM flavour it came in. */
+function devicePublicKeyPem(value: Buffer): string {
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: value, format: 'pem' });
+  } catch (err) {
+    throw new DevicePublicKeyError('DevicePublicKey is not a PEM public key', { cause: err });
+  }
+  if (key.asymmetricKeyType !== 'rsa') throw new DevicePublicKeyError(`DevicePublicKey is ${key.asymmetricKeyType ?? 'an unknown'} key, not RSA`);
+  return key.export({ type: 'spki', format: 'pem' }).toString();
+}
+
+interface CertSpec {
+  readonly publicKeyPem: string;
+  readonly signingKeyPem: string;
+  readonly ca: boolean;
+  readonly now: Date;
+}
+
+function makeCertificate(spec: CertSpec): string {
+  const cert = forge.pki.createCertificate();
+  cert.serialNumber = '00';
+  cert.publicKey = forge.pki.publicKeyFromPem(spec.publicKeyPem);
+  cert.validity.notBefore = spec.now;
+  const notAfter = new Date(spec.now.getTime());
+  notAfter.setUTCFullYear(notAfter.getUTCFullYear() + VALIDITY_YEARS);
+  cert.validity.notAfter = notAfter;
+  cert.setSubject([]);
+  cert.setIssuer([]);
+  cert.setExtensions(
+    spec.ca
+      ? [{ name: 'basicConstraints', cA: true, critical: true }, { name: 'subjectKeyIdentifier' }]
+      : [
+          { name: 'basicConstraints', cA: false, critical: true },
+          { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+          { name: 'subjectKeyIdentifier' },
+        ],
+  );
+  cert.sign(forge.pki.privateKeyFromPem(spec.signingKeyPem), forge.md.sha256.create());
+  return forge.pki.certificateToPem(cert);
+}
+
+/** A new HostID: an upper-case UUID, fresh for each pairing. */
+export function newHostId(): string {
+  return randomUUID().toUpperCase();
+}
+
+/** Make the keys and certificates of a new pairing with the phone whose public key is given. */
+export async function generatePairRecord(input: NewPairRecordInput): Promise<NewPairRecord> {
+  const devicePem = devicePublicKeyPem(input.devicePublicKey);
+  const now = input.now ?? new Date();
+  const [root, host] = await Promise.all([rsaKeyPair(), rsaKeyPair()]);
+  const rootCert = makeCertificate({ publicKeyPem: root.publicKey, signingKeyPem: root.privateKey, ca: true, now });
+  const hostCert = makeCertificate({ publicKeyPem: host.publicKey, signingKeyPem: root.privateKey, ca: false, now });
+  const deviceCert = makeCertificate({ publicKeyPem: devicePem, signingKeyPem: root.privateKey, ca: false, now });
+  const hostId = newHostId();
+  const pairRequestRecord: PlistDict = {
+    DeviceCertificate: Buffer.from(deviceCert, 'utf8'),
+    HostCertificate: Buffer.from(hostCert, 'utf8'),
+    RootCertificate: Buffer.from(rootCert, 'utf8'),
+    HostID: hostId,
+    SystemBUID: input.systemBuid,
+  };
+  if (input.wifiMacAddress !== undefined) pairRequestRecord['WiFiMACAddress'] = input.wifiMacAddress;
+  const record: PlistDict = {
+    ...pairRequestRecord,
+    HostPrivateKey: Buffer.from(host.privateKey, 'utf8'),
+    RootPrivateKey: Buffer.from(root.privateKey, 'utf8'),
+  };
+  return { hostId, record, pairRequestRecord };
+}
+
+/** The record to save after a successful Pair: with the phone's EscrowBag when it sent one. */
+export function withEscrowBag(record: PlistDict, escrowBag: Buffer | undefined): PlistDict {
+  return escrowBag === undefined ? record : { ...record, EscrowBag: escrowBag };
+}
+
+function dataField(dict: PlistDict, key: string): Buffer | undefined {
+  const v = dict[key];
+  if (Buffer.isBuffer(v)) return v;
+  // Some tools store PEMs as strings; accept them.
+  if (typeof v === 'string' && v !== '') return Buffer.from(v, 'utf8');
+  return undefined;
+}
+
+/** HostID, host certificate and key from a stored record; UnusablePairRecordError otherwise. */
+export function sessionCredentials(stored: Buffer): SessionCredentials {
+  let value;
+  try {
+    value = parsePlist(stored);
+  } catch (err) {
+    if (err instanceof PlistParseError) throw new UnusablePairRecordError('the stored pair record does not parse', { cause: err });
+    throw err;
+  }
+  if (!isPlistDict(value)) throw new UnusablePairRecordError('the stored pair record is not a dictionary');
+  const hostId = value['HostID'];
+  if (typeof hostId !== 'string' || hostId === '') throw new UnusablePairRecordError('the stored pair record has no HostID');
+  const hostCertificate = dataField(value, 'HostCertificate');
+  const hostPrivateKey = dataField(value, 'HostPrivateKey');
+  if (hostCertificate === undefined || hostPrivateKey === undefined) {
+    throw new UnusablePairRecordError('the stored pair record has no HostCertificate or HostPrivateKey');
+  }
+  return { hostId, hostCertificate, hostPrivateKey, deviceCertificate: dataField(value, 'DeviceCertificate') };
+}
