@@ -36,7 +36,7 @@ export async function clientFuzzScenario(scale: SoakScale, seed = 1): Promise<Ro
     const listener = await ListenerProbe.open(daemon.socketPath);
     const tunnel = await EchoTunnel.open(daemon.socketPath, deviceId ?? 1);
     check(row, await tunnel.roundTrip(), 'echo before fuzzing');
-    daemon.sampleBefore(row);
+    await daemon.sampleBefore(row);
     const heartbeat = new EchoHeartbeat(tunnel);
     const figures: FuzzFigures = { framed: 0, breaking: 0, sentinelsAnswered: 0, connectionsReplaced: 0, connectRetries: 0 };
     const deadline = Date.now() + budgetMs;
@@ -59,7 +59,7 @@ export async function clientFuzzScenario(scale: SoakScale, seed = 1): Promise<Ro
     row.bytesSent = tunnel.sent;
     row.bytesDelivered = tunnel.delivered;
     await sleep(300); // closed fuzz connections finish closing
-    daemon.sampleAfter(row);
+    await daemon.sampleAfter(row);
     checkLeaks(row);
     tunnel.close();
     await listener.close();

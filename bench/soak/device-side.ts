@@ -19,7 +19,7 @@ import { startUsbTestbed } from '../../test/support/usb-testbed.js';
 import type { UsbTestbed } from '../../test/support/usb-testbed.js';
 import { InProcessBridge } from './bridge.js';
 import { checkNoCrashInLog } from './client-fuzz.js';
-import { check, checkLeaks, listDeviceIds, newRow, repoRoot, SoakDaemon, sleep } from './harness.js';
+import { check, checkLeaks, listDeviceIds, MemorySeries, newRow, repoRoot, SoakDaemon, sleep } from './harness.js';
 import type { Row, SoakScale } from './harness.js';
 import { EchoHeartbeat, EchoTunnel, ListenerProbe } from './monitors.js';
 
@@ -67,7 +67,7 @@ export async function hostileDeviceScenario(scale: SoakScale): Promise<Row> {
     const listener = await ListenerProbe.open(daemon.socketPath);
     const tunnel = await EchoTunnel.open(daemon.socketPath, deviceId);
     check(row, await tunnel.roundTrip(), 'echo before');
-    daemon.sampleBefore(row);
+    await daemon.sampleBefore(row);
     const heartbeat = new EchoHeartbeat(tunnel, 200, 4096, 15_000);
     const deadline = Date.now() + budgetMs;
     let victimsReset = 0;
@@ -115,7 +115,7 @@ export async function hostileDeviceScenario(scale: SoakScale): Promise<Row> {
     tunnel.close();
     await listener.close();
     await sleep(300);
-    daemon.sampleAfter(row);
+    await daemon.sampleAfter(row);
     checkLeaks(row);
     checkNoCrashInLog(row, daemon.logs());
   } catch (err) {
@@ -140,7 +140,7 @@ export async function lengthLiesScenario(scale: SoakScale): Promise<Row> {
   try {
     rig = await startRig();
     const { daemon, bridge, deviceId } = rig;
-    daemon.sampleBefore(row);
+    await daemon.sampleBefore(row);
     let stalled = 0;
     for (let n = 0; n < count; n++) {
       const tunnel = await EchoTunnel.open(daemon.socketPath, deviceId);
@@ -153,7 +153,7 @@ export async function lengthLiesScenario(scale: SoakScale): Promise<Row> {
     }
     check(row, stalled === 0, `${stalled} of ${count} bystander tunnels stalled silently after a length lie (data swallowed, no reset)`);
     await sleep(300);
-    daemon.sampleAfter(row);
+    await daemon.sampleAfter(row);
     checkLeaks(row);
     checkNoCrashInLog(row, daemon.logs());
   } catch (err) {
@@ -174,7 +174,7 @@ export async function stalledDeviceScenario(scale: SoakScale): Promise<Row> {
     const { daemon, bridge, deviceId } = rig;
     const tunnel = await EchoTunnel.open(daemon.socketPath, deviceId);
     check(row, await tunnel.roundTrip(), 'echo before');
-    daemon.sampleBefore(row);
+    await daemon.sampleBefore(row);
     // Stop ACKing; the client writes as fast as its socket accepts for writeMs.
     bridge.phone.faults.withholdAcks = true;
     const chunk = randomBytes(65536);
@@ -209,7 +209,7 @@ export async function stalledDeviceScenario(scale: SoakScale): Promise<Row> {
     bridge.phone.faults.rstAfterBytes = 0;
     await sleep(1000);
     check(row, (await listDeviceIds(daemon.socketPath)).length === 1, 'device still listed');
-    daemon.sampleAfter(row);
+    await daemon.sampleAfter(row);
     checkLeaks(row);
     checkNoCrashInLog(row, daemon.logs());
   } catch (err) {
@@ -237,8 +237,10 @@ export async function replugScenario(scale: SoakScale): Promise<Row> {
     let bridge = rig.bridge;
     // Warm up one cycle before sampling, so lazily created handles are not counted as leaks.
     const deadline = Date.now() + budgetMs;
+    const series = new MemorySeries(daemon, Math.max(1, Math.round(cycles / 10)));
     for (let n = 0; n <= cycles && Date.now() < deadline && daemon.alive; n++) {
-      if (n === 1) daemon.sampleBefore(row);
+      if (n === 1) await daemon.sampleBefore(row);
+      await series.at(n);
       const tunnel = await EchoTunnel.open(daemon.socketPath, deviceId);
       // Stream 1 MiB in 16 KiB round trips and unplug part-way.
       const total = 1024 * 1024;
@@ -279,7 +281,9 @@ export async function replugScenario(scale: SoakScale): Promise<Row> {
     check(row, /detach|unplug|removed|gone/i.test(daemon.logs()), 'the log says the device went away');
     row.notes.push(`${row.inputs} cycles: ${complete} tunnels complete, ${reset} closed early by the daemon, ${truncatedAsSuccess} silent truncations; ${silentVersion} replugs with VERSION never answered`);
     await sleep(500);
-    daemon.sampleAfter(row);
+    await daemon.sampleAfter(row);
+    await series.at(row.inputs, true);
+    series.note(row);
     checkLeaks(row);
     checkNoCrashInLog(row, daemon.logs());
   } catch (err) {

@@ -17,10 +17,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isPlistDict } from '../../src/plist/index.js';
 import { MuxdClient } from '../../test/support/muxd-client.js';
+import type { HeapReading } from './heap-probe.js';
 
 /** Repository root, from bench/soak/ (vitest) or dist-bench/bench/soak/ (npm run soak). */
 export const repoRoot: string = fileURLToPath(new URL(import.meta.url.includes('/dist-bench/') ? '../../../' : '../../', import.meta.url));
 export const daemonEntry: string = join(repoRoot, 'dist', 'main.js');
+/**
+ * The compiled heap probe (heap-probe.ts), preloaded into the daemon for heap figures. Only there
+ * when this file runs compiled (npm run soak); under vitest the heap columns read n/a.
+ */
+const heapProbeEntry: string = fileURLToPath(new URL('./heap-probe.js', import.meta.url));
 
 /** How big a run is: `long` (npm run soak), `short` (--short), `test` (vitest). */
 export type SoakMode = 'long' | 'short' | 'test';
@@ -46,6 +52,12 @@ export interface Row {
   fdsAfter: number;
   rssBeforeKiB: number;
   rssAfterKiB: number;
+  /** V8 heapUsed after a forced full GC (heap probe), KiB; 0 = not measured. */
+  heapBeforeKiB: number;
+  heapAfterKiB: number;
+  /** process.memoryUsage().external after that GC (Buffer backing stores included), KiB. */
+  externalBeforeKiB: number;
+  externalAfterKiB: number;
   bytesSent: number;
   bytesDelivered: number;
   /** Every failed check, in words; empty = PASS. */
@@ -55,7 +67,7 @@ export interface Row {
 }
 
 export function newRow(scenario: string): Row {
-  return { scenario, inputs: 0, crashes: 0, fdsBefore: 0, fdsAfter: 0, rssBeforeKiB: 0, rssAfterKiB: 0, bytesSent: 0, bytesDelivered: 0, failures: [], notes: [] };
+  return { scenario, inputs: 0, crashes: 0, fdsBefore: 0, fdsAfter: 0, rssBeforeKiB: 0, rssAfterKiB: 0, heapBeforeKiB: 0, heapAfterKiB: 0, externalBeforeKiB: 0, externalAfterKiB: 0, bytesSent: 0, bytesDelivered: 0, failures: [], notes: [] };
 }
 
 export function verdict(row: Row): 'PASS' | 'FAIL' {
@@ -87,6 +99,11 @@ export interface DaemonSpawnOptions {
   readonly waitDevices?: number;
   /** USB off unless true (default off: --no-usb). */
   readonly usb?: boolean;
+  /**
+   * Preload the heap probe (heap-probe.ts, `--expose-gc --import`) so `heap()` can read the heap
+   * after a full GC. Default true; it costs the daemon nothing until it is asked.
+   */
+  readonly heapProbe?: boolean;
 }
 
 /** Kills every daemon still running when the soak process exits. */
@@ -106,6 +123,8 @@ export class SoakDaemon {
     readonly socketPath: string,
     readonly configDir: string,
     readonly logFile: string,
+    /** Where the heap probe writes its readings; undefined = no probe. */
+    readonly heapFile: string | undefined,
   ) {
     live.add(child);
     this.exited = new Promise((resolve) => {
@@ -139,11 +158,18 @@ export class SoakDaemon {
       argv = ['-c', `ulimit -n ${options.ulimitNofile} && exec "$0" "$@"`, process.execPath, ...args];
       command = 'sh';
     }
+    const env: Record<string, string | undefined> = { ...process.env, ...options.env, MUXD_SOAK_DIR: configDir };
+    const heapFile = join(dir, 'heap.jsonl');
+    const probing = options.heapProbe !== false && existsSync(heapProbeEntry);
+    if (probing) {
+      env['NODE_OPTIONS'] = [env['NODE_OPTIONS'], '--expose-gc', `--import=${heapProbeEntry}`].filter((o) => o !== undefined && o !== '').join(' ');
+      env['MUXD_SOAK_HEAP_FILE'] = heapFile;
+    }
     const out = openSync(logFile, 'a');
-    const child = spawn(command, argv, { env: { ...process.env, ...options.env, MUXD_SOAK_DIR: configDir }, stdio: ['ignore', out, out] });
+    const child = spawn(command, argv, { env, stdio: ['ignore', out, out] });
     closeSync(out);
     if (child.pid === undefined) throw new Error(`could not spawn ${command}`);
-    const daemon = new SoakDaemon(child, child.pid, dir, socketPath, configDir, logFile);
+    const daemon = new SoakDaemon(child, child.pid, dir, socketPath, configDir, logFile, probing ? heapFile : undefined);
     const target = options.socketArg ?? socketPath;
     try {
       await daemon.waitAccepting(15_000, target);
@@ -179,14 +205,36 @@ export class SoakDaemon {
     return Number(match?.[1] ?? 0);
   }
 
-  /** fds and RSS into the row's "before" columns. */
-  sampleBefore(row: Row): void {
-    row.fdsBefore = this.fds();
-    row.rssBeforeKiB = this.rssKiB();
+  /**
+   * Ask the heap probe for a reading: a full GC in the daemon, then its memoryUsage(). undefined
+   * without a probe or when the daemon does not answer within `timeoutMs`.
+   */
+  async heap(timeoutMs = 5000): Promise<HeapReading | undefined> {
+    if (this.heapFile === undefined || !this.alive) return undefined;
+    const count = readHeapFile(this.heapFile).length;
+    this.child.kill('SIGURG');
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const readings = readHeapFile(this.heapFile);
+      if (readings.length > count) return readings.at(-1);
+      await sleep(10);
+    }
+    return undefined;
   }
 
-  /** fds and RSS into the row's "after" columns; a dead daemon counts as a crash. */
-  sampleAfter(row: Row): void {
+  /** fds and RSS (then heap after a full GC, if probed) into the row's "before" columns. */
+  async sampleBefore(row: Row): Promise<void> {
+    row.fdsBefore = this.fds();
+    row.rssBeforeKiB = this.rssKiB();
+    const heap = await this.heap();
+    if (heap !== undefined) {
+      row.heapBeforeKiB = Math.round(heap.heapUsed / 1024);
+      row.externalBeforeKiB = Math.round(heap.external / 1024);
+    }
+  }
+
+  /** fds and RSS (then heap) into the row's "after" columns; a dead daemon counts as a crash. */
+  async sampleAfter(row: Row): Promise<void> {
     if (!this.alive) {
       row.crashes++;
       row.failures.push(`daemon died (${this.exitInfo ?? '?'})`);
@@ -194,6 +242,11 @@ export class SoakDaemon {
     }
     row.fdsAfter = this.fds();
     row.rssAfterKiB = this.rssKiB();
+    const heap = await this.heap();
+    if (heap !== undefined) {
+      row.heapAfterKiB = Math.round(heap.heapUsed / 1024);
+      row.externalAfterKiB = Math.round(heap.external / 1024);
+    }
   }
 
   async waitAccepting(ms: number, target: string = this.socketPath): Promise<void> {
@@ -231,6 +284,19 @@ export class SoakDaemon {
     }
     if (!keep) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+function readHeapFile(path: string): HeapReading[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return [];
+  }
+  // The probe writes whole lines; a line still being written has no newline yet.
+  const lines = text.split('\n');
+  lines.pop();
+  return lines.map((line) => JSON.parse(line) as HeapReading);
 }
 
 /** Device ids from a fresh ListDevices. */
@@ -299,13 +365,14 @@ export class Rng {
 
 /** The table, as printed by `npm run soak` and in the report. */
 export function formatTable(rows: readonly Row[]): string {
-  const header = ['scenario', 'inputs tried', 'crashes', 'leaked fds (before→after)', 'RSS KiB before→after', 'bytes sent / delivered', 'verdict'];
+  const header = ['scenario', 'inputs tried', 'crashes', 'leaked fds (before→after)', 'RSS KiB before→after', 'heap used after GC KiB before→after', 'bytes sent / delivered', 'verdict'];
   const lines = rows.map((r) => [
     r.scenario,
     String(r.inputs),
     String(r.crashes),
     r.fdsBefore === 0 ? 'n/a (restarts)' : `${r.fdsAfter - r.fdsBefore} (${r.fdsBefore}→${r.fdsAfter})`,
     r.rssBeforeKiB === 0 ? 'n/a (restarts)' : `${r.rssBeforeKiB}→${r.rssAfterKiB}`,
+    r.heapBeforeKiB === 0 || r.heapAfterKiB === 0 ? 'n/a' : `${r.heapBeforeKiB}→${r.heapAfterKiB}`,
     `${r.bytesSent} / ${r.bytesDelivered}`,
     verdict(r),
   ]);
@@ -317,6 +384,33 @@ export function formatTable(rows: readonly Row[]): string {
     for (const failure of r.failures) out.push(`  ${r.scenario}: FAIL ${failure}`);
   }
   return out.join('\n');
+}
+
+/**
+ * Memory figures every `every` inputs through a run (RSS from /proc, then the heap probe's full
+ * GC), printed as one note: where the memory goes over the run, not only at its two ends.
+ */
+export class MemorySeries {
+  private readonly points: string[] = [];
+
+  constructor(private readonly daemon: SoakDaemon, private readonly every: number) {}
+
+  /** Take a point when `n` is a multiple of `every` (or when `force`). */
+  async at(n: number, force = false): Promise<void> {
+    if (!force && n % this.every !== 0) return;
+    const rss = this.daemon.rssKiB();
+    const heap = await this.daemon.heap();
+    const mib = (bytes: number): string => (bytes / 1048576).toFixed(1);
+    this.points.push(
+      heap === undefined
+        ? `${n}: rss ${mib(rss * 1024)}`
+        : `${n}: rss ${mib(rss * 1024)} heap ${mib(heap.heapUsed)}/${mib(heap.heapTotal)} ext ${mib(heap.external)} ab ${mib(heap.arrayBuffers)}`,
+    );
+  }
+
+  note(row: Row): void {
+    row.notes.push(`memory over the run (MiB; heap = used/committed after a full GC, ext = external, ab = ArrayBuffers): ${this.points.join('; ')}`);
+  }
 }
 
 /** fd growth allowed as noise (lazy handles: a timer, a pino worker, an inotify fd). */

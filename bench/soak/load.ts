@@ -69,7 +69,7 @@ export async function slowAndIdleScenario(scale: SoakScale): Promise<Row> {
   try {
     const [deviceId = 1] = await daemon.waitDevices(1, 10_000);
     await listDeviceIds(daemon.socketPath);
-    daemon.sampleBefore(row);
+    await daemon.sampleBefore(row);
     const idle = await openMany(daemon.socketPath, idleCount);
     const slow = await openMany(daemon.socketPath, slowCount);
     check(row, idle.length === idleCount, `opened ${idle.length} of ${idleCount} idle clients`);
@@ -106,7 +106,7 @@ export async function slowAndIdleScenario(scale: SoakScale): Promise<Row> {
     row.notes.push(`${idle.length} idle + ${slow.length} slowloris clients for ${holdMs / 1000} s; ${rounds} bystander rounds, worst ListDevices ${worst.list} ms, worst Connect+echo ${worst.connect} ms`);
     for (const socket of [...idle, ...slow]) socket.destroy();
     await sleep(500);
-    daemon.sampleAfter(row);
+    await daemon.sampleAfter(row);
     checkLeaks(row);
     checkNoCrashInLog(row, daemon.logs());
   } finally {
@@ -124,7 +124,7 @@ export async function fdExhaustionScenario(scale: SoakScale): Promise<Row> {
     const [deviceId = 1] = await daemon.waitDevices(1, 10_000);
     const tunnel = await EchoTunnel.open(daemon.socketPath, deviceId);
     check(row, await tunnel.roundTrip(), 'echo before the flood');
-    daemon.sampleBefore(row);
+    await daemon.sampleBefore(row);
     // Open without retrying: refused connections are the point.
     const sockets: Socket[] = [];
     let refused = 0;
@@ -154,7 +154,7 @@ export async function fdExhaustionScenario(scale: SoakScale): Promise<Row> {
     row.notes.push(`${flood} clients at ulimit -n 256: ${sockets.length} connected, ${closedByDaemon} closed by the daemon, ${refused} refused at connect; log: ${(limitLine ?? 'none').slice(0, 200)}`);
     tunnel.close();
     await sleep(300);
-    daemon.sampleAfter(row);
+    await daemon.sampleAfter(row);
     checkLeaks(row);
     checkNoCrashInLog(row, logs);
   } finally {

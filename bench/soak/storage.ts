@@ -110,7 +110,7 @@ export async function fullDiskScenario(scale: SoakScale): Promise<Row> {
   const daemon = await SoakDaemon.start({ virtualDevices: 1, tmpfsKiB: 64 });
   try {
     await listDeviceIds(daemon.socketPath);
-    daemon.sampleBefore(row);
+    await daemon.sampleBefore(row);
     const results = new Map<number, number>();
     let firstError: number | undefined;
     const attempts = scale.pick(40, 20, 12);
@@ -137,7 +137,7 @@ export async function fullDiskScenario(scale: SoakScale): Promise<Row> {
     const logs = daemon.logs();
     check(row, /ENOSPC/.test(logs) && /EROFS/.test(logs), 'the log names ENOSPC and EROFS');
     row.notes.push(`save Results on a 64 KiB tmpfs: ${JSON.stringify([...results])}; read-only: save ${JSON.stringify(ro)}, delete ${JSON.stringify(del)}`);
-    daemon.sampleAfter(row);
+    await daemon.sampleAfter(row);
     checkLeaks(row);
     checkNoCrashInLog(row, logs);
   } finally {
