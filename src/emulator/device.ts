@@ -43,6 +43,7 @@ import type { HeaderSize, SeqFields, TcpHeader } from './codec.js';
 import { HostileActions } from './hostile.js';
 import { DEFAULT_UDID, defaultFaults } from './options.js';
 import type { EmulatorOptions, FaultKnobs } from './options.js';
+import { Pairing } from './pairing.js';
 import { Reassembler } from './reassembler.js';
 import type { Service } from './service.js';
 import { defaultServices } from './services.js';
@@ -68,6 +69,8 @@ export class EmulatedIPhone implements ConnectionOwner {
   readonly stats: EmulatorStats = emptyStats();
   /** Hostile packets for soak and robustness tests. */
   readonly hostile: HostileActions;
+  /** Trust dialog, paired hosts, device key; runtime controls for tests (tapTrust() ...). */
+  readonly pairing: Pairing;
 
   private readonly services: Map<number, Service>;
   private readonly connections = new Map<number, DeviceTcpConnection>();
@@ -89,7 +92,8 @@ export class EmulatedIPhone implements ConnectionOwner {
     const isn = options.initialSeq ?? 0;
     this.initialSeq = typeof isn === 'number' ? () => isn : isn;
     this.faults = defaultFaults(options.faults);
-    this.services = new Map(options.services ?? defaultServices(this.udid, this.stats));
+    this.pairing = new Pairing(options.trust);
+    this.services = new Map(options.services ?? defaultServices(this.udid, this.stats, this.pairing));
     this.hostile = new HostileActions(this);
     this.reassembler = new Reassembler({
       onPacket: (packet) => {

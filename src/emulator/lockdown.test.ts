@@ -101,14 +101,14 @@ describe('lockdownd over a mux connection', () => {
     ]);
   });
 
-  it('pairing-related requests fail clearly instead of hanging', () => {
+  it('pairing-related requests without their fields fail clearly instead of hanging', () => {
     const s = session();
     for (const request of ['StartSession', 'Pair', 'ValidatePair', 'StartService', 'StopSession', 'Frobnicate']) s.send(xmlFrame({ Request: request }));
     s.send(xmlFrame({ Label: 'x' }));
     expect(s.replies()).toEqual([
-      { Request: 'StartSession', Error: 'InvalidHostID' },
-      { Request: 'Pair', Error: 'PasswordProtected' },
-      { Request: 'ValidatePair', Error: 'InvalidHostID' },
+      { Request: 'StartSession', Error: 'MissingHostID' },
+      { Request: 'Pair', Error: 'InvalidPairRecord' },
+      { Request: 'ValidatePair', Error: 'InvalidPairRecord' },
       { Request: 'StartService', Error: 'InvalidService' },
       { Request: 'StopSession', Error: 'SessionInactive' },
       { Request: 'Frobnicate', Error: 'InvalidRequest' },

@@ -1,40 +1,55 @@
 /**
- * A session-less lockdownd stub on port 62078: enough for preflight's first steps and for
- * `ideviceinfo -s` (QueryType, then GetValue with no Key).
+ * lockdownd's request → reply logic and its message codec (framing and the per-connection
+ * PLAIN / TLS state machine live in lockdown-session.ts).
  *
  * Framing: each message is a 4-byte BIG-endian length, then a property list. Requests may be XML
- * or binary (`bplist00`); replies are XML. Per connection:
- *
- *   [ NEED_LENGTH ] --4 bytes--> [ NEED_BODY n ] --n bytes: parse, answer--> [ NEED_LENGTH ]
- *                                     |
- *                                     +-- n > 1 MiB, unparseable, or not a dictionary: close (RST)
+ * or binary (`bplist00`); replies are XML.
  *
  * Answers (lockdownd-like; `Label` is ignored, `Request` is echoed, failures carry `Error`):
  *
- *   QueryType                 → Type "com.apple.mobile.lockdown"
- *   GetValue [Domain] [Key]   → Value (the whole domain when no Key); unknown Key or Domain:
- *                               Error "MissingValue"
- *   SetValue UntrustedHostBUID → accepted (remembered); any other SetValue: Error "SessionInactive"
- *   StartSession, ValidatePair → Error "InvalidHostID"   (the phone knows no pair record)
- *   Pair                      → Error "PasswordProtected" (a locked phone that never pairs)
- *   StartService              → Error "InvalidService"
- *   StopSession               → Error "SessionInactive"
- *   Goodbye                   → Result "Success"
- *   no Request key            → Error "MissingRequest"; any other Request: Error "InvalidRequest"
+ *   QueryType                  → Type "com.apple.mobile.lockdown"
+ *   GetValue [Domain] [Key]    → Value (the whole domain when no Key); unknown Key or Domain:
+ *                                Error "MissingValue". Key DevicePublicKey: the phone's RSA public
+ *                                key, PKCS#1 PEM as data
+ *   SetValue UntrustedHostBUID → accepted (remembered by the pairing); other SetValue: accepted
+ *                                inside a session, Error "SessionInactive" outside
+ *   Pair, ValidatePair         → pairing.ts (trust dialog, shape checks)
+ *   StartSession HostID        → SessionID + EnableSessionSSL true (the connection turns to TLS);
+ *                                unknown host: "InvalidHostID"; already in one: "SessionActive"
+ *   StopSession                → success in a session (back to plain text), else "SessionInactive"
+ *   StartService Service       → the notification proxy's Port (insecure one: also without a
+ *                                session); anything else "InvalidService"
+ *   Goodbye                    → Result "Success"
+ *   no Request key             → Error "MissingRequest"; any other Request: Error "InvalidRequest"
  */
 import { parseBuffer } from 'bplist-parser';
 import plist from 'plist';
 import type { PlistObject, PlistValue } from 'plist';
-import type { Service, ServiceConnection } from './service.js';
+import type { PairedHost } from './pairing.js';
+import { Pairing } from './pairing.js';
 
 /** Largest lockdown message body accepted before the connection is reset. */
 export const MAX_LOCKDOWN_MESSAGE = 1024 * 1024;
 export const LOCKDOWN_TYPE = 'com.apple.mobile.lockdown';
 
+export const NOTIFICATION_PROXY_SERVICE = 'com.apple.mobile.insecure_notification_proxy';
+/** The secure notification proxy (only inside a session); served by the same service. */
+export const SECURE_NOTIFICATION_PROXY_SERVICE = 'com.apple.mobile.notification_proxy';
+/** Where the phone serves the notification proxy (real phones pick a fresh port per StartService). */
+export const NOTIFICATION_PROXY_PORT = 49_152;
+
 export interface LockdownOptions {
   readonly udid: string;
   /** Replace or add values in the default (no) domain. */
   readonly values?: PlistObject;
+  /** The phone's pairing state (default: a fresh one in 'auto' mode). */
+  readonly pairing?: Pairing;
+}
+
+/** A lockdown session on one connection (after StartSession). */
+export interface LockdownSession {
+  readonly sessionId: string;
+  readonly host: PairedHost;
 }
 
 /** Values of the default domain for a phone with this UDID. */
@@ -71,6 +86,10 @@ export function defaultLockdownValues(udid: string): PlistObject {
   };
 }
 
+function isPlistValue(value: unknown): value is PlistValue {
+  return value !== undefined && value !== null;
+}
+
 function isDict(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) && !(value instanceof Date);
 }
@@ -99,12 +118,12 @@ export function frameLockdownMessage(message: PlistObject): Buffer {
 
 /** The phone's lockdownd: pure request → reply logic, separate from framing for testing. */
 export class LockdownResponder {
-  private readonly domains: Map<string, PlistObject>;
-  /** Last UntrustedHostBUID the host set (preflight does this), for tests to check. */
-  untrustedHostBuid: string | undefined;
+  private readonly domains: Map<string, Record<string, PlistValue>>;
+  readonly pairing: Pairing;
 
   constructor(options: LockdownOptions) {
-    this.domains = new Map<string, PlistObject>([
+    this.pairing = options.pairing ?? new Pairing();
+    this.domains = new Map<string, Record<string, PlistValue>>([
       ['', { ...defaultLockdownValues(options.udid), ...options.values }],
       ['com.apple.mobile.battery', { BatteryCurrentCapacity: 100, BatteryIsCharging: false, ExternalConnected: true, FullyCharged: true }],
       ['com.apple.disk_usage', { TotalDiskCapacity: 128_000_000_000, TotalDataCapacity: 110_000_000_000, TotalDataAvailable: 64_000_000_000 }],
@@ -112,7 +131,17 @@ export class LockdownResponder {
     ]);
   }
 
-  answer(request: Record<string, unknown>): PlistObject {
+  /** Last UntrustedHostBUID a host set (preflight does this), for tests to check. */
+  get untrustedHostBuid(): string | undefined {
+    return this.pairing.untrustedHostBuid;
+  }
+
+  /**
+   * The reply to one request. `session` is the connection's current session; a StartSession reply
+   * with `EnableSessionSSL` carries the new one in {@link startedSession} for the caller.
+   */
+  answer(request: Record<string, unknown>, session?: LockdownSession): PlistObject {
+    this.startedSession = undefined;
     const name = request['Request'];
     if (typeof name !== 'string') return { Error: 'MissingRequest' };
     switch (name) {
@@ -121,21 +150,43 @@ export class LockdownResponder {
       case 'GetValue':
         return this.getValue(request);
       case 'SetValue':
-        return this.setValue(request);
-      case 'StartSession':
-      case 'ValidatePair':
-        return { Request: name, Error: 'InvalidHostID' };
+        return this.setValue(request, session !== undefined);
       case 'Pair':
-        return { Request: name, Error: 'PasswordProtected' };
-      case 'StartService':
-        return { Request: name, Error: 'InvalidService' };
+        return this.pairing.pair(request);
+      case 'ValidatePair':
+        return this.pairing.validatePair(request);
+      case 'StartSession':
+        return this.startSession(request, session);
       case 'StopSession':
-        return { Request: name, Error: 'SessionInactive' };
+        return session === undefined ? { Request: name, Error: 'SessionInactive' } : { Request: name };
+      case 'StartService':
+        return this.startService(request, session !== undefined);
       case 'Goodbye':
         return { Request: name, Result: 'Success' };
       default:
         return { Request: name, Error: 'InvalidRequest' };
     }
+  }
+
+  /** Set by answer() when the reply starts a session (EnableSessionSSL); cleared on every call. */
+  startedSession: LockdownSession | undefined;
+
+  private startSession(request: Record<string, unknown>, session: LockdownSession | undefined): PlistObject {
+    if (session !== undefined) return { Request: 'StartSession', Error: 'SessionActive' };
+    const started = this.pairing.startSession(request['HostID']);
+    if (typeof started === 'string') return { Request: 'StartSession', Error: started };
+    this.startedSession = started;
+    return { Request: 'StartSession', SessionID: started.sessionId, EnableSessionSSL: true };
+  }
+
+  private startService(request: Record<string, unknown>, inSession: boolean): PlistObject {
+    const service = request['Service'];
+    const echo: Record<string, PlistValue> = { Request: 'StartService' };
+    if (typeof service === 'string') echo['Service'] = service;
+    if (service === NOTIFICATION_PROXY_SERVICE || (inSession && service === SECURE_NOTIFICATION_PROXY_SERVICE)) {
+      return { ...echo, Port: NOTIFICATION_PROXY_PORT };
+    }
+    return { ...echo, Error: 'InvalidService' };
   }
 
   private getValue(request: Record<string, unknown>): PlistObject {
@@ -147,61 +198,25 @@ export class LockdownResponder {
     const domain = this.domains.get(typeof domainName === 'string' ? domainName : '');
     if (domain === undefined) return { ...echo, Error: 'MissingValue' };
     if (typeof key !== 'string') return { ...echo, Value: domain };
+    if (key === 'DevicePublicKey' && domain === this.domains.get('')) {
+      return { ...echo, Value: Buffer.from(this.pairing.deviceKey.publicPem, 'latin1') };
+    }
     const value = domain[key];
     return value === undefined ? { ...echo, Error: 'MissingValue' } : { ...echo, Value: value };
   }
 
-  private setValue(request: Record<string, unknown>): PlistObject {
+  private setValue(request: Record<string, unknown>, inSession: boolean): PlistObject {
     const key = request['Key'];
     const value = request['Value'];
-    if (key === 'UntrustedHostBUID' && request['Domain'] === undefined && typeof value === 'string') {
-      this.untrustedHostBuid = value;
+    const domainName = request['Domain'];
+    if (key === 'UntrustedHostBUID' && domainName === undefined && typeof value === 'string') {
+      this.pairing.untrustedHostBuid = value;
       return { Request: 'SetValue', Key: key };
     }
-    return { Request: 'SetValue', Error: 'SessionInactive' };
+    if (!inSession) return { Request: 'SetValue', Error: 'SessionInactive' };
+    const domain = this.domains.get(typeof domainName === 'string' ? domainName : '');
+    if (typeof key !== 'string' || domain === undefined || !isPlistValue(value)) return { Request: 'SetValue', Error: 'MissingValue' };
+    domain[key] = value;
+    return { Request: 'SetValue', Key: key };
   }
-}
-
-interface FrameState {
-  chunks: Buffer[];
-  buffered: number;
-}
-
-/** lockdownd as a Service: frames, parses, answers; resets the connection on bad input. */
-export function createLockdownService(options: LockdownOptions, responder = new LockdownResponder(options)): Service {
-  const frames = new WeakMap<ServiceConnection, FrameState>();
-  return {
-    name: 'lockdownd',
-    onOpen(conn) {
-      frames.set(conn, { chunks: [], buffered: 0 });
-    },
-    onData(conn, data) {
-      const state = frames.get(conn);
-      if (state === undefined) return;
-      state.chunks.push(data);
-      state.buffered += data.length;
-      if (state.buffered < 4) return;
-      let buf = state.chunks.length === 1 ? data : Buffer.concat(state.chunks, state.buffered);
-      while (buf.length >= 4 && conn.open) {
-        const length = buf.readUInt32BE(0);
-        if (length > MAX_LOCKDOWN_MESSAGE) {
-          conn.close();
-          return;
-        }
-        if (buf.length < 4 + length) break;
-        const request = parseLockdownMessage(buf.subarray(4, 4 + length));
-        if (request === undefined) {
-          conn.close();
-          return;
-        }
-        conn.write(frameLockdownMessage(responder.answer(request)));
-        buf = buf.subarray(4 + length);
-      }
-      state.chunks = buf.length > 0 ? [buf] : [];
-      state.buffered = buf.length;
-    },
-    onClose(conn) {
-      frames.delete(conn);
-    },
-  };
 }

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_UDID } from './options.js';
+import { NOTIFICATION_PROXY_PORT } from './lockdown.js';
 import { DISCARD_PORT, ECHO_PORT, LOCKDOWN_PORT, SOURCE_PORT, defaultServices, sourceByte, sourceBytes } from './services.js';
 import { emptyStats } from './stats.js';
 
@@ -37,6 +38,7 @@ describe('defaultServices', () => {
       [DISCARD_PORT, 'discard'],
       [SOURCE_PORT, 'source'],
       [LOCKDOWN_PORT, 'lockdownd'],
+      [NOTIFICATION_PROXY_PORT, 'notification_proxy'],
     ]);
   });
 });

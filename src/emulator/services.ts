@@ -1,7 +1,11 @@
 /**
- * The phone's stock services: echo (7), discard (9), source (19) and lockdownd (62078).
+ * The phone's stock services: echo (7), discard (9), source (19), lockdownd (62078) and the
+ * notification proxy lockdown hands out (NOTIFICATION_PROXY_PORT).
  */
-import { createLockdownService } from './lockdown.js';
+import { NOTIFICATION_PROXY_PORT } from './lockdown.js';
+import { createLockdownService } from './lockdown-session.js';
+import { createNotificationProxyService } from './notification-proxy.js';
+import { Pairing } from './pairing.js';
 import type { Service, ServiceConnection } from './service.js';
 import type { EmulatorStats } from './stats.js';
 
@@ -87,12 +91,13 @@ export function createSourceService(): Service {
   };
 }
 
-/** Port → service for a phone with this UDID. */
-export function defaultServices(udid: string, stats: EmulatorStats): Map<number, Service> {
+/** Port → service for a phone with this UDID (lockdown and the notification proxy share `pairing`). */
+export function defaultServices(udid: string, stats: EmulatorStats, pairing: Pairing = new Pairing()): Map<number, Service> {
   return new Map<number, Service>([
     [ECHO_PORT, createEchoService()],
     [DISCARD_PORT, createDiscardService(stats)],
     [SOURCE_PORT, createSourceService()],
-    [LOCKDOWN_PORT, createLockdownService({ udid })],
+    [LOCKDOWN_PORT, createLockdownService({ udid, pairing })],
+    [NOTIFICATION_PROXY_PORT, createNotificationProxyService(pairing)],
   ]);
 }

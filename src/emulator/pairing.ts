@@ -1,0 +1,263 @@
+/**
+ * The phone's pairing state: its RSA key, the hosts it trusts, and the "Trust This Computer?"
+ * dialog. Lockdown asks it; tests drive it (`emulator.pairing.tapTrust()` ...).
+ *
+ * The trust dialog (one per phone):
+ *
+ *              Pair from an unknown host            tapTrust(): relay request_pair
+ *   [ NONE ] -----------------------------> [ PENDING ] ---------------------------> [ TRUSTED ]
+ *      ^        (answer PairingDialog-            |                                     |
+ *      |         ResponsePending)                  | tapDontTrust()                      | the next valid Pair
+ *      |                                           v                                     | succeeds (host stored)
+ *      |                                      [ DENIED ]  Pair → UserDeniedPairing        |
+ *      +--------------------------------------------------------------------------------+
+ *
+ * Trust modes (EmulatorOptions.trust.mode):
+ *   setup    the phone is still in setup: a valid Pair succeeds at once; the dialog never shows
+ *   auto     (default) the dialog shows; autoTapMs later the "user" taps Trust
+ *   wait     the dialog shows; nobody taps until a test calls tapTrust() / tapDontTrust()
+ *   deny     the dialog shows; autoTapMs later the user taps Don't Trust (no notification)
+ *   password Pair answers PasswordProtected until unlock(); then as auto
+ *
+ * Pair from a host that is already paired succeeds at once (the record is replaced). A Pair that
+ * is not well formed is answered InvalidPairRecord in every state and never shows the dialog.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { PlistObject } from 'plist';
+import { INVALID_PAIR_RECORD, checkPairRequest, generateDeviceKey, validatePairFields } from './pair-request.js';
+import type { DeviceKey } from './pair-request.js';
+
+export type TrustMode = 'auto' | 'wait' | 'deny' | 'password' | 'setup';
+export const TRUST_MODES: readonly TrustMode[] = ['auto', 'wait', 'deny', 'password', 'setup'];
+export type DialogState = 'NONE' | 'PENDING' | 'TRUSTED' | 'DENIED';
+
+export interface TrustOptions {
+  readonly mode?: TrustMode;
+  /** Delay before the simulated user taps (auto, deny, password after unlock). Default 300 ms. */
+  readonly autoTapMs?: number;
+}
+
+export const DEFAULT_AUTO_TAP_MS = 300;
+
+/** Lockdown's notification names the phone relays on the notification proxy. */
+export const NOTIFICATION_REQUEST_PAIR = 'com.apple.mobile.lockdown.request_pair';
+export const NOTIFICATION_REQUEST_HOST_BUID = 'com.apple.mobile.lockdown.request_host_buid';
+
+export function isTrustMode(value: string): value is TrustMode {
+  return (TRUST_MODES as readonly string[]).includes(value);
+}
+
+export interface PairingStats {
+  pairRequests: number;
+  pairSuccesses: number;
+  sessionsStarted: number;
+  tlsHandshakes: number;
+  tlsFailures: number;
+  notificationsSent: number;
+}
+
+/** A host the phone trusts. */
+export interface PairedHost {
+  readonly hostId: string;
+  readonly systemBuid: string;
+  /** DER. */
+  readonly hostCertificate: Buffer;
+  /** DER. */
+  readonly rootCertificate: Buffer;
+  readonly deviceCertificatePem: string;
+  readonly escrowBag: Buffer;
+  /** False after invalidateSessionCertificates(): the next TLS handshake fails. */
+  sessionCertificatesValid: boolean;
+}
+
+/** Someone observing notifications (a notification proxy connection); returns whether it relayed it. */
+export type NotificationObserver = (name: string) => boolean;
+
+export class Pairing {
+  readonly mode: TrustMode;
+  readonly autoTapMs: number;
+  readonly stats: PairingStats = { pairRequests: 0, pairSuccesses: 0, sessionsStarted: 0, tlsHandshakes: 0, tlsFailures: 0, notificationsSent: 0 };
+  /** Last UntrustedHostBUID a host set (SetValue), if any. */
+  untrustedHostBuid: string | undefined;
+  /** Why the last Pair or ValidatePair was refused as malformed (for tests and logs). */
+  lastRejection: string | undefined;
+
+  private dialogValue: DialogState = 'NONE';
+  private lockedValue: boolean;
+  private key: DeviceKey | undefined;
+  private readonly hosts = new Map<string, PairedHost>();
+  private readonly observers = new Set<NotificationObserver>();
+  private tapTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: TrustOptions = {}) {
+    this.mode = options.mode ?? 'auto';
+    this.autoTapMs = options.autoTapMs ?? DEFAULT_AUTO_TAP_MS;
+    this.lockedValue = this.mode === 'password';
+  }
+
+  get dialog(): DialogState {
+    return this.dialogValue;
+  }
+
+  /** True while a password-mode phone is locked. */
+  get locked(): boolean {
+    return this.lockedValue;
+  }
+
+  /** The phone's key pair, generated on first use. */
+  get deviceKey(): DeviceKey {
+    this.key ??= generateDeviceKey();
+    return this.key;
+  }
+
+  // ---- the user ------------------------------------------------------------------------
+
+  /** The user taps Trust. Only meaningful while the dialog shows; returns whether it did anything. */
+  tapTrust(): boolean {
+    if (this.dialogValue !== 'PENDING') return false;
+    this.cancelTap();
+    this.dialogValue = 'TRUSTED';
+    this.notify(NOTIFICATION_REQUEST_PAIR);
+    return true;
+  }
+
+  /** The user taps Don't Trust (while the dialog shows). Pair answers UserDeniedPairing from then on. */
+  tapDontTrust(): boolean {
+    if (this.dialogValue !== 'PENDING') return false;
+    this.cancelTap();
+    this.dialogValue = 'DENIED';
+    return true;
+  }
+
+  /** The user enters the passcode (password mode): the next Pair shows the dialog. */
+  unlock(): void {
+    this.lockedValue = false;
+  }
+
+  /** The phone asks hosts to set UntrustedHostBUID again (relays request_host_buid). */
+  requestHostBuid(): void {
+    this.notify(NOTIFICATION_REQUEST_HOST_BUID);
+  }
+
+  // ---- hosts ---------------------------------------------------------------------------
+
+  isPairedWith(hostId: string): boolean {
+    return this.hosts.has(hostId);
+  }
+
+  pairedHostIds(): string[] {
+    return [...this.hosts.keys()];
+  }
+
+  /** Forget a host: its StartSession answers InvalidHostID afterwards. */
+  forgetHost(hostId: string): boolean {
+    return this.hosts.delete(hostId);
+  }
+
+  /** Keep the host but make the next TLS handshake of its sessions fail (a stale record). */
+  invalidateSessionCertificates(hostId: string): boolean {
+    const host = this.hosts.get(hostId);
+    if (host === undefined) return false;
+    host.sessionCertificatesValid = false;
+    return true;
+  }
+
+  /** The trusted host with this HostID, for StartSession. */
+  host(hostId: string): PairedHost | undefined {
+    return this.hosts.get(hostId);
+  }
+
+  // ---- notifications -------------------------------------------------------------------
+
+  /** Subscribe to every notification the phone relays; returns the unsubscribe function. */
+  observe(observer: NotificationObserver): () => void {
+    this.observers.add(observer);
+    return () => {
+      this.observers.delete(observer);
+    };
+  }
+
+  private notify(name: string): void {
+    for (const observer of [...this.observers]) {
+      if (observer(name)) this.stats.notificationsSent++;
+    }
+  }
+
+  // ---- lockdown requests ---------------------------------------------------------------
+
+  /** Pair: the whole reply (success carries EscrowBag). */
+  pair(request: Record<string, unknown>): PlistObject {
+    this.stats.pairRequests++;
+    const record = checkPairRequest(request, this.deviceKey.publicKey);
+    if (typeof record === 'string') {
+      this.lastRejection = record;
+      return { Request: 'Pair', Error: INVALID_PAIR_RECORD };
+    }
+    const error = this.pairError(record.hostId);
+    if (error !== undefined) return { Request: 'Pair', Error: error };
+    if (this.dialogValue === 'TRUSTED') this.dialogValue = 'NONE';
+    const escrowBag = randomBytes(32);
+    this.hosts.set(record.hostId, { ...record, escrowBag, sessionCertificatesValid: true });
+    this.stats.pairSuccesses++;
+    return { Request: 'Pair', EscrowBag: escrowBag };
+  }
+
+  /** Undefined when this Pair may succeed now; otherwise the lockdown error (dialog side effects). */
+  private pairError(hostId: string): string | undefined {
+    if (this.hosts.has(hostId) || this.mode === 'setup') return undefined;
+    if (this.lockedValue) return 'PasswordProtected';
+    switch (this.dialogValue) {
+      case 'TRUSTED':
+        return undefined;
+      case 'DENIED':
+        return 'UserDeniedPairing';
+      case 'PENDING':
+        return 'PairingDialogResponsePending';
+      case 'NONE':
+        this.dialogValue = 'PENDING';
+        this.scheduleTap();
+        return 'PairingDialogResponsePending';
+    }
+  }
+
+  /** ValidatePair: success when the host is trusted (and its certificate, if sent, is the stored one). */
+  validatePair(request: Record<string, unknown>): PlistObject {
+    const fields = validatePairFields(request);
+    if (typeof fields === 'string') {
+      this.lastRejection = fields;
+      return { Request: 'ValidatePair', Error: INVALID_PAIR_RECORD };
+    }
+    const host = this.hosts.get(fields.hostId);
+    if (host === undefined) return { Request: 'ValidatePair', Error: 'InvalidHostID' };
+    if (fields.hostCertificate !== undefined && !fields.hostCertificate.equals(host.hostCertificate)) {
+      return { Request: 'ValidatePair', Error: 'InvalidHostID' };
+    }
+    return { Request: 'ValidatePair' };
+  }
+
+  /** StartSession: a new SessionID for a trusted host, or an error string. */
+  startSession(hostId: unknown): { readonly sessionId: string; readonly host: PairedHost } | string {
+    if (typeof hostId !== 'string') return 'MissingHostID';
+    const host = this.hosts.get(hostId);
+    if (host === undefined) return 'InvalidHostID';
+    this.stats.sessionsStarted++;
+    return { sessionId: randomUUID().toUpperCase(), host };
+  }
+
+  private scheduleTap(): void {
+    const tap = this.mode === 'deny' ? 'deny' : this.mode === 'wait' ? undefined : 'trust';
+    if (tap === undefined) return;
+    this.cancelTap();
+    this.tapTimer = setTimeout(() => {
+      this.tapTimer = undefined;
+      if (tap === 'trust') this.tapTrust();
+      else this.tapDontTrust();
+    }, this.autoTapMs);
+    this.tapTimer.unref();
+  }
+
+  private cancelTap(): void {
+    if (this.tapTimer !== undefined) clearTimeout(this.tapTimer);
+    this.tapTimer = undefined;
+  }
+}
