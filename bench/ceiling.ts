@@ -27,7 +27,8 @@ import { silentLogger } from '../src/log.js';
 import { DeviceRegistry, TX_WINDOW } from '../src/mux/index.js';
 import { FilePairRecordStore } from '../src/pairrecords/index.js';
 import { MuxdServer } from '../src/server/index.js';
-import { CpuMeter, loadAverage, machineDescription, medianSpread, peakRssMiB } from './lib/measure.js';
+import { CpuMeter, boundBy, loadAverage, machineDescription, median, medianSpread, peakRssMiB } from './lib/measure.js';
+import { LeanPhone } from './lib/lean-phone.js';
 import { deviceToHost, firstDeviceId, hostToDevice, openTunnels } from './lib/workloads.js';
 import type { Target } from './lib/workloads.js';
 import { MuxdClient } from '../test/support/muxd-client.js';
@@ -35,12 +36,13 @@ import { MuxdClient } from '../test/support/muxd-client.js';
 const MIB = 1024 * 1024;
 const GB = 1e9;
 
-type ToServer = { readonly type: 'discardBytes' };
-type FromServer = { readonly type: 'ready' } | { readonly type: 'discardBytes'; readonly bytes: number };
+type Phone = 'emulator' | 'lean';
+type ToServer = { readonly type: 'discardBytes' } | { readonly type: 'phoneSeconds' };
+type FromServer = { readonly type: 'ready' } | { readonly type: 'discardBytes'; readonly bytes: number } | { readonly type: 'phoneSeconds'; readonly seconds: number };
 
 // ---------------------------------------------------------------------------------- server side
 
-async function serve(socketPath: string, devices: number, window: number): Promise<void> {
+async function serve(socketPath: string, devices: number, window: number, phone: Phone): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'muxd-ceiling-'));
   const log = silentLogger();
   const registry = new DeviceRegistry({ log, window });
@@ -49,16 +51,29 @@ async function serve(socketPath: string, devices: number, window: number): Promi
   const server = new MuxdServer({ directory: registry, store, log });
   await server.listen({ kind: 'unix', path: socketPath });
   const phones: VirtualDevice[] = [];
+  const leanPhones: LeanPhone[] = [];
   for (let i = 0; i < devices; i++) {
     const udid = `00008030-${(0x1a2b3c4d5e0000 + i).toString(16).toUpperCase().padStart(16, '0')}`;
-    const dev = createVirtualDevice({ emulator: { udid } });
-    registry.addDevice(dev.transport, dev.info);
-    phones.push(dev);
+    if (phone === 'lean') {
+      const lean = new LeanPhone(udid);
+      registry.addDevice(lean, lean.info);
+      leanPhones.push(lean);
+    } else {
+      const dev = createVirtualDevice({ emulator: { udid } });
+      registry.addDevice(dev.transport, dev.info);
+      phones.push(dev);
+    }
   }
-  process.on('message', (_m: ToServer) => {
-    // the one request there is: bytes the phones' discard services swallowed
-    const bytes = phones.reduce((sum, p) => sum + p.emulator.stats.discardBytes, 0);
-    process.send?.({ type: 'discardBytes', bytes } satisfies FromServer);
+  process.on('message', (m: ToServer) => {
+    if (m.type === 'discardBytes') {
+      // bytes the phones' discard services swallowed
+      const bytes = phones.reduce((sum, p) => sum + p.emulator.stats.discardBytes, 0) + leanPhones.reduce((sum, p) => sum + p.discardBytes, 0);
+      process.send?.({ type: 'discardBytes', bytes } satisfies FromServer);
+    } else {
+      // CPU seconds the lean phones spent so far (the emulator's cannot be told apart)
+      const seconds = leanPhones.reduce((sum, p) => sum + p.phoneSeconds, 0);
+      process.send?.({ type: 'phoneSeconds', seconds } satisfies FromServer);
+    }
   });
   process.on('disconnect', () => {
     rmSync(dir, { recursive: true, force: true });
@@ -76,11 +91,26 @@ interface Options {
   rounds: number;
   /** Receive window the host advertises per connection, KiB (DeviceRegistry `window`). */
   windowKiB: number;
+  /** Which phones: the full emulator, the lean one (daemon's share measurable), or both. */
+  phones: Phone[];
+  /** Which rows (`--only d2h,h2d,fan`; for profiling one workload). */
+  only: Set<string>;
 }
 
 function parseOptions(argv: readonly string[]): Options {
-  const o: Options = { mib: 512, devices: 32, tunnels: 16, rounds: 3, windowKiB: TX_WINDOW / 1024 };
+  const o: Options = { mib: 512, devices: 32, tunnels: 16, rounds: 3, windowKiB: TX_WINDOW / 1024, phones: ['emulator', 'lean'], only: new Set(['d2h', 'h2d', 'fan']) };
   for (let i = 0; i < argv.length; i += 2) {
+    if (argv[i] === '--only') {
+      o.only = new Set((argv[i + 1] ?? '').split(','));
+      continue;
+    }
+    if (argv[i] === '--phone') {
+      const v = argv[i + 1];
+      if (v === 'emulator' || v === 'lean') o.phones = [v];
+      else if (v === 'both') o.phones = ['emulator', 'lean'];
+      else throw new Error('--phone needs emulator, lean or both');
+      continue;
+    }
     const n = Number(argv[i + 1]);
     if (!Number.isFinite(n) || n <= 0) throw new Error(`${String(argv[i])} needs a positive number`);
     if (argv[i] === '--mib') o.mib = n;
@@ -94,33 +124,47 @@ function parseOptions(argv: readonly string[]): Options {
 }
 
 class Server {
-  private waiting: ((bytes: number) => void)[] = [];
-  private constructor(readonly child: ChildProcess, readonly socketPath: string, private readonly dir: string) {
+  private readonly waiting = new Map<FromServer['type'], ((value: number) => void)[]>();
+  private constructor(readonly child: ChildProcess, readonly socketPath: string, private readonly dir: string, private readonly phone: Phone) {
     child.on('message', (m: FromServer) => {
-      if (m.type === 'discardBytes') this.waiting.shift()?.(m.bytes);
+      if (m.type === 'discardBytes') this.waiting.get(m.type)?.shift()?.(m.bytes);
+      else if (m.type === 'phoneSeconds') this.waiting.get(m.type)?.shift()?.(m.seconds);
     });
   }
-  static async start(devices: number, windowKiB: number): Promise<Server> {
+  static async start(devices: number, windowKiB: number, phone: Phone): Promise<Server> {
     const dir = mkdtempSync(join(tmpdir(), 'muxd-ceiling-sock-'));
     const socketPath = join(dir, 'muxd.sock');
     const entry = fileURLToPath(import.meta.url);
-    const child = fork(entry, ['--serve', socketPath, String(devices), String(windowKiB * 1024)], {
+    const child = fork(entry, ['--serve', socketPath, String(devices), String(windowKiB * 1024), phone], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      // CEILING_PROF=<dir>: a V8 CPU profile of the server process, for finding hot spots
-      execArgv: process.env['CEILING_PROF'] === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env['CEILING_PROF']}`],
+      // CEILING_PROF=<dir>: a V8 CPU profile of the server process, for finding hot spots;
+      // CEILING_NODE_ARGS: more node flags for it (e.g. --trace-gc)
+      execArgv: [
+        ...(process.env['CEILING_PROF'] === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${process.env['CEILING_PROF']}`]),
+        ...(process.env['CEILING_NODE_ARGS']?.split(' ').filter((a) => a !== '') ?? []),
+      ],
     });
     const [msg] = (await once(child, 'message')) as [FromServer];
     if (msg.type !== 'ready') throw new Error('server did not start');
-    return new Server(child, socketPath, dir);
+    return new Server(child, socketPath, dir, phone);
   }
   get pid(): number {
     return this.child.pid ?? -1;
   }
-  discardBytes(): Promise<number> {
+  private ask(type: ToServer['type']): Promise<number> {
     return new Promise((resolve) => {
-      this.waiting.push(resolve);
-      this.child.send({ type: 'discardBytes' } satisfies ToServer);
+      const queue = this.waiting.get(type) ?? [];
+      queue.push(resolve);
+      this.waiting.set(type, queue);
+      this.child.send({ type } satisfies ToServer);
     });
+  }
+  discardBytes(): Promise<number> {
+    return this.ask('discardBytes');
+  }
+  /** CPU seconds spent inside the lean phones so far (NaN with the emulator). */
+  phoneSeconds(): Promise<number> {
+    return this.phone === 'lean' ? this.ask('phoneSeconds') : Promise.resolve(Number.NaN);
   }
   async deviceIds(count: number): Promise<number[]> {
     const client = await MuxdClient.connect(this.socketPath);
@@ -141,9 +185,33 @@ class Server {
   }
 }
 
+/** One measurement of one row: bytes, wall time, CPU of server / phones / client, machine busy share. */
+interface Sample {
+  readonly bytes: number;
+  readonly seconds: number;
+  readonly server: number;
+  readonly phone: number;
+  readonly client: number;
+  readonly machineBusy: number;
+}
+
 interface Row {
-  readonly mbps: number[];
-  readonly sPerGB: number[];
+  readonly gbps: number[];
+  readonly serverSPerGB: number[];
+  readonly daemonSPerGB: number[];
+  readonly clientSPerGB: number[];
+  readonly bound: string[];
+}
+
+/** Starts the CPU meters (server and this client process) and the phone-time reading. */
+async function meter(server: Server): Promise<() => Promise<Omit<Sample, 'bytes' | 'seconds'>>> {
+  const phone0 = await server.phoneSeconds();
+  const m = new CpuMeter({ server: server.pid, client: process.pid });
+  return async () => {
+    const r = m.read();
+    const phone1 = await server.phoneSeconds();
+    return { server: r.cpu['server'] ?? Number.NaN, client: r.cpu['client'] ?? Number.NaN, phone: phone1 - phone0, machineBusy: r.machineBusy };
+  };
 }
 
 /**
@@ -186,62 +254,103 @@ async function fanIn(server: Server, ids: readonly number[], tunnels: number, by
   return { bytes: total, seconds, fairness: Math.min(...per) / Math.max(...per) };
 }
 
-async function main(): Promise<void> {
-  const o = parseOptions(process.argv.slice(2));
-  const load0 = loadAverage();
-  const rows = new Map<string, Row>();
-  const fairness: number[] = [];
-  const add = (name: string, bytes: number, seconds: number, cpu: number): void => {
-    const row = rows.get(name) ?? { mbps: [], sPerGB: [] };
-    row.mbps.push(bytes / seconds / 1e6);
-    row.sPerGB.push((cpu / bytes) * GB);
+async function measurePhone(o: Options, phone: Phone, rows: Map<string, Row>): Promise<void> {
+  const add = (name: string, s: Sample): void => {
+    const row = rows.get(name) ?? { gbps: [], serverSPerGB: [], daemonSPerGB: [], clientSPerGB: [], bound: [] };
+    row.gbps.push(s.bytes / s.seconds / GB);
+    row.serverSPerGB.push((s.server / s.bytes) * GB);
+    row.daemonSPerGB.push(((s.server - s.phone) / s.bytes) * GB);
+    row.clientSPerGB.push((s.client / s.bytes) * GB);
+    row.bound.push(boundBy({ server: s.server / s.seconds, client: s.client / s.seconds }, s.machineBusy));
     rows.set(name, row);
   };
-  const single = await Server.start(1, o.windowKiB);
-  const many = await Server.start(o.devices, o.windowKiB);
+  const tag = phone === 'lean' ? 'lean phone' : 'emulator';
+  const single = await Server.start(1, o.windowKiB, phone);
+  const many = await Server.start(o.devices, o.windowKiB, phone);
   try {
     const [id] = await single.deviceIds(1);
     if (id === undefined) throw new Error('no device');
     const target: Target = { socketPath: single.socketPath, deviceId: id };
     const ids = await many.deviceIds(o.devices);
     await firstDeviceId(many.socketPath);
+    const fairness: number[] = [];
     for (let r = 0; r < o.rounds; r++) {
-      let m = new CpuMeter({ server: single.pid });
-      const d = await deviceToHost(target, o.mib * MIB);
-      add('1 tunnel device→host', d.bytes, d.seconds, m.read().cpu['server'] ?? Number.NaN);
-      m = new CpuMeter({ server: single.pid });
-      const h = await hostToDevice(target, o.mib * MIB, () => single.discardBytes());
-      add('1 tunnel host→device', h.bytes, h.seconds, m.read().cpu['server'] ?? Number.NaN);
+      const mbps = (b: { bytes: number; seconds: number }): string => (b.bytes / b.seconds / 1e6).toFixed(0);
+      let progress = `  ${tag} round ${r + 1}:`;
+      if (o.only.has('d2h')) {
+        const stop = await meter(single);
+        const d = await deviceToHost(target, o.mib * MIB);
+        add(`1 tunnel device→host, ${tag}`, { ...d, ...(await stop()) });
+        progress += ` d2h ${mbps(d)} MB/s`;
+      }
+      if (o.only.has('h2d')) {
+        const stop = await meter(single);
+        const h = await hostToDevice(target, o.mib * MIB, () => single.discardBytes());
+        add(`1 tunnel host→device, ${tag}`, { ...h, ...(await stop()) });
+        progress += ` h2d ${mbps(h)} MB/s`;
+      }
+      if (!o.only.has('fan')) {
+        process.stderr.write(`${progress}\n`);
+        continue;
+      }
       const warmBytes = ids.length * o.tunnels * o.windowKiB * 1024 * 2;
+      let warmed: ReturnType<typeof meter> | undefined;
       const f = await fanIn(many, ids, o.tunnels, o.mib * MIB, warmBytes, () => {
-        m = new CpuMeter({ server: many.pid });
+        warmed = meter(many);
       });
-      add(`${o.devices} devices × ${o.tunnels} tunnels device→host`, f.bytes, f.seconds, m.read().cpu['server'] ?? Number.NaN);
+      if (warmed === undefined) throw new Error('fan-in never warmed up');
+      add(`${o.devices} devices × ${o.tunnels} tunnels device→host, ${tag}`, { bytes: f.bytes, seconds: f.seconds, ...(await (await warmed)()) });
       fairness.push(f.fairness);
-      process.stderr.write(`  round ${r + 1}: d2h ${(d.bytes / d.seconds / 1e6).toFixed(0)} MB/s, h2d ${(h.bytes / h.seconds / 1e6).toFixed(0)} MB/s, fan-in ${(f.bytes / f.seconds / 1e6).toFixed(0)} MB/s\n`);
+      process.stderr.write(`${progress} fan-in ${mbps(f)} MB/s\n`);
     }
-    const lines = [
-      `# ceiling ${new Date().toISOString()}`,
-      '',
-      `Machine: ${machineDescription()}. Load average: ${load0} at start, ${loadAverage()} at the end.`,
-      `${o.rounds} rounds of ${o.mib} MiB per row (the fan-in measured after the first 2 windows per tunnel have arrived), host window ${o.windowKiB} KiB per connection. Server process = DeviceRegistry + MuxdServer (Unix socket) + the emulated phones; clients in another process.`,
-      '',
-      '| row | GB/s: median (min–max) | server CPU s/GB | ',
-      '| --- | --- | --- |',
-      ...[...rows].map(([name, row]) => `| ${name} | ${medianSpread(row.mbps.map((v) => v / 1000), 3)} | ${medianSpread(row.sPerGB, 2)} |`),
-      `| fan-in fairness (min/max bytes per tunnel) | ${medianSpread(fairness, 2)} | |`,
-      `| server peak RSS MiB (1 device / ${o.devices} devices) | ${peakRssMiB(single.pid).toFixed(1)} / ${peakRssMiB(many.pid).toFixed(1)} | |`,
-      '',
-    ];
-    process.stdout.write(lines.join('\n'));
+    if (fairness.length > 0) rows.set(`fan-in fairness (min/max bytes per tunnel), ${tag}`, { gbps: [], serverSPerGB: [], daemonSPerGB: [], clientSPerGB: [], bound: [medianSpread(fairness, 2)] });
+    rows.set(`server peak RSS MiB (1 device / ${o.devices} devices), ${tag}`, { gbps: [], serverSPerGB: [], daemonSPerGB: [], clientSPerGB: [], bound: [`${peakRssMiB(single.pid).toFixed(1)} / ${peakRssMiB(many.pid).toFixed(1)}`] });
   } finally {
     single.stop();
     many.stop();
   }
 }
 
+/** The most frequent entry (ties: the first). */
+function mode(values: readonly string[]): string {
+  const counts = new Map<string, number>();
+  for (const v of values) counts.set(v.replace(/ \(.*\)$/, ''), (counts.get(v.replace(/ \(.*\)$/, '')) ?? 0) + 1);
+  let best = '';
+  let n = 0;
+  for (const [v, c] of counts) if (c > n) [best, n] = [v, c];
+  return values.length > 1 ? `${best} (${n}/${values.length} rounds)` : (values[0] ?? '');
+}
+
+async function main(): Promise<void> {
+  const o = parseOptions(process.argv.slice(2));
+  const load0 = loadAverage();
+  const rows = new Map<string, Row>();
+  for (const phone of o.phones) await measurePhone(o, phone, rows);
+  const lines = [
+    `# ceiling ${new Date().toISOString()}`,
+    '',
+    `Machine: ${machineDescription()}. Load average: ${load0} at start, ${loadAverage()} at the end.`,
+    `${o.rounds} rounds of ${o.mib} MiB per row (the fan-in measured after the first 2 windows per tunnel have arrived), host window ${o.windowKiB} KiB per connection. Server process = DeviceRegistry + MuxdServer (Unix socket) + the phones; clients in this process.`,
+    'Phones: "emulator" = src/emulator over MemoryTransportPair (its CPU is inside "server" and cannot be told apart); "lean phone" = bench/lib/lean-phone.ts (same protocol, timed on the spot): daemon = server − phone.',
+    '',
+    '| row | GB/s: median (min–max) | server CPU s/GB | daemon CPU s/GB (GB/s per core) | client CPU s/GB | bound by |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...[...rows].map(([name, row]) => {
+      if (row.gbps.length === 0) return `| ${name} | ${row.bound[0] ?? ''} | | | | |`;
+      const daemon = row.daemonSPerGB.filter((v) => !Number.isNaN(v));
+      const perCore = daemon.length === 0 ? '' : `${medianSpread(daemon, 2)} (${(1 / median(daemon)).toFixed(2)})`;
+      return `| ${name} | ${medianSpread(row.gbps, 3)} | ${medianSpread(row.serverSPerGB, 2)} | ${perCore || 'n/a (emulator inside)'} | ${medianSpread(row.clientSPerGB, 2)} | ${mode(row.bound)} |`;
+    }),
+    '',
+    '"bound by": a process at ≥ 85 % of a core, else "machine" when both cores were ≥ 90 % busy, else latency (bench/lib/measure.ts boundBy).',
+    '',
+  ];
+  process.stdout.write(lines.join('\n'));
+}
+
 if (process.argv[2] === '--serve') {
-  void serve(process.argv[3] ?? '', Number(process.argv[4] ?? 1), Number(process.argv[5] ?? TX_WINDOW));
+  const phone = process.argv[6] === 'lean' ? 'lean' : 'emulator';
+  void serve(process.argv[3] ?? '', Number(process.argv[4] ?? 1), Number(process.argv[5] ?? TX_WINDOW), phone);
 } else {
   main().then(
     () => process.exit(0),
