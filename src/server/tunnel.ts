@@ -70,8 +70,15 @@ export class Tunnel implements ConnectionSink {
 
   onData(payload: Buffer, done: () => void): void {
     if (this.log.isLevelEnabled('trace')) this.log.trace({ len: payload.length }, '[IN] to client');
+    const socket = this.socket;
+    // Payloads delivered in the same tick go out in one writev: cork now, uncork once this tick's
+    // work is done (a module-level function, no closure per packet).
+    if (socket.writableCorked === 0) {
+      socket.cork();
+      process.nextTick(uncorkSocket, socket);
+    }
     // `done` runs once the bytes are handed to the kernel (or the socket failed): then we ack.
-    this.socket.write(payload, done);
+    socket.write(payload, done);
   }
 
   onWritable(): void {
@@ -116,6 +123,10 @@ export class Tunnel implements ConnectionSink {
 
 function socketOnData(this: TunnelSocket, chunk: Buffer): void {
   this[kTunnel]?.write(chunk);
+}
+
+function uncorkSocket(socket: Socket): void {
+  socket.uncork();
 }
 
 function socketOnLingerTimeout(this: TunnelSocket): void {
