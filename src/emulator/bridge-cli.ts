@@ -3,6 +3,10 @@
  * Standalone emulated iPhone for the umockdev USB harness:
  *
  *   node dist/emulator/bridge-cli.js --socket <path> [--udid U] [--protocol-version 1|2] [--window BYTES]
+ *                                    [--trust auto|wait|deny|password|setup] [--auto-tap-ms MS]
+ *
+ * `--trust` is how the phone answers Pair (default auto: the simulated user taps Trust after
+ * --auto-tap-ms, default 300).
  *
  * `--socket` may also come from MUXD_EMU_SOCKET. Frames on the socket are `[u32 LE length][bytes]`,
  * one bulk transfer each (see bridge.ts). Logs go to stderr as JSON lines. Exit status: 0 when the

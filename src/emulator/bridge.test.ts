@@ -108,9 +108,18 @@ describe('parseBridgeArgs', () => {
   it('reads --socket, --udid, --protocol-version and --window', () => {
     expect(parseBridgeArgs(['--socket', '/s', '--udid', 'U', '--protocol-version', '1', '--window', '65536'], {})).toEqual({
       socketPath: '/s',
-      emulator: { udid: 'U', protocolVersion: 1, faults: { window: 65536 } },
+      emulator: { udid: 'U', protocolVersion: 1, faults: { window: 65536 }, trust: { mode: 'auto' } },
     });
-    expect(parseBridgeArgs([], { MUXD_EMU_SOCKET: '/env' })).toEqual({ socketPath: '/env', emulator: {} });
+    expect(parseBridgeArgs([], { MUXD_EMU_SOCKET: '/env' })).toEqual({ socketPath: '/env', emulator: { trust: { mode: 'auto' } } });
+  });
+
+  it('reads --trust and --auto-tap-ms (default: auto)', () => {
+    expect(parseBridgeArgs(['--socket', '/s', '--trust', 'deny', '--auto-tap-ms', '50'], {})).toEqual({
+      socketPath: '/s',
+      emulator: { trust: { mode: 'deny', autoTapMs: 50 } },
+    });
+    expect(parseBridgeArgs(['--socket', '/s', '--trust', 'maybe'], {})).toMatch(/--trust must be one of auto, wait, deny, password, setup/);
+    expect(parseBridgeArgs(['--socket', '/s', '--auto-tap-ms', '-1'], {})).toMatch(/auto-tap-ms/);
   });
 
   it('returns a message for bad arguments', () => {

@@ -19,6 +19,7 @@ import type { Logger } from '../log.js';
 import { EmulatedIPhone } from './device.js';
 import { BridgeSocketError } from './errors.js';
 import type { EmulatorOptions } from './options.js';
+import { TRUST_MODES, isTrustMode } from './pairing.js';
 
 /** Bytes of the little-endian length in front of every frame. */
 export const FRAME_HEADER = 4;
@@ -102,7 +103,7 @@ export function runBridge(options: BridgeOptions): RunningBridge {
   };
 }
 
-export const BRIDGE_USAGE = 'usage: bridge-cli --socket <path> [--udid U] [--protocol-version 1|2] [--window BYTES]';
+export const BRIDGE_USAGE = `usage: bridge-cli --socket <path> [--udid U] [--protocol-version 1|2] [--window BYTES] [--trust ${TRUST_MODES.join('|')}] [--auto-tap-ms MS]`;
 
 export interface BridgeArgs {
   readonly socketPath: string;
@@ -120,6 +121,8 @@ export function parseBridgeArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
         udid: { type: 'string' },
         'protocol-version': { type: 'string' },
         window: { type: 'string' },
+        trust: { type: 'string' },
+        'auto-tap-ms': { type: 'string' },
       },
       strict: true,
     }));
@@ -132,9 +135,14 @@ export function parseBridgeArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
   if (version !== undefined && version !== '1' && version !== '2') return `--protocol-version must be 1 or 2, not ${version}`;
   const window = values.window === undefined ? undefined : Number(values.window);
   if (window !== undefined && !(Number.isInteger(window) && window >= 0 && window <= 0xffff * 256)) return `--window must be 0..${0xffff * 256} bytes`;
+  const trust = values.trust;
+  if (trust !== undefined && !isTrustMode(trust)) return `--trust must be one of ${TRUST_MODES.join(', ')}, not ${trust}`;
+  const tap = values['auto-tap-ms'] === undefined ? undefined : Number(values['auto-tap-ms']);
+  if (tap !== undefined && !(Number.isInteger(tap) && tap >= 0 && tap <= 3_600_000)) return '--auto-tap-ms must be 0..3600000';
   return {
     socketPath,
     emulator: {
+      trust: { mode: trust ?? 'auto', ...(tap === undefined ? {} : { autoTapMs: tap }) },
       ...(values.udid === undefined ? {} : { udid: values.udid }),
       ...(version === undefined ? {} : { protocolVersion: version === '1' ? 1 : 2 }),
       ...(window === undefined ? {} : { faults: { window } }),

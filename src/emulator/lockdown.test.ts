@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { TcpFlag } from './codec.js';
 import { EmulatedIPhone } from './device.js';
 import { HostDriver } from './host-driver.js';
-import { LockdownResponder, MAX_LOCKDOWN_MESSAGE, frameLockdownMessage, parseLockdownMessage } from './lockdown.js';
+import { LockdownResponder, MAX_LOCKDOWN_MESSAGE, NOTIFICATION_PROXY_PORT, frameLockdownMessage, parseLockdownMessage } from './lockdown.js';
 import { LOCKDOWN_PORT } from './services.js';
 
 const UDID = '00008030-001A2B3C4D5E802E';
@@ -167,5 +167,38 @@ describe('lockdownd over a mux connection', () => {
     expect(parseLockdownMessage(Buffer.from(plist.build(['a'])))).toBeUndefined();
     expect(parseLockdownMessage(Buffer.from('bplist00garbage'))).toBeUndefined();
     expect(parseLockdownMessage(Buffer.from(plist.build({ Request: 'QueryType' })))).toEqual({ Request: 'QueryType' });
+  });
+});
+
+describe('lockdownd pairing requests over a mux connection', () => {
+  it('GetValue DevicePublicKey: the PKCS#1 PEM of the phone key as data, the same every time', () => {
+    const s = session();
+    s.send(xmlFrame({ Request: 'GetValue', Key: 'DevicePublicKey' }));
+    s.send(binaryFrame({ Request: 'GetValue', Key: 'DevicePublicKey' }));
+    const [a, b] = s.replies() as [{ Value: Buffer }, { Value: Buffer }];
+    expect(Buffer.isBuffer(a.Value)).toBe(true);
+    expect(a.Value.toString('latin1')).toMatch(/^-----BEGIN RSA PUBLIC KEY-----\n[\s\S]+-----END RSA PUBLIC KEY-----\n$/);
+    expect(b.Value.equals(a.Value)).toBe(true);
+    expect(a.Value.toString('latin1')).toBe(s.phone.pairing.deviceKey.publicPem);
+  });
+
+  it('StartService: the insecure notification proxy without a session; anything else InvalidService', () => {
+    const s = session();
+    s.send(xmlFrame({ Request: 'StartService', Service: 'com.apple.mobile.insecure_notification_proxy' }));
+    s.send(xmlFrame({ Request: 'StartService', Service: 'com.apple.mobile.notification_proxy' }));
+    s.send(xmlFrame({ Request: 'StartService', Service: 'com.apple.afc' }));
+    expect(s.replies()).toEqual([
+      { Request: 'StartService', Service: 'com.apple.mobile.insecure_notification_proxy', Port: NOTIFICATION_PROXY_PORT },
+      { Request: 'StartService', Service: 'com.apple.mobile.notification_proxy', Error: 'InvalidService' },
+      { Request: 'StartService', Service: 'com.apple.afc', Error: 'InvalidService' },
+    ]);
+  });
+
+  it('SetValue UntrustedHostBUID is kept by the pairing; StartSession for an unknown HostID: InvalidHostID', () => {
+    const s = session();
+    s.send(xmlFrame({ Request: 'SetValue', Key: 'UntrustedHostBUID', Value: 'B' }));
+    s.send(xmlFrame({ Request: 'StartSession', HostID: 'NOPE', SystemBUID: 'B' }));
+    expect(s.replies()).toEqual([{ Request: 'SetValue', Key: 'UntrustedHostBUID' }, { Request: 'StartSession', Error: 'InvalidHostID' }]);
+    expect(s.phone.pairing.untrustedHostBuid).toBe('B');
   });
 });

@@ -89,7 +89,9 @@ export class Pairing {
   private readonly observers = new Set<NotificationObserver>();
   private tapTimer: NodeJS.Timeout | undefined;
 
-  constructor(options: TrustOptions = {}) {
+  /** `deviceKey` lets tests share one key between phones (RSA generation is the slow part). */
+  constructor(options: TrustOptions = {}, deviceKey?: DeviceKey) {
+    this.key = deviceKey;
     this.mode = options.mode ?? 'auto';
     this.autoTapMs = options.autoTapMs ?? DEFAULT_AUTO_TAP_MS;
     this.lockedValue = this.mode === 'password';
