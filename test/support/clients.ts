@@ -379,3 +379,64 @@ export function firstPatternMismatch(data: Buffer, byteAt: (offset: number) => n
   }
   return -1;
 }
+
+// ---- pairing and TLS sessions (issue 8) -------------------------------------------------
+
+/** `idevicepair <subcommand> [-u UDID]` as it ran (never throws on a non-zero exit). */
+export function idevicePair(socketPath: string, subcommand: 'pair' | 'validate' | 'unpair' | 'list', options: RunOptions & { readonly udid?: string } = {}): Promise<ClientResult> {
+  const args: string[] = [];
+  if (options.udid !== undefined) args.push('-u', options.udid);
+  args.push(subcommand);
+  return runClient(socketPath, 'idevicepair', args, options);
+}
+
+/** What idevicepair 1.3.0 prints while the phone shows "Trust This Computer?" (PairingDialogResponsePending). */
+export const TRUST_DIALOG_PENDING = /Please accept the trust dialog/;
+
+export interface PairOutcome {
+  /** Runs of `idevicepair pair`, the successful one included. */
+  readonly attempts: number;
+  /** Runs that were answered "accept the trust dialog". */
+  readonly pending: number;
+  /** Output of the successful run. */
+  readonly stdout: string;
+}
+
+/**
+ * `idevicepair pair` again and again, as a user would while the phone shows the trust dialog,
+ * until it succeeds. Any other failure (or no success within `timeoutMs`) throws with the
+ * tool's output.
+ */
+export async function idevicePairUntilTrusted(socketPath: string, options: RunOptions & { readonly udid?: string; readonly retryMs?: number } = {}): Promise<PairOutcome> {
+  const deadline = Date.now() + (options.timeoutMs ?? 15_000);
+  let attempts = 0;
+  let pending = 0;
+  for (;;) {
+    attempts++;
+    const r = await idevicePair(socketPath, 'pair', { ...options, timeoutMs: 10_000 });
+    const output = `${r.stdout}${r.stderr}`;
+    if (r.code === 0 && !r.timedOut) return { attempts, pending, stdout: r.stdout };
+    if (!TRUST_DIALOG_PENDING.test(output)) {
+      throw new Error(`idevicepair pair failed (${r.timedOut ? 'timeout' : `code ${String(r.code)}`}) on attempt ${attempts}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+    }
+    pending++;
+    if (Date.now() > deadline) throw new Error(`idevicepair pair still waiting for the trust dialog after ${attempts} attempts`);
+    await new Promise((resolve) => setTimeout(resolve, options.retryMs ?? 150));
+  }
+}
+
+export interface IdeviceInfoSessionOptions extends RunOptions {
+  readonly key?: string;
+  /** `-q DOMAIN`. */
+  readonly domain?: string;
+  readonly udid?: string;
+}
+
+/** `ideviceinfo [-q Domain] [-k Key] [-u UDID]` WITHOUT `-s`: through a lockdown TLS session (needs a pair record). */
+export function ideviceInfoSession(socketPath: string, options: IdeviceInfoSessionOptions = {}): Promise<string> {
+  const args: string[] = [];
+  if (options.domain !== undefined) args.push('-q', options.domain);
+  if (options.key !== undefined) args.push('-k', options.key);
+  if (options.udid !== undefined) args.push('-u', options.udid);
+  return runClientOk(socketPath, 'ideviceinfo', args, options);
+}

@@ -1,5 +1,5 @@
 /**
- * A Listen client for the usb tier: collects Attached/Detached notifications with their arrival
+ * A Listen client for the usb tier: collects Attached/Detached/Paired notifications with their arrival
  * time so tests can assert on order, DeviceIDs and latency.
  */
 import plist from 'plist';
@@ -7,7 +7,7 @@ import type { PlistObject } from 'plist';
 import { RawMuxClient, encodePlistRequest } from '../support/raw-client.js';
 
 export interface DeviceEvent {
-  readonly type: 'Attached' | 'Detached';
+  readonly type: 'Attached' | 'Detached' | 'Paired';
   readonly deviceId: number;
   readonly serial: string | undefined;
   /** Date.now() when it arrived. */
@@ -65,7 +65,7 @@ export class DeviceListener {
       if (!isPlistObject(body)) continue;
       const type = body['MessageType'];
       const id = body['DeviceID'];
-      if ((type !== 'Attached' && type !== 'Detached') || typeof id !== 'number') continue;
+      if ((type !== 'Attached' && type !== 'Detached' && type !== 'Paired') || typeof id !== 'number') continue;
       const props = body['Properties'];
       const serial = isPlistObject(props) && typeof props['SerialNumber'] === 'string' ? props['SerialNumber'] : undefined;
       this.events.push({ type, deviceId: id, serial, at: Date.now() });
