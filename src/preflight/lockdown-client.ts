@@ -194,10 +194,6 @@ export class LockdownClient implements PlistConnectionHandler {
     return Buffer.isBuffer(bag) ? bag : undefined;
   }
 
-  async validatePair(pairRecord: PlistDict): Promise<void> {
-    await this.request('ValidatePair', { PairRecord: pairRecord, ProtocolVersion: '2' });
-  }
-
   async startService(service: string): Promise<StartedService> {
     const reply = await this.request('StartService', { Service: service });
     const port = reply['Port'];
