@@ -12,6 +12,14 @@ export type ListenSpec =
 
 export type LogFormat = 'json' | 'pretty';
 
+/** How an emulated iPhone answers the Trust dialog (`--virtual-trust`). */
+export type VirtualTrustMode = 'auto' | 'wait' | 'deny' | 'password' | 'setup';
+export const VIRTUAL_TRUST_MODES: readonly VirtualTrustMode[] = ['auto', 'wait', 'deny', 'password', 'setup'];
+
+export function isVirtualTrustMode(value: string): value is VirtualTrustMode {
+  return (VIRTUAL_TRUST_MODES as readonly string[]).includes(value);
+}
+
 export interface DaemonConfig {
   /** Number of `-v` given; raises the log level one step each. */
   readonly verbose: number;
@@ -46,6 +54,11 @@ export interface DaemonConfig {
   readonly configDir: string;
   /** UDIDs of the emulated iPhones to attach in-process (`--virtual-device[=UDID]`). */
   readonly virtualDevices: readonly string[];
+  /**
+   * `--virtual-trust`: the emulated iPhones' Trust dialog. auto: the "user" taps Trust after a
+   * moment; wait: nobody taps; deny: Don't Trust; password: locked; setup: pairs without a dialog.
+   */
+  readonly virtualTrust: VirtualTrustMode;
   /** false with `--no-usb`: node-usb is never loaded. */
   readonly usb: boolean;
   /** Mux connect timeout (ms) handed to the registry. */
@@ -84,6 +97,7 @@ export const DEFAULT_CONFIG: DaemonConfig = Object.freeze<DaemonConfig>({
   pidfile: DEFAULT_PIDFILE,
   configDir: DEFAULT_CONFIG_DIR,
   virtualDevices: [],
+  virtualTrust: 'auto',
   usb: true,
   connectTimeoutMs: 5000,
   versionTimeoutMs: 5000,
@@ -140,6 +154,7 @@ export function validateConfig(config: DaemonConfig): DaemonConfig {
     if (seen.has(key)) fail(`--virtual-device: UDID given twice: ${udid}`);
     seen.add(key);
   }
+  if (!isVirtualTrustMode(config.virtualTrust)) fail(`--virtual-trust must be one of ${VIRTUAL_TRUST_MODES.join('|')}`);
   positiveInt('connect timeout', config.connectTimeoutMs, 600_000);
   positiveInt('version timeout', config.versionTimeoutMs, 600_000);
   positiveInt('max clients', config.maxClients, 1_000_000);

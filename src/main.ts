@@ -5,13 +5,14 @@
  * Startup (usbmuxd's order, §6.2, minus the fork):
  *   parse → validate → logger → [-x/-X: signal the running instance, exit] → signal + crash
  *   handlers → instance lock + pidfile → listening socket (or systemd's fd 3) → config dir →
- *   drop privileges (-U) → pair-record store → USB backend (unless --no-usb) and virtual
- *   devices → serve.
+ *   drop privileges (-U) → pair-record store → preflight (unless -p) → USB backend (unless
+ *   --no-usb) and virtual devices → serve.
  *
  * There is no classic daemonizing: the process always stays in the foreground (systemd
  * Type=simple supervises it; a shell can use `&`). `-f` only changes the log base level/format.
  *
- * Stop (SIGTERM/SIGINT/SIGQUIT, or SIGUSR1 when idle with -z): RST every mux connection and let
+ * Stop (SIGTERM/SIGINT/SIGQUIT, or SIGUSR1 when idle with -z): cancel preflight (its lockdown
+ * connections reset, no timers left), RST every mux connection and let
  * the RSTs flush (bounded), stop USB (release interfaces), close the server and its clients,
  * remove the socket file, release the lock and pidfile, exit 0.
  */
@@ -39,6 +40,7 @@ import { DeviceRegistry } from './mux/index.js';
 import { MuxdServer } from './server/index.js';
 import type { ListenTarget } from './server/index.js';
 import { FilePairRecordStore } from './pairrecords/index.js';
+import { Preflight } from './preflight/index.js';
 import { createVirtualDevice } from './emulator/index.js';
 
 /** What the daemon has built so far; teardown undoes whatever exists. */
@@ -46,6 +48,7 @@ interface Parts {
   lock?: InstanceLock;
   server?: MuxdServer;
   registry?: DeviceRegistry;
+  preflight?: Preflight;
   usb?: { stop(): Promise<void>; rediscover(): void };
   unixPath?: string;
 }
@@ -64,6 +67,8 @@ function withTimeout(p: Promise<void>, ms: number, log: Logger, what: string): P
 }
 
 async function teardown(parts: Parts, config: DaemonConfig, log: Logger): Promise<void> {
+  // Preflight first: its lockdown connections are reset before the devices go.
+  if (parts.preflight) await withTimeout(parts.preflight.stop(), 3000, log, 'preflight stop');
   if (parts.registry) await withTimeout(parts.registry.shutdown(), Math.max(config.shutdownFlushMs, 1000), log, 'device shutdown');
   if (parts.usb) await withTimeout(parts.usb.stop(), 2000, log, 'USB stop');
   if (parts.server) await withTimeout(parts.server.close(), 2000, log, 'server close');
@@ -149,7 +154,6 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
   const activation = takeListenFds(process.env, process.pid);
   const pathProblem = defaultPathProblem(config, isRoot(), activation.fd !== undefined);
   if (pathProblem !== undefined) throw new ListenError(pathProblem);
-  if (config.preflight) log.debug('preflight is not implemented: devices are announced as with -p');
 
   if (config.pidfile !== null) {
     try {
@@ -191,6 +195,15 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
   await store.init();
   if (lifecycle.isStopping()) return;
 
+  // Devices are announced on version exchange either way; preflight runs beside (never gating).
+  if (config.preflight) {
+    const preflight = new Preflight({ directory: registry, store, log });
+    parts.preflight = preflight;
+    preflight.start();
+  } else {
+    log.info('preflight off (-p): no Trust prompt, no pairing by the daemon');
+  }
+
   if (config.usb) {
     const { UsbBackend } = await import('./usb/index.js');
     const usb = new UsbBackend({ log, hotplug: config.hotplug, onAttach: (transport, info) => { registry.addDevice(transport, info); } });
@@ -198,9 +211,9 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
     usb.start();
   }
   for (const udid of config.virtualDevices) {
-    const vd = createVirtualDevice({ emulator: { udid } });
+    const vd = createVirtualDevice({ emulator: { udid, trust: { mode: config.virtualTrust } } });
     registry.addDevice(vd.transport, vd.info);
-    log.info({ udid }, 'virtual device attached');
+    log.info({ udid, trust: config.virtualTrust }, 'virtual device attached');
   }
   lifecycle.ready();
   log.info({ pid: process.pid }, 'usbmuxd ready');

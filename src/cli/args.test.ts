@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parseArgs, parseSocketArg } from './args.js';
+import { usageText } from './usage.js';
 import type { CliCommand } from './args.js';
 import { DEFAULT_CONFIG, DEFAULT_VIRTUAL_UDID } from '../config.js';
 import type { DaemonConfig } from '../config.js';
@@ -96,6 +97,17 @@ describe('parseArgs', () => {
     expect(usageError(['--virtual-device='])).toMatch(/needs a UDID/);
   });
 
+  it('takes --virtual-trust MODE for the emulated iPhones (default auto)', () => {
+    expect(run([]).config.virtualTrust).toBe('auto');
+    for (const mode of ['auto', 'wait', 'deny', 'password', 'setup'] as const) {
+      expect(run(['--virtual-device', '--virtual-trust', mode]).config.virtualTrust).toBe(mode);
+      expect(run([`--virtual-trust=${mode}`]).config.virtualTrust).toBe(mode);
+    }
+    expect(usageError(['--virtual-trust', 'maybe'])).toMatch(/auto\|wait\|deny\|password\|setup/);
+    expect(usageError(['--virtual-trust'])).toMatch(/requires an argument/);
+    expect(usageError(['--virtual'])).toMatch(/ambiguous/);
+  });
+
   it('parses our own options', () => {
     const { config } = run(['--no-usb', '--log-format', 'pretty', '--socket-mode', '0660', '--socket-group', 'plugdev']);
     expect(config.usb).toBe(false);
@@ -121,6 +133,15 @@ describe('parseArgs', () => {
     run(['-vvv', '--virtual-device']);
     expect(DEFAULT_CONFIG.verbose).toBe(0);
     expect(DEFAULT_CONFIG.virtualDevices).toEqual([]);
+  });
+});
+
+describe('usageText', () => {
+  it('documents --virtual-trust and its modes, and -p', () => {
+    const text = usageText();
+    expect(text).toMatch(/--virtual-trust auto\|wait\|deny\|password\|setup/);
+    expect(text).toMatch(/-p, --no-preflight/);
+    expect(text.split('\n').every((line) => line.length <= 90)).toBe(true);
   });
 });
 

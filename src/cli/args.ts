@@ -13,7 +13,7 @@
  * Exit codes mirror usbmuxd: help and version 0, any usage problem 2.
  */
 import {
-  DEFAULT_CONFIG, DEFAULT_TCP_PORT, DEFAULT_VIRTUAL_UDID, isLoopbackHost,
+  DEFAULT_CONFIG, DEFAULT_TCP_PORT, DEFAULT_VIRTUAL_UDID, VIRTUAL_TRUST_MODES, isLoopbackHost, isVirtualTrustMode,
 } from '../config.js';
 import type { DaemonConfig, ListenSpec, LogFormat } from '../config.js';
 
@@ -48,6 +48,7 @@ const SPECS: readonly OptSpec[] = [
   { long: 'force-exit', short: 'X', arg: 'none' },
   { long: 'logfile', short: 'l', arg: 'required' },
   { long: 'virtual-device', arg: 'optional' },
+  { long: 'virtual-trust', arg: 'required' },
   { long: 'no-usb', arg: 'none' },
   { long: 'log-format', arg: 'required' },
   { long: 'socket-mode', arg: 'required' },
@@ -213,6 +214,12 @@ export function parseArgs(argv: readonly string[]): CliCommand {
           else if (o.value === '') throw new UsageError('--virtual-device= needs a UDID after "="');
           else virtual.push(o.value);
           break;
+        case 'virtual-trust': {
+          const mode = requireValue(o);
+          if (!isVirtualTrustMode(mode)) throw new UsageError(`--virtual-trust must be ${VIRTUAL_TRUST_MODES.join('|')}, not '${mode}'`);
+          c.virtualTrust = mode;
+          break;
+        }
         case 'no-usb': c.usb = false; break;
         case 'log-format': {
           const f = requireValue(o);

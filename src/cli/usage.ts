@@ -23,7 +23,8 @@ on a local socket (a drop-in replacement for usbmuxd, written in TypeScript).
                              asks the running instance to scan again
   -z, --enable-exit          honour SIGUSR1 (exit when no device is left) and
                              SIGUSR2 (scan for devices again)
-  -p, --no-preflight         announce devices without preflight
+  -p, --no-preflight         no preflight: never talk to lockdownd (no Trust prompt,
+                             no pairing); devices are announced either way
   -u, --udev                 started by a udev rule: same as -n -z
   -s, --systemd              started by systemd: same as -z -f
   -S, --socket ADDR:PORT|PATH
@@ -39,6 +40,11 @@ on a local socket (a drop-in replacement for usbmuxd, written in TypeScript).
 Options of this implementation:
       --virtual-device[=UDID]
                              attach an emulated iPhone in-process (repeatable)
+      --virtual-trust auto|wait|deny|password|setup
+                             how the emulated iPhones answer the Trust dialog: the
+                             user taps Trust after a moment (auto, default), nobody
+                             taps (wait), Don't Trust (deny), locked (password), or
+                             a phone in setup that pairs without asking (setup)
       --no-usb               do not open USB at all (node-usb is not loaded)
       --log-format json|pretty
                              log line format (default: pretty on a foreground terminal)
