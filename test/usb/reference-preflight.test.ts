@@ -1,0 +1,129 @@
+/**
+ * Differential proof of the emulator's pairing: Debian's usbmuxd 1.1.1 WITH its own preflight
+ * (libimobiledevice 1.3.0: QueryType, SetValue UntrustedHostBUID, Pair → dialog pending, the
+ * insecure notification proxy, request_pair after the tap, Pair, SavePairRecord) against the
+ * USB-emulated iPhone in trust mode auto. It must pair after the auto tap: the record appears in
+ * its config dir and a listener sees Paired. Needs root (private mount namespace); not in MUXD_HW
+ * mode (a real phone would need a real tap).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import plist from 'plist';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ideviceIdList, ideviceInfoSession, parseIdeviceInfo } from '../support/clients.js';
+import type { RunningDaemon } from '../support/daemon.js';
+import { referenceDaemonBinary, waitForDeviceCount, waitUntilAccepting } from '../support/daemon.js';
+import { TESTBED_UDID, hardwareMode, startEmulatorBridge, startUsbTestbed, waitFor } from '../support/usb-testbed.js';
+import type { EmulatorBridge, UsbTestbed } from '../support/usb-testbed.js';
+import { DeviceListener } from './listener.js';
+
+/** usbmuxd 1.1.1 `-f -v` (preflight on) in a private mount namespace, under the testbed's preload. */
+async function startReferenceWithPreflight(env: Readonly<Record<string, string>>): Promise<RunningDaemon> {
+  if (!existsSync(referenceDaemonBinary)) throw new Error(`${referenceDaemonBinary} is missing (scripts/setup-system.sh)`);
+  if (!existsSync('/var/lib/lockdown')) mkdirSync('/var/lib/lockdown', { recursive: true, mode: 0o755 });
+  const script = `mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/lockdown && exec ${referenceDaemonBinary} -f -v`;
+  const childEnv: Record<string, string | undefined> = { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env };
+  delete childEnv['USBMUXD_SOCKET_ADDRESS']; // its preflight must reach its own socket
+  const child = spawn('unshare', ['-m', 'sh', '-c', script], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('could not spawn unshare');
+  const chunks: string[] = [];
+  child.stdout.setEncoding('utf8').on('data', (s: string) => chunks.push(s));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => chunks.push(s));
+  let exitInfo: string | undefined;
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exitInfo = signal === null ? `exit code ${String(code)}` : `signal ${signal}`;
+      resolve();
+    });
+  });
+  const root = `/proc/${String(pid)}/root`;
+  let stopping: Promise<void> | undefined;
+  const daemon: RunningDaemon = {
+    kind: 'reference',
+    socketPath: `${root}/run/usbmuxd`,
+    configDir: `${root}/var/lib/lockdown`,
+    pid,
+    logs: () => chunks.join(''),
+    stop() {
+      stopping ??= (async () => {
+        if (exitInfo === undefined) {
+          child.kill('SIGTERM');
+          const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+          await exited;
+          clearTimeout(timer);
+        }
+      })();
+      return stopping;
+    },
+  };
+  try {
+    await waitUntilAccepting(daemon.socketPath, 10_000, () => exitInfo);
+  } catch (err) {
+    await daemon.stop();
+    throw new Error(`reference daemon did not come up: ${err instanceof Error ? err.message : String(err)}\n${daemon.logs()}`);
+  }
+  return daemon;
+}
+
+function isDict(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) && !(value instanceof Date);
+}
+
+describe.skipIf(hardwareMode())("usbmuxd 1.1.1's own preflight pairs with the emulated iPhone (trust mode auto)", () => {
+  let testbed: UsbTestbed | undefined;
+  let bridge: EmulatorBridge | undefined;
+  let daemon: RunningDaemon | undefined;
+  let listener: DeviceListener | undefined;
+
+  beforeAll(async () => {
+    testbed = await startUsbTestbed();
+    bridge = await startEmulatorBridge(testbed);
+    daemon = await startReferenceWithPreflight(testbed.env);
+    listener = await DeviceListener.open(daemon.socketPath);
+  });
+  afterAll(async () => {
+    await listener?.close();
+    await daemon?.stop();
+    await bridge?.stop();
+    await testbed?.stop();
+  });
+  beforeEach((ctx) => {
+    ctx.onTestFailed(() => {
+      console.error(`--- reference log (tail) ---\n${daemon?.logs().slice(-6000) ?? ''}\n--- bridge log (tail) ---\n${bridge?.logs().slice(-3000) ?? ''}`);
+    });
+  });
+
+  it('announces the device, pairs after the tap (record with HostID, certificates, EscrowBag) and tells listeners Paired', async () => {
+    const d = daemon!;
+    await waitForDeviceCount(d.socketPath, 1, 20_000);
+    expect(await ideviceIdList(d.socketPath)).toEqual([TESTBED_UDID]);
+    const file = `${d.configDir}/${TESTBED_UDID}.plist`;
+    await waitFor('the pair record', 20_000, () => (existsSync(file) ? true : undefined));
+    // usbmuxd writes the record after SavePairRecord; wait until it parses (no half-written file).
+    const record = await waitFor('a complete pair record', 5000, () => {
+      try {
+        const parsed: unknown = plist.parse(readFileSync(file, 'utf8'));
+        return isDict(parsed) ? parsed : undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    expect(typeof record['HostID']).toBe('string');
+    for (const key of ['HostCertificate', 'DeviceCertificate', 'RootCertificate', 'EscrowBag']) expect(Buffer.isBuffer(record[key]), key).toBe(true);
+    expect(String(record['DeviceCertificate'])).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    const paired = await listener!.waitFor((e) => e.type === 'Paired', 10_000);
+    expect(paired.deviceId).toBeGreaterThan(0);
+    // The whole dialog path, as usbmuxd logs it: Pair answered pending, the notification proxy
+    // observed, request_pair relayed after the tap, then Pair again.
+    expect(d.logs()).toMatch(/is not paired with this host/);
+    expect(d.logs()).toMatch(/Waiting for user to trust this computer on device 00008030-001A2B3C4D5E802E/);
+    expect(d.logs()).toMatch(/user trusted this computer on device 00008030-001A2B3C4D5E802E, pairing now/);
+  });
+
+  it('with that record, ideviceinfo without -s gets a TLS session through the reference daemon', async () => {
+    const values = parseIdeviceInfo(await ideviceInfoSession(daemon!.socketPath, { timeoutMs: 20_000 }));
+    expect(values.get('UniqueDeviceID')).toBe(TESTBED_UDID);
+    expect(values.get('ProductVersion')).toBe('17.5');
+  });
+});
