@@ -37,8 +37,8 @@ const MIB = 1024 * 1024;
 const GB = 1e9;
 
 type Phone = 'emulator' | 'lean';
-type ToServer = { readonly type: 'discardBytes' } | { readonly type: 'phoneSeconds' };
-type FromServer = { readonly type: 'ready' } | { readonly type: 'discardBytes'; readonly bytes: number } | { readonly type: 'phoneSeconds'; readonly seconds: number };
+type ToServer = { readonly type: 'discardBytes' } | { readonly type: 'phoneSeconds' } | { readonly type: 'dataPackets' };
+type FromServer = { readonly type: 'ready' } | { readonly type: 'discardBytes'; readonly bytes: number } | { readonly type: 'phoneSeconds'; readonly seconds: number } | { readonly type: 'dataPackets'; readonly packets: number };
 
 // ---------------------------------------------------------------------------------- server side
 
@@ -69,6 +69,9 @@ async function serve(socketPath: string, devices: number, window: number, phone:
       // bytes the phones' discard services swallowed
       const bytes = phones.reduce((sum, p) => sum + p.emulator.stats.discardBytes, 0) + leanPhones.reduce((sum, p) => sum + p.discardBytes, 0);
       process.send?.({ type: 'discardBytes', bytes } satisfies FromServer);
+    } else if (m.type === 'dataPackets') {
+      // host packets with payload the lean phones took (each one USB OUT transfer on a real cable)
+      process.send?.({ type: 'dataPackets', packets: leanPhones.reduce((sum, p) => sum + p.dataPacketsIn, 0) } satisfies FromServer);
     } else {
       // CPU seconds the lean phones spent so far (the emulator's cannot be told apart)
       const seconds = leanPhones.reduce((sum, p) => sum + p.phoneSeconds, 0);
@@ -129,6 +132,7 @@ class Server {
     child.on('message', (m: FromServer) => {
       if (m.type === 'discardBytes') this.waiting.get(m.type)?.shift()?.(m.bytes);
       else if (m.type === 'phoneSeconds') this.waiting.get(m.type)?.shift()?.(m.seconds);
+      else if (m.type === 'dataPackets') this.waiting.get(m.type)?.shift()?.(m.packets);
     });
   }
   static async start(devices: number, windowKiB: number, phone: Phone): Promise<Server> {
@@ -161,6 +165,10 @@ class Server {
   }
   discardBytes(): Promise<number> {
     return this.ask('discardBytes');
+  }
+  /** Host packets with payload the lean phones took so far (NaN with the emulator). */
+  dataPackets(): Promise<number> {
+    return this.phone === 'lean' ? this.ask('dataPackets') : Promise.resolve(Number.NaN);
   }
   /** CPU seconds spent inside the lean phones so far (NaN with the emulator). */
   phoneSeconds(): Promise<number> {
@@ -284,9 +292,12 @@ async function measurePhone(o: Options, phone: Phone, rows: Map<string, Row>): P
         progress += ` d2h ${mbps(d)} MB/s`;
       }
       if (o.only.has('h2d')) {
+        const packets0 = await single.dataPackets();
         const stop = await meter(single);
         const h = await hostToDevice(target, o.mib * MIB, () => single.discardBytes());
         add(`1 tunnel host→device, ${tag}`, { ...h, ...(await stop()) });
+        const packets = (await single.dataPackets()) - packets0;
+        if (!Number.isNaN(packets)) rows.set(`host→device packets per MiB, ${tag}`, { gbps: [], serverSPerGB: [], daemonSPerGB: [], clientSPerGB: [], bound: [...(rows.get(`host→device packets per MiB, ${tag}`)?.bound ?? []), (packets / (h.bytes / MIB)).toFixed(1)] });
         progress += ` h2d ${mbps(h)} MB/s`;
       }
       if (!o.only.has('fan')) {
@@ -336,7 +347,7 @@ async function main(): Promise<void> {
     '| row | GB/s: median (min–max) | server CPU s/GB | daemon CPU s/GB (GB/s per core) | client CPU s/GB | bound by |',
     '| --- | --- | --- | --- | --- | --- |',
     ...[...rows].map(([name, row]) => {
-      if (row.gbps.length === 0) return `| ${name} | ${row.bound[0] ?? ''} | | | | |`;
+      if (row.gbps.length === 0) return `| ${name} | ${row.bound.join(', ')} | | | | |`;
       const daemon = row.daemonSPerGB.filter((v) => !Number.isNaN(v));
       const perCore = daemon.length === 0 ? '' : `${medianSpread(daemon, 2)} (${(1 / median(daemon)).toFixed(2)})`;
       return `| ${name} | ${medianSpread(row.gbps, 3)} | ${medianSpread(row.serverSPerGB, 2)} | ${perCore || 'n/a (emulator inside)'} | ${medianSpread(row.clientSPerGB, 2)} | ${mode(row.bound)} |`;

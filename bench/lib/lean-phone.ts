@@ -80,6 +80,8 @@ export class LeanPhone implements Transport {
   readonly info: DeviceInfo;
   /** Bytes the discard service has taken. */
   discardBytes = 0;
+  /** Host packets that carried payload (each would be one USB OUT transfer). */
+  dataPacketsIn = 0;
   /** Seconds spent in phone code (parsing host packets, building ours), daemon callbacks excluded. */
   phoneSeconds = 0;
   private sink: TransportSink | undefined;
@@ -170,6 +172,7 @@ export class LeanPhone implements Transport {
     conn.hostWindow = window;
     const length = packet.length - h - TCP_HEADER;
     if (length > 0) {
+      this.dataPacketsIn++;
       this.discardBytes += length;
       conn.rcvNext = (conn.rcvNext + length) >>> 0;
     }
