@@ -300,6 +300,41 @@ describe('Connection established (table)', () => {
     expect(host.sent.map((s) => s.len)).toEqual([10]);
   });
 
+  it('a bulk write sends full segments at once and leaves its short tail for the turn flush, where a later write of the turn fills it', () => {
+    const { conn, host } = established(1000);
+    conn.attach(recorder().sink);
+    expect(conn.write(Buffer.alloc(2500))).toBe(true); // the tail is ours to send: keep reading
+    expect(host.sent.map((s) => [s.seq, s.len])).toEqual([
+      [1, 1000],
+      [1001, 1000],
+    ]);
+    expect(conn.pendingWriteBytes).toBe(500);
+    expect(host.acks.has(conn)).toBe(true);
+    expect(conn.write(Buffer.alloc(700))).toBe(true); // 500 + 700: one more full segment, tail 200
+    host.flushAcks();
+    expect(host.sent.map((s) => [s.seq, s.len])).toEqual([
+      [1, 1000],
+      [1001, 1000],
+      [2001, 1000],
+      [3001, 200],
+    ]);
+    expect(conn.pendingWriteBytes).toBe(0);
+  });
+
+  it('a deferred tail that meets a busy transport at the turn flush waits for drainTurn', () => {
+    const { conn, host } = established(1000);
+    const r = recorder();
+    conn.attach(r.sink);
+    expect(conn.write(Buffer.alloc(1300))).toBe(true);
+    host.busy = true;
+    host.flushAcks();
+    expect(host.sent.map((s) => s.len)).toEqual([1000]);
+    expect(host.drains.has(conn)).toBe(true);
+    host.busy = false;
+    expect(conn.drainTurn()).toBe(false);
+    expect(host.sent.map((s) => s.len)).toEqual([1000, 300]);
+  });
+
   it('packs several small pending writes into one segment', () => {
     const { conn, host } = established(1000, 0);
     conn.attach(recorder().sink);

@@ -24,6 +24,12 @@
  * the device then still has ≥ 3/4 of the window open, so it never waits on us, and smaller amounts
  * ride on our next data segment (request/response traffic) or the `ackDelayMs` safety-net timer.
  * Every bare ACK is a USB OUT transfer; this halves them on bulk transfers towards the host.
+ *
+ * Towards the device, a write smaller than a segment goes out at once (request/response traffic).
+ * A bulk write (a segment's worth or more pending) sends full segments at once and leaves a short
+ * tail for the same per-turn flush, so the next client read of that turn can fill it: 64 KiB
+ * socket reads then make 48 KiB packets instead of a 48 KiB + 16 KiB pair (every packet is a USB
+ * OUT transfer, and a fresh buffer plus a copy).
  */
 import type { Logger } from '../log.js';
 import type { CloseReason, ConnectionSink, MuxConnection } from './api.js';
@@ -40,7 +46,7 @@ export interface ConnectionHost {
   sendSegment(conn: Connection, flags: number, payload: Buffer | readonly Buffer[] | undefined): void;
   /** True while the transport is above its high-water mark: data waits for `wantsDrain`. */
   isBusy(): boolean;
-  /** `conn` owes the device an ACK; the session calls `flushAck` once this event-loop turn. */
+  /** `conn` owes the device an ACK or has a deferred data tail; the session calls `flushAck` once this event-loop turn. */
   ackOwed(conn: Connection): void;
   /** `conn` has data (or a writable notice) waiting for the transport to drain. */
   wantsDrain(conn: Connection): void;
@@ -107,8 +113,10 @@ export class Connection implements MuxConnection {
   private pendingBytes = 0;
   /** `write` returned false and the sink is owed `onWritable`. */
   private wantWritable = false;
-  /** Already in the session's ACK dirty set this turn. */
+  /** Already in the session's per-turn flush set (an owed ACK or a deferred tail). */
   private ackQueued = false;
+  /** `write` left a short tail of a bulk write for this turn's flush (`flushAck`). */
+  private tailDeferred = false;
   private sink: ConnectionSink | undefined;
   /** Set when the connection ended before it had a sink; delivered by `attach`. */
   private closeReason: CloseReason | undefined;
@@ -296,10 +304,7 @@ export class Connection implements MuxConnection {
     this.unconsumed -= length;
     if (this.state !== 'established') return;
     this.ackOut = (this.ackOut + length) >>> 0;
-    if (!this.ackQueued) {
-      this.ackQueued = true;
-      this.host.ackOwed(this);
-    }
+    this.queueTurn();
     if (!this.ackTimerArmed) {
       this.ackTimerArmed = true;
       if (this.ackTimer === undefined) {
@@ -311,12 +316,24 @@ export class Connection implements MuxConnection {
     }
   };
 
+  /** Ask for this turn's flush (`flushAck`), once. */
+  private queueTurn(): void {
+    if (this.ackQueued) return;
+    this.ackQueued = true;
+    this.host.ackOwed(this);
+  }
+
   /**
-   * Called by the session's once-per-turn flush: send the owed ACK unless data carried it, or it is
-   * less than a quarter window (the safety-net timer armed in onConsumed covers that).
+   * Called by the session's once-per-turn flush: first a deferred short tail of client data (it
+   * carries our ack), then the owed ACK unless data carried it, or it is less than a quarter window
+   * (the safety-net timer armed in onConsumed covers that).
    */
   flushAck(): void {
     this.ackQueued = false;
+    if (this.tailDeferred && this.state === 'established') {
+      this.pump(Number.POSITIVE_INFINITY, false);
+      if (this.host.isBusy() && this.pendingBytes > 0) this.host.wantsDrain(this);
+    }
     if (this.state === 'established' && this.ackOut !== this.ackSent) {
       if (((this.ackOut - this.ackSent) >>> 0) < this.ackThreshold) return;
       this.host.sendSegment(this, TcpFlag.ACK, undefined);
@@ -339,7 +356,18 @@ export class Connection implements MuxConnection {
     if (chunk.length > 0) {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
-      this.pump(Number.POSITIVE_INFINITY);
+      if (this.pendingBytes < this.maxPayload) {
+        this.pump(Number.POSITIVE_INFINITY, false); // small write: out at once (interactive traffic)
+      } else {
+        // Bulk: full segments now; a short tail waits for this turn's flush, where the next read
+        // of the same turn may fill it (bench/results: OUT packets per MiB 27 → 21).
+        this.pump(Number.POSITIVE_INFINITY, true);
+        if (this.pendingBytes > 0 && !this.host.isBusy() && this.sendable() > this.pendingBytes) {
+          this.tailDeferred = true;
+          this.queueTurn();
+          return true;
+        }
+      }
     }
     if (this.pendingBytes === 0 && !this.host.isBusy()) return true;
     this.wantWritable = true;
@@ -349,7 +377,7 @@ export class Connection implements MuxConnection {
 
   /** The device opened its window (or acked): send what now fits, then maybe `onWritable`. */
   private onWindowUpdate(): void {
-    if (this.pendingBytes > 0 && !this.host.isBusy()) this.pump(Number.POSITIVE_INFINITY);
+    if (this.pendingBytes > 0 && !this.host.isBusy()) this.pump(Number.POSITIVE_INFINITY, false);
     if (this.host.isBusy()) {
       // Pending bytes, or an owed `onWritable`, now wait for the transport to drain. Forgetting the
       // owed notice here (when our own send just filled the transport) paused the client for good.
@@ -365,19 +393,24 @@ export class Connection implements MuxConnection {
    */
   drainTurn(): boolean {
     if (this.state !== 'established') return false;
-    this.pump(1);
+    this.pump(1, false);
     if (this.host.isBusy()) return this.pendingBytes > 0 || this.wantWritable;
     if (this.pendingBytes > 0 && this.sendable() > 0) return true;
     this.notifyWritable();
     return false;
   }
 
-  /** Send up to `maxSegments` segments from `pending` while window and transport allow. */
-  private pump(maxSegments: number): void {
+  /**
+   * Send up to `maxSegments` segments from `pending` while window and transport allow. With
+   * `fullOnly`, stop at a tail shorter than a segment could be (max payload, or the window).
+   */
+  private pump(maxSegments: number, fullOnly: boolean): void {
     let sent = 0;
+    this.tailDeferred = false;
     while (this.pendingBytes > 0 && sent < maxSegments && this.state === 'established' && !this.host.isBusy()) {
       const room = this.sendable();
       if (room === 0) return;
+      if (fullOnly && this.pendingBytes < room) return;
       const n = Math.min(room, this.pendingBytes);
       this.host.sendSegment(this, TcpFlag.ACK, this.takePending(n));
       sent++;
