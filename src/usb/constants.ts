@@ -77,8 +77,8 @@ export const DEVICE_MODE_ENV = 'USBMUXD_DEFAULT_DEVICE_MODE';
 /** Interval in ms of the device-list poll used when libusb has no hotplug (§1.2). */
 export const POLL_INTERVAL_MS = 1000;
 /**
- * How long in ms close() waits for node-usb's poll `end` event. node-usb never emits `end` if a
- * resubmit throws after a completion (its pending count is not decremented), so we stop waiting.
+ * How long in ms close() waits for the callbacks of cancelled transfers before it releases the
+ * interface anyway (a transfer libusb never completes must not hold the device for good).
  */
 export const POLL_END_TIMEOUT_MS = 1000;
 

@@ -1,4 +1,5 @@
-import { EventEmitter } from 'node:events';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../log.js';
@@ -6,7 +7,7 @@ import type { TransportSink } from '../mux/transport.js';
 import { LIBUSB_ERROR_NO_DEVICE, LIBUSB_TRANSFER_CANCELLED, LIBUSB_TRANSFER_ERROR, LIBUSB_TRANSFER_NO_DEVICE, LIBUSB_TRANSFER_STALL, USB_MTU } from './constants.js';
 import { UsbDeviceGoneError, UsbStallError, UsbTransferError } from './errors.js';
 import { UsbTransport } from './usb-transport.js';
-import type { BulkIn, BulkOut, ClaimedInterface, OutTransfer } from './usb-transport.js';
+import type { BulkEndpoint, ClaimedInterface, OutTransfer } from './usb-transport.js';
 
 type UsbError = Error & { errno: number };
 type Callback = (error: Error | undefined, buf: Buffer, actual: number) => void;
@@ -16,32 +17,12 @@ function usbError(errno: number): UsbError {
   return Object.assign(new Error(`libusb ${errno}`), { errno });
 }
 
-/** node-usb's InEndpoint poll, by hand: the test decides when transfers complete. */
-class FakeIn extends EventEmitter implements BulkIn {
-  pollActive = false;
-  started: [number, number] | undefined;
-  stopCalls = 0;
-  /** Emit 'end' on stopPoll (as node-usb does once cancelled transfers are back). */
-  endOnStop = true;
-
-  startPoll(nTransfers: number, transferSize: number): void {
-    this.started = [nTransfers, transferSize];
-    this.pollActive = true;
-  }
-
-  stopPoll(): void {
-    if (!this.pollActive) throw new Error('Polling is not active.');
-    this.stopCalls++;
-    this.pollActive = false;
-    if (this.endOnStop) setImmediate(() => this.emit('end'));
-  }
-
-  /** node-usb on a failed IN transfer: 'error', stop polling, 'end' later. */
-  fail(errno: number): void {
-    this.emit('error', usbError(errno));
-    this.stopPoll();
-  }
-}
+/**
+ * Callbacks of every fake transfer ever made, held strongly: node-usb keeps each Transfer's
+ * callback in a global handle for as long as the Transfer lives (so the retention test below can
+ * tell whether a callback keeps the transport reachable).
+ */
+const strongHandles: Callback[] = [];
 
 class FakeTransfer implements OutTransfer {
   buffer: Buffer | undefined;
@@ -49,7 +30,7 @@ class FakeTransfer implements OutTransfer {
   cancelled = false;
 
   constructor(
-    private readonly owner: FakeOut,
+    private readonly owner: FakeEndpoint,
     private readonly callback: Callback,
   ) {}
 
@@ -64,27 +45,34 @@ class FakeTransfer implements OutTransfer {
   cancel(): boolean {
     if (!this.buffer) return false;
     this.cancelled = true;
-    setImmediate(() => {
-      this.finish(usbError(LIBUSB_TRANSFER_CANCELLED));
-    });
+    if (this.owner.cancelCompletes) {
+      setImmediate(() => {
+        this.finish(usbError(LIBUSB_TRANSFER_CANCELLED));
+      });
+    }
     return true;
   }
 
-  finish(error?: UsbError): void {
+  /** Complete: `actual` bytes (default the whole buffer), or the error. */
+  finish(error?: UsbError, actual?: number): void {
     const buf = this.buffer;
     if (!buf) throw new Error('not in flight');
     this.buffer = undefined;
-    this.callback(error, buf, error ? 0 : buf.length);
+    this.callback(error, buf, error ? 0 : (actual ?? buf.length));
   }
 }
 
-class FakeOut implements BulkOut {
+/** node-usb's In/OutEndpoint by hand: the test decides when transfers complete. */
+class FakeEndpoint implements BulkEndpoint {
   readonly transfers: FakeTransfer[] = [];
   /** Every buffer submitted, in order. */
   readonly sent: Buffer[] = [];
   throwOnSubmit: Error | undefined;
+  /** A cancelled transfer calls back (CANCELLED) on the next turn; false: never (a stuck URB). */
+  cancelCompletes = true;
 
   makeTransfer(_timeout: number, callback: Callback): FakeTransfer {
+    strongHandles.push(callback);
     const t = new FakeTransfer(this, callback);
     this.transfers.push(t);
     return t;
@@ -102,15 +90,15 @@ class FakeOut implements BulkOut {
 
 interface Harness {
   transport: UsbTransport;
-  bulkIn: FakeIn;
-  bulkOut: FakeOut;
+  bulkIn: FakeEndpoint;
+  bulkOut: FakeEndpoint;
   sink: TransportSink & { data: Buffer[]; drains: number; closes: (Error | undefined)[] };
   releases: number;
 }
 
 function harness(options: { outHighWater?: number; maxPacket?: number } = {}): Harness {
-  const bulkIn = new FakeIn();
-  const bulkOut = new FakeOut();
+  const bulkIn = new FakeEndpoint();
+  const bulkOut = new FakeEndpoint();
   const h: Partial<Harness> & { releases: number } = { releases: 0 };
   const claimed: ClaimedInterface = {
     bulkIn,
@@ -145,26 +133,45 @@ function harness(options: { outHighWater?: number; maxPacket?: number } = {}): H
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 describe('UsbTransport IN', () => {
-  it('polls 3 × 16384 and hands each view over without copying; zero-length ones are dropped', () => {
+  it('keeps 3 × 16384 in flight and hands each view over without copying; zero-length ones are dropped', () => {
     const { transport, bulkIn, sink } = harness();
     expect(transport.maxPacketSize).toBe(USB_MTU - 1); // full-size packets need no ZLP
     transport.start(sink);
-    expect(bulkIn.started).toEqual([3, 16384]);
-    const chunk = Buffer.from('0000000000000014', 'hex');
-    bulkIn.emit('data', chunk);
-    bulkIn.emit('data', Buffer.alloc(0));
+    expect(bulkIn.inFlight().map((t) => t.buffer?.length)).toEqual([16384, 16384, 16384]);
+    const first = bulkIn.transfers[0];
+    const submitted = first?.buffer;
+    submitted?.write('0000000000000014', 'hex');
+    first?.finish(undefined, 8);
+    first?.finish(undefined, 0);
     expect(sink.data).toHaveLength(1);
-    expect(sink.data[0]).toBe(chunk);
+    expect(sink.data[0]?.buffer).toBe(submitted?.buffer);
+    expect(sink.data[0]?.toString('hex')).toBe('0000000000000014');
+    // Resubmitted each time with a fresh buffer: the one mux holds is never written again.
+    expect(first?.submits).toBe(3);
+    expect(first?.buffer).not.toBe(submitted);
+    expect(bulkIn.inFlight()).toHaveLength(3);
   });
 
   it('honours rxTransfers / rxTransferSize', () => {
-    const bulkIn = new FakeIn();
+    const bulkIn = new FakeEndpoint();
     const t = new UsbTransport(
-      { bulkIn, bulkOut: new FakeOut(), outMaxPacketSize: 512, release: (d) => { d(); } },
+      { bulkIn, bulkOut: new FakeEndpoint(), outMaxPacketSize: 512, release: (d) => { d(); } },
       { log: silentLogger(), rxTransfers: 5, rxTransferSize: 49152 },
     );
     t.start({ onData: () => undefined, onDrain: () => undefined, onClose: () => undefined });
-    expect(bulkIn.started).toEqual([5, 49152]);
+    expect(bulkIn.inFlight().map((x) => x.buffer?.length)).toEqual([49152, 49152, 49152, 49152, 49152]);
+  });
+
+  it('data handed over after close() started is dropped and nothing is resubmitted', async () => {
+    const h = harness();
+    h.transport.start(h.sink);
+    h.bulkIn.cancelCompletes = false;
+    const closing = h.transport.close();
+    for (const t of h.bulkIn.inFlight()) t.finish(undefined, 100);
+    await closing;
+    expect(h.sink.data).toEqual([]);
+    expect(h.bulkIn.transfers.map((t) => t.submits)).toEqual([1, 1, 1]);
+    expect(h.releases).toBe(1);
   });
 });
 
@@ -251,16 +258,31 @@ describe('UsbTransport OUT', () => {
 });
 
 describe('UsbTransport endings', () => {
-  it('a stalled IN ends the device once with UsbStallError and releases after the poll ends', async () => {
+  it('a stalled IN ends the device once with UsbStallError; the other IN transfers are cancelled and waited for', async () => {
     const h = harness();
     h.transport.start(h.sink);
-    h.bulkIn.fail(LIBUSB_TRANSFER_STALL);
-    h.bulkIn.emit('error', usbError(LIBUSB_TRANSFER_ERROR));
+    h.bulkIn.transfers[0]?.finish(usbError(LIBUSB_TRANSFER_STALL));
+    h.bulkIn.transfers[1]?.finish(usbError(LIBUSB_TRANSFER_ERROR));
     expect(h.sink.closes).toHaveLength(1);
     expect(h.sink.closes[0]).toBeInstanceOf(UsbStallError);
+    expect(h.bulkIn.transfers.map((t) => t.submits)).toEqual([1, 1, 1]);
     await h.transport.close();
+    expect(h.bulkIn.transfers[2]?.cancelled).toBe(true);
+    expect(h.bulkIn.inFlight()).toEqual([]);
     expect(h.releases).toBe(1);
     expect(h.sink.closes).toHaveLength(1);
+  });
+
+  it('a resubmit that throws on unplug ends the device once, and teardown does not wait for it', async () => {
+    const h = harness();
+    h.transport.start(h.sink);
+    h.bulkIn.throwOnSubmit = usbError(LIBUSB_ERROR_NO_DEVICE);
+    h.bulkIn.transfers[0]?.finish(undefined, 16);
+    expect(h.sink.data).toHaveLength(1);
+    expect(h.sink.closes.map((e) => e?.constructor)).toEqual([UsbDeviceGoneError]);
+    // The other two come back cancelled on the next turn; release follows without the give-up timer.
+    for (let k = 0; k < 5 && h.releases === 0; k++) await tick();
+    expect(h.releases).toBe(1);
   });
 
   it('NO_DEVICE on OUT is UsbDeviceGoneError; later sends are dropped', async () => {
@@ -293,14 +315,14 @@ describe('UsbTransport endings', () => {
     h.transport.send(Buffer.alloc(512));
     const closing = h.transport.close();
     expect(h.transport.close()).toBe(closing);
-    expect(h.bulkIn.stopCalls).toBe(1);
+    expect(h.bulkIn.transfers.every((t) => t.cancelled)).toBe(true);
     expect(h.bulkOut.transfers.every((t) => t.cancelled)).toBe(true);
     expect(h.releases).toBe(0);
     await closing;
+    expect(h.bulkIn.inFlight()).toEqual([]);
     expect(h.bulkOut.inFlight()).toEqual([]);
     expect(h.releases).toBe(1);
     expect(h.sink.closes).toEqual([undefined]);
-    expect(h.bulkIn.listenerCount('data')).toBe(0);
   });
 
   it('deviceGone() ends with UsbDeviceGoneError once, whatever follows', async () => {
@@ -308,7 +330,7 @@ describe('UsbTransport endings', () => {
     h.transport.start(h.sink);
     h.transport.deviceGone();
     h.transport.deviceGone();
-    h.bulkIn.emit('error', usbError(LIBUSB_TRANSFER_NO_DEVICE));
+    h.bulkIn.transfers[0]?.finish(usbError(LIBUSB_TRANSFER_NO_DEVICE));
     await h.transport.close();
     expect(h.sink.closes).toHaveLength(1);
     expect(h.sink.closes[0]).toBeInstanceOf(UsbDeviceGoneError);
@@ -327,9 +349,9 @@ describe('UsbTransport endings', () => {
     expect(h.releases).toBe(1);
   });
 
-  it('close() gives up waiting for a poll end that never comes (node-usb resubmit failure)', async () => {
+  it('close() gives up waiting for a transfer libusb never completes', async () => {
     const h = harness();
-    h.bulkIn.endOnStop = false;
+    h.bulkIn.cancelCompletes = false;
     h.transport.start(h.sink);
     const t0 = Date.now();
     await h.transport.close();
@@ -340,7 +362,34 @@ describe('UsbTransport endings', () => {
   it('close() before start() releases without polling', async () => {
     const h = harness();
     await h.transport.close();
-    expect(h.bulkIn.started).toBeUndefined();
+    expect(h.bulkIn.transfers).toEqual([]);
     expect(h.releases).toBe(1);
+  });
+});
+
+describe('UsbTransport memory', () => {
+  it('once closed, nothing is reachable from the transfer callbacks node-usb keeps (cut links), and late callbacks are ignored', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const handlesBefore = strongHandles.length;
+    const refs: WeakRef<object>[] = [];
+    const cycle = async (): Promise<void> => {
+      const h = harness();
+      h.transport.start(h.sink);
+      h.transport.send(Buffer.alloc(100));
+      h.bulkIn.transfers[0]?.finish(undefined, 8);
+      h.transport.deviceGone();
+      await h.transport.close();
+      refs.push(new WeakRef(h.transport), new WeakRef(h.sink));
+    };
+    for (let n = 0; n < 5; n++) await cycle();
+    // 3 IN + 1 OUT callbacks per transport are still held, as node-usb's global handles would.
+    expect(strongHandles.length - handlesBefore).toBe(20);
+    for (const late of strongHandles.slice(handlesBefore)) late(undefined, Buffer.alloc(4), 4);
+    for (let round = 0; round < 5 && refs.some((r) => r.deref() !== undefined); round++) {
+      await tick();
+      gc();
+    }
+    expect(refs.filter((r) => r.deref() !== undefined)).toHaveLength(0);
   });
 });

@@ -5,20 +5,29 @@
  *   idle ─────────────────► polling ───────────────────────────────────────┐  sink.onClose(err) now
  *     │                        │ close()                                    ▼
  *     └── close() ─────────────┴─────────────────────────────────────► closing ──► gone
- *                                                   stopPoll + wait 'end', cancel OUT + wait callbacks,
- *                                                   release interface, close handle; close() resolves
+ *                                                   cancel IN and OUT + wait for their callbacks,
+ *                                                   cut the callbacks' links, release interface,
+ *                                                   close handle; close() resolves
  *                                                   (orderly close: sink.onClose() once here)
  *
- * IN: node-usb's `InEndpoint.startPoll(n, size)` keeps n bulk-IN transfers in flight. Checked in
- * node_modules/usb/dist/usb/endpoint.js (usb@2.18.0): every (re)submit passes a fresh
- * `Buffer.alloc(pollTransferSize)` and `data` carries `buffer.slice(0, actualLength)` of that
- * buffer, so the view is never written again by node-usb: we hand it to mux without copying.
+ * IN: `rxTransfers` bulk-IN transfers of `rxTransferSize` bytes are kept in flight, each resubmitted
+ * with a fresh buffer as soon as its callback has handed the received bytes to mux — a view of a
+ * buffer nobody writes again, so mux gets it without a copy. (node-usb's own `startPoll` is not
+ * used: when a resubmit fails on unplug it never emits 'end', and its poll transfers then keep the
+ * endpoint and the device reachable for good, see below.)
  *
  * OUT: one transfer per mux packet (the device expects packet boundaries = transfer boundaries),
  * plus a zero-length transfer when the length is a multiple of wMaxPacketSize. Transfers come from
- * a small pool of reusable slots (one node-usb Transfer and one bound callback each, made once),
- * so sending allocates nothing of ours per packet. In-flight OUT bytes above the high-water mark
+ * a small pool of reusable slots (one node-usb Transfer and one callback each, made once), so
+ * sending allocates nothing of ours per packet. In-flight OUT bytes above the high-water mark
  * make `send` return false; `onDrain` follows when they fall back under it.
+ *
+ * Memory: node-usb holds each Transfer's callback with a strong (global) handle for as long as the
+ * Transfer object lives, and the Transfer lives as long as anything reaches it. A callback that
+ * reached its own Transfer — through its slot, or through this transport — would be a cycle
+ * through a GC root: every unplugged device would stay in memory with its mux session,
+ * connections and node-usb Device (issue 6: +1 MuxSession per replug in the soak's heap
+ * snapshots). So a callback reaches its slot only through a `SlotLink` that teardown cuts.
  *
  * Any failure ends the transport exactly once: `sink.onClose(err)` is called at once, and
  * teardown waits for every transfer callback before the handle is closed (no leaked transfers).
@@ -29,6 +38,7 @@ import {
   BULK_TIMEOUT_MS,
   LIBUSB_ERROR_NO_DEVICE,
   LIBUSB_ERROR_PIPE,
+  LIBUSB_TRANSFER_CANCELLED,
   LIBUSB_TRANSFER_NO_DEVICE,
   LIBUSB_TRANSFER_STALL,
   NUM_RX_LOOPS,
@@ -39,29 +49,21 @@ import {
 } from './constants.js';
 import { UsbDeviceGoneError, UsbStallError, UsbTransferError, libusbErrno } from './errors.js';
 
-/** The part of node-usb's InEndpoint the transport uses (tests pass a fake). */
-export interface BulkIn {
-  readonly pollActive: boolean;
-  startPoll(nTransfers: number, transferSize: number): unknown;
-  stopPoll(): void;
-  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
-  on(event: 'error', listener: (err: unknown) => void): unknown;
-  on(event: 'end', listener: () => void): unknown;
-  removeListener(event: 'data', listener: (chunk: Buffer) => void): unknown;
-  removeListener(event: 'error', listener: (err: unknown) => void): unknown;
-  removeListener(event: 'end', listener: () => void): unknown;
-}
-
 /** One node-usb Transfer: reusable once its callback has run. */
 export interface OutTransfer {
   submit(buffer: Buffer): unknown;
   cancel(): unknown;
 }
 
-/** The part of node-usb's OutEndpoint the transport uses (tests pass a fake). */
-export interface BulkOut {
-  makeTransfer(timeout: number, callback: (error: Error | undefined, buffer: Buffer, actualLength: number) => void): OutTransfer;
+export type TransferCallback = (error: Error | undefined, buffer: Buffer, actualLength: number) => void;
+
+/** The part of node-usb's InEndpoint / OutEndpoint the transport uses (tests pass fakes). */
+export interface BulkEndpoint {
+  makeTransfer(timeout: number, callback: TransferCallback): OutTransfer;
 }
+
+export type BulkIn = BulkEndpoint;
+export type BulkOut = BulkEndpoint;
 
 /** A claimed usbmux interface, as the opener hands it over. */
 export interface ClaimedInterface {
@@ -87,17 +89,46 @@ type State = 'idle' | 'polling' | 'closing' | 'gone';
 
 const EMPTY = Buffer.alloc(0);
 
-/** One reusable OUT transfer with its callback, made once and recycled. */
-class OutSlot {
+/** The only path from a Transfer's callback to its slot; `slot` is cleared at teardown. */
+interface SlotLink {
+  slot: TransferSlot | undefined;
+}
+
+/** A callback that knows nothing but its link (no other closure state: see Memory above). */
+function linkedCallback(link: SlotLink): TransferCallback {
+  return (error, buffer, actualLength) => {
+    link.slot?.done(error, buffer, actualLength);
+  };
+}
+
+/** One reusable transfer with its callback, made once and recycled. */
+class TransferSlot {
   readonly transfer: OutTransfer;
-  /** Bytes of the packet in flight in this slot. */
+  /** Bytes in flight in this slot (OUT). */
   length = 0;
   busy = false;
+  private readonly link: SlotLink;
 
-  constructor(owner: UsbTransport, bulkOut: BulkOut) {
-    this.transfer = bulkOut.makeTransfer(BULK_TIMEOUT_MS, (error: Error | undefined) => {
-      owner.outDone(this, error);
-    });
+  constructor(
+    private readonly owner: UsbTransport,
+    endpoint: BulkEndpoint,
+    timeout: number,
+    private readonly direction: 'in' | 'out',
+  ) {
+    const link: SlotLink = { slot: undefined };
+    this.transfer = endpoint.makeTransfer(timeout, linkedCallback(link));
+    link.slot = this;
+    this.link = link;
+  }
+
+  done(error: Error | undefined, buffer: Buffer, actualLength: number): void {
+    if (this.direction === 'in') this.owner.inDone(this, error, buffer, actualLength);
+    else this.owner.outDone(this, error);
+  }
+
+  /** The transport is gone: a late callback finds nothing, and nothing keeps the Transfer alive. */
+  sever(): void {
+    this.link.slot = undefined;
   }
 }
 
@@ -129,19 +160,21 @@ export class UsbTransport implements Transport {
   private readonly rxTransferSize: number;
   private readonly highWater: number;
   /** Every OUT slot ever made; the free ones are also in `freeSlots`. */
-  private readonly slots: OutSlot[] = [];
-  private readonly freeSlots: OutSlot[] = [];
+  private readonly slots: TransferSlot[] = [];
+  private readonly freeSlots: TransferSlot[] = [];
+  /** The IN transfers, made at start. */
+  private readonly inSlots: TransferSlot[] = [];
+  /** IN transfers submitted and not yet completed. */
+  private inPending = 0;
   /** Bytes handed to libusb on OUT and not yet completed. */
   private outBytes = 0;
   /** OUT transfers (packets and ZLPs) submitted and not yet completed. */
   private outPending = 0;
   /** `send` returned false; `onDrain` is owed. */
   private drainOwed = false;
-  private pollStarted = false;
-  private pollEnded = false;
   private closeNotified = false;
   private closing: Promise<void> | undefined;
-  /** Resolves teardown's wait once IN polling ended and OUT is idle. */
+  /** Resolves teardown's wait once no IN or OUT transfer is in flight. */
   private quiet: (() => void) | undefined;
 
   constructor(
@@ -158,15 +191,14 @@ export class UsbTransport implements Transport {
     if (this.state !== 'idle') throw new Error(`UsbTransport.start in state ${this.state}`);
     this.sink = sink;
     this.state = 'polling';
-    const bulkIn = this.device.bulkIn;
-    bulkIn.on('data', this.onInData);
-    bulkIn.on('error', this.onInError);
-    bulkIn.on('end', this.onInEnd);
     try {
-      bulkIn.startPoll(this.rxTransfers, this.rxTransferSize);
-      this.pollStarted = true;
+      for (let n = 0; n < this.rxTransfers; n++) this.inSlots.push(new TransferSlot(this, this.device.bulkIn, 0, 'in'));
     } catch (err) {
       this.fail(transferFailure('in', err));
+      return;
+    }
+    for (const slot of this.inSlots) {
+      if (!this.submitIn(slot)) return;
     }
   }
 
@@ -195,8 +227,24 @@ export class UsbTransport implements Transport {
     this.fail(new UsbDeviceGoneError('device detached'));
   }
 
+  /** Completion of one IN transfer: hand the bytes to mux, then resubmit while polling. */
+  inDone(slot: TransferSlot, error: Error | undefined, buffer: Buffer, actualLength: number): void {
+    slot.busy = false;
+    this.inPending--;
+    if (error === undefined) {
+      if (this.state === 'polling' && actualLength > 0) {
+        if (this.log.isLevelEnabled('trace')) this.log.trace({ len: actualLength }, 'bulk IN');
+        this.sink?.onData(actualLength === buffer.length ? buffer : buffer.subarray(0, actualLength));
+      }
+    } else if (libusbErrno(error) !== LIBUSB_TRANSFER_CANCELLED && this.state === 'polling') {
+      this.fail(transferFailure('in', error));
+    }
+    if (this.state === 'polling') this.submitIn(slot);
+    else if (this.inPending === 0) this.checkQuiet();
+  }
+
   /** Completion of one OUT slot; called by the slot's callback. */
-  outDone(slot: OutSlot, error: Error | undefined): void {
+  outDone(slot: TransferSlot, error: Error | undefined): void {
     this.outBytes -= slot.length;
     this.outPending--;
     slot.length = 0;
@@ -233,28 +281,24 @@ export class UsbTransport implements Transport {
     }
   }
 
-  private newSlot(): OutSlot {
-    const slot = new OutSlot(this, this.device.bulkOut);
+  /** A fresh buffer per submit: the previous one went to mux as is. False: failed (transport ends). */
+  private submitIn(slot: TransferSlot): boolean {
+    try {
+      slot.transfer.submit(Buffer.alloc(this.rxTransferSize));
+    } catch (err) {
+      this.fail(transferFailure('in', err));
+      return false;
+    }
+    slot.busy = true;
+    this.inPending++;
+    return true;
+  }
+
+  private newSlot(): TransferSlot {
+    const slot = new TransferSlot(this, this.device.bulkOut, BULK_TIMEOUT_MS, 'out');
     this.slots.push(slot);
     return slot;
   }
-
-  // Listeners are arrow fields: made once per transport, never per transfer.
-  private readonly onInData = (chunk: Buffer): void => {
-    if (this.state !== 'polling' || chunk.length === 0) return;
-    if (this.log.isLevelEnabled('trace')) this.log.trace({ len: chunk.length }, 'bulk IN');
-    this.sink?.onData(chunk);
-  };
-
-  private readonly onInError = (err: unknown): void => {
-    // node-usb stops polling by itself after an error; 'end' follows when all transfers are back.
-    if (this.state === 'polling') this.fail(transferFailure('in', err));
-  };
-
-  private readonly onInEnd = (): void => {
-    this.pollEnded = true;
-    this.checkQuiet();
-  };
 
   private fail(err: Error): void {
     if (this.state === 'closing' || this.state === 'gone') return;
@@ -273,7 +317,7 @@ export class UsbTransport implements Transport {
   }
 
   private isQuiet(): boolean {
-    return (!this.pollStarted || this.pollEnded) && this.outPending === 0;
+    return this.inPending === 0 && this.outPending === 0;
   }
 
   private checkQuiet(): void {
@@ -285,29 +329,19 @@ export class UsbTransport implements Transport {
   }
 
   private async teardown(afterFailure: boolean): Promise<void> {
-    // After a failure, yield first: when node-usb reports an IN error it calls stopPoll() itself
-    // right after emitting, and a stopPoll() from inside our listener would make that one throw.
+    // After a failure, yield first: the failing transfer's callback returns before the others
+    // are cancelled.
     if (afterFailure) await Promise.resolve();
-    const bulkIn = this.device.bulkIn;
-    if (this.pollStarted && bulkIn.pollActive) {
-      try {
-        bulkIn.stopPoll();
-      } catch (err) {
-        this.log.debug({ err }, 'stopPoll failed');
-      }
-    }
-    for (const slot of this.slots) {
+    for (const slot of [...this.inSlots, ...this.slots]) {
       if (!slot.busy) continue;
       try {
         slot.transfer.cancel();
       } catch (err) {
-        this.log.debug({ err }, 'cancelling an OUT transfer failed');
+        this.log.debug({ err }, 'cancelling a USB transfer failed');
       }
     }
     if (!this.isQuiet()) await this.waitQuiet();
-    bulkIn.removeListener('data', this.onInData);
-    bulkIn.removeListener('error', this.onInError);
-    bulkIn.removeListener('end', this.onInEnd);
+    for (const slot of [...this.inSlots, ...this.slots]) slot.sever();
     await new Promise<void>((resolve) => {
       this.device.release((err) => {
         if (err) this.log.debug({ err }, 'releasing the USB device failed');
@@ -317,12 +351,12 @@ export class UsbTransport implements Transport {
     this.state = 'gone';
   }
 
-  /** Wait for IN 'end' and the last OUT callback; bounded, see POLL_END_TIMEOUT_MS. */
+  /** Wait for the last IN and OUT callbacks; bounded, see POLL_END_TIMEOUT_MS. */
   private waitQuiet(): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.quiet = undefined;
-        this.log.debug({ outPending: this.outPending, pollEnded: this.pollEnded }, 'gave up waiting for USB transfers');
+        this.log.debug({ outPending: this.outPending, inPending: this.inPending }, 'gave up waiting for USB transfers');
         resolve();
       }, POLL_END_TIMEOUT_MS);
       timer.unref();

@@ -11,21 +11,31 @@ import { stringDescriptor } from './usb-descriptors.js';
 import type { DeviceFixture } from './usb-descriptors.js';
 
 /**
- * A real node-usb InEndpoint (the opener checks `instanceof`) whose polling is simulated: no
- * native transfers, `end` follows `stopPoll` on the next turn.
+ * A real node-usb InEndpoint (the opener checks `instanceof`) whose transfers are simulated: no
+ * native transfer; a submitted one stays in flight until cancelled, then calls back CANCELLED on
+ * the next turn (as libusb does).
  */
 export class FakeInEndpoint extends nodeUsb.InEndpoint {
-  override startPoll(): nodeUsb.Transfer[] {
-    this.pollActive = true;
-    return [];
-  }
-
-  override stopPoll(callback?: () => void): void {
-    this.pollActive = false;
-    setImmediate(() => {
-      this.emit('end');
-      callback?.();
-    });
+  override makeTransfer(_timeout: number, callback: (error: nodeUsb.LibUSBException | undefined, buffer: Buffer, actualLength: number) => void): nodeUsb.Transfer {
+    // A LibUSBException cannot be constructed from JS; the transport reads only its errno.
+    const report = callback as unknown as (error: Error | undefined, buffer: Buffer, actualLength: number) => void;
+    let buffer: Buffer | undefined;
+    const transfer = {
+      submit(next: Buffer): unknown {
+        buffer = next;
+        return transfer;
+      },
+      cancel(): boolean {
+        const held = buffer;
+        if (held === undefined) return false;
+        buffer = undefined;
+        setImmediate(() => {
+          report(usbError(C.LIBUSB_TRANSFER_CANCELLED), held, 0);
+        });
+        return true;
+      },
+    };
+    return transfer as unknown as nodeUsb.Transfer;
   }
 }
 
