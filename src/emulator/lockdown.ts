@@ -13,7 +13,7 @@
  *                                key, PKCS#1 PEM as data
  *   SetValue UntrustedHostBUID → accepted (remembered by the pairing); other SetValue: accepted
  *                                inside a session, Error "SessionInactive" outside
- *   Pair, ValidatePair         → pairing.ts (trust dialog, shape checks)
+ *   Pair, ValidatePair, Unpair → pairing.ts (trust dialog, shape checks; Unpair forgets the host)
  *   StartSession HostID        → SessionID + EnableSessionSSL true (the connection turns to TLS);
  *                                unknown host: "InvalidHostID"; already in one: "SessionActive"
  *   StopSession                → success in a session (back to plain text), else "SessionInactive"
@@ -155,6 +155,8 @@ export class LockdownResponder {
         return this.pairing.pair(request);
       case 'ValidatePair':
         return this.pairing.validatePair(request);
+      case 'Unpair':
+        return this.pairing.unpair(request);
       case 'StartSession':
         return this.startSession(request, session);
       case 'StopSession':

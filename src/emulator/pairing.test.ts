@@ -162,6 +162,15 @@ describe('Pair shape checks (InvalidPairRecord, never the dialog)', () => {
     expect(p.validatePair({ Request: 'ValidatePair' })).toEqual({ Request: 'ValidatePair', Error: 'InvalidPairRecord' });
   });
 
+  it('Unpair forgets the host (then InvalidHostID); a malformed one is InvalidPairRecord', () => {
+    const p = pairing({ mode: 'setup' });
+    p.pair(pairRequest(hostA));
+    expect(p.unpair({ Request: 'Unpair', PairRecord: { HostID: hostA.hostId } })).toEqual({ Request: 'Unpair' });
+    expect(p.isPairedWith(hostA.hostId)).toBe(false);
+    expect(p.unpair({ Request: 'Unpair', PairRecord: { HostID: hostA.hostId } })).toEqual({ Request: 'Unpair', Error: 'InvalidHostID' });
+    expect(p.unpair({ Request: 'Unpair' })).toEqual({ Request: 'Unpair', Error: 'InvalidPairRecord' });
+  });
+
   it('the device key is generated once, lazily, as PKCS#1 PEM', () => {
     const p = new Pairing();
     const first = p.deviceKey;

@@ -237,6 +237,16 @@ export class Pairing {
     return { Request: 'ValidatePair' };
   }
 
+  /** Unpair (`idevicepair unpair`): the host named by PairRecord.HostID is forgotten. */
+  unpair(request: Record<string, unknown>): PlistObject {
+    const fields = validatePairFields(request);
+    if (typeof fields === 'string') {
+      this.lastRejection = fields;
+      return { Request: 'Unpair', Error: INVALID_PAIR_RECORD };
+    }
+    return this.hosts.delete(fields.hostId) ? { Request: 'Unpair' } : { Request: 'Unpair', Error: 'InvalidHostID' };
+  }
+
   /** StartSession: a new SessionID for a trusted host, or an error string. */
   startSession(hostId: unknown): { readonly sessionId: string; readonly host: PairedHost } | string {
     if (typeof hostId !== 'string') return 'MissingHostID';

@@ -7,7 +7,7 @@
  * The daemon runs with `-p` so that only the client pairs (a preflight pairing in parallel would
  * race it for the trust dialog); preflight's own pairing is tested with it.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import plist from 'plist';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -97,7 +97,14 @@ describe('idevicepair / ideviceinfo through a TLS session, against our daemon an
     for (let i = 0; i < 3; i++) expect((await ideviceInfoSession(d().socketPath, { key: 'BuildVersion' })).trim()).toBe('21F79');
   });
 
-  it('the daemon kept the device listed and logged no lockdown resets', () => {
+  it('idevicepair unpair: the phone forgets the host and the record is deleted', async () => {
+    const r = await idevicePair(d().socketPath, 'unpair');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/SUCCESS: Unpaired with device 00008030-001A2B3C4D5E802E/);
+    expect(existsSync(join(d().configDir, `${UDID}.plist`))).toBe(false);
+  });
+
+  it('the daemon logged no errors', () => {
     expect(d().logs()).not.toMatch(/"level":50/);
   });
 });
