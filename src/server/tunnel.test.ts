@@ -1,0 +1,90 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { silentLogger } from '../log.js';
+import type { ConnectionSink, MuxConnection } from '../mux/index.js';
+import { Tunnel } from './tunnel.js';
+
+/** A connection that takes everything and remembers its sink. */
+class FakeConnection implements MuxConnection {
+  readonly localPort = 1;
+  readonly remotePort = 19;
+  written: Buffer[] = [];
+  resets = 0;
+  sink: ConnectionSink | undefined;
+  write(chunk: Buffer): boolean {
+    this.written.push(chunk);
+    return true;
+  }
+  reset(): void {
+    this.resets++;
+  }
+  attach(sink: ConnectionSink): void {
+    this.sink = sink;
+  }
+}
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+
+/** A connected Unix socket pair: the daemon's accepted end and the client's end. */
+async function socketPair(): Promise<{ daemonEnd: Socket; clientEnd: Socket }> {
+  const dir = mkdtempSync(join(tmpdir(), 'muxd-tunnel-'));
+  const path = join(dir, 's.sock');
+  const server: Server = createServer();
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+  const clientEnd = createConnection(path);
+  const daemonEnd = await accepted;
+  cleanups.push(() => {
+    clientEnd.destroy();
+    daemonEnd.destroy();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { daemonEnd, clientEnd };
+}
+
+describe('Tunnel, device → client', () => {
+  it('payloads delivered in one tick go out corked together, in order, and each done runs once written', async () => {
+    const { daemonEnd, clientEnd } = await socketPair();
+    const conn = new FakeConnection();
+    const tunnel = new Tunnel(daemonEnd, conn, silentLogger());
+    tunnel.start([]);
+    let dones = 0;
+    const done = (): void => {
+      dones++;
+    };
+    tunnel.onData(Buffer.from('one,'), done);
+    tunnel.onData(Buffer.from('two,'), done);
+    tunnel.onData(Buffer.from('three'), done);
+    expect(daemonEnd.writableCorked).toBe(1); // held until this tick's work is done
+    expect(dones).toBe(0);
+    const received: Buffer[] = [];
+    clientEnd.on('data', (b: Buffer) => received.push(b));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(daemonEnd.writableCorked).toBe(0);
+    expect(dones).toBe(3);
+    expect(Buffer.concat(received).toString()).toBe('one,two,three');
+  });
+
+  it('a payload delivered in a later tick is corked and flushed again', async () => {
+    const { daemonEnd, clientEnd } = await socketPair();
+    const tunnel = new Tunnel(daemonEnd, new FakeConnection(), silentLogger());
+    tunnel.start([]);
+    const received: Buffer[] = [];
+    clientEnd.on('data', (b: Buffer) => received.push(b));
+    tunnel.onData(Buffer.from('a'), () => undefined);
+    await new Promise((r) => setImmediate(r));
+    expect(daemonEnd.writableCorked).toBe(0);
+    tunnel.onData(Buffer.from('b'), () => undefined);
+    expect(daemonEnd.writableCorked).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(Buffer.concat(received).toString()).toBe('ab');
+  });
+});
