@@ -47,7 +47,7 @@ import {
   NOTIFICATION_PROXY_SERVICE, NOTIFICATION_REQUEST_HOST_BUID, NOTIFICATION_REQUEST_PAIR, NotificationProxyClient,
 } from './notification-proxy.js';
 import { generatePairRecord, sessionCredentials, withEscrowBag } from './pair-record.js';
-import type { NewPairRecord, SessionCredentials } from './pair-record.js';
+import type { NewPairRecord, NewPairRecordInput, SessionCredentials } from './pair-record.js';
 
 export type PreflightState =
   | 'idle' | 'connecting' | 'checking-record' | 'reading-info' | 'pairing' | 'waiting-for-trust'
@@ -62,6 +62,8 @@ export interface PreflightContext {
   readonly log: Logger;
   /** Bound on every lockdown round trip, connect and TLS handshake, ms. */
   readonly timeoutMs: number;
+  /** Makes the keys and certificates of a new pairing (generatePairRecord; tests swap it). */
+  readonly generateRecord?: (input: NewPairRecordInput) => Promise<NewPairRecord>;
 }
 
 /** Devices that show the Trust dialog and relay request_pair (usbmuxd's rule). */
@@ -249,7 +251,8 @@ export class DevicePreflight {
       const key = await lockdown.getValue('DevicePublicKey');
       if (!Buffer.isBuffer(key)) throw new DevicePublicKeyError('the device sent no DevicePublicKey');
       const wifi = await lockdown.getString('WiFiAddress').catch(() => undefined);
-      return this.guard(generatePairRecord({ devicePublicKey: key, systemBuid: this.systemBuid, wifiMacAddress: wifi }));
+      const generate = this.ctx.generateRecord ?? generatePairRecord;
+      return this.guard(generate({ devicePublicKey: key, systemBuid: this.systemBuid, wifiMacAddress: wifi }));
     })();
     const pending = this.record;
     // A failed attempt (e.g. the connection dropped mid-way) must not poison the next one.
