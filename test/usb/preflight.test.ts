@@ -1,10 +1,14 @@
 /**
- * Differential proof of the emulator's pairing: Debian's usbmuxd 1.1.1 WITH its own preflight
- * (libimobiledevice 1.3.0: QueryType, SetValue UntrustedHostBUID, Pair → dialog pending, the
- * insecure notification proxy, request_pair after the tap, Pair, SavePairRecord) against the
- * USB-emulated iPhone in trust mode auto. It must pair after the auto tap: the record appears in
- * its config dir and a listener sees Paired. Needs root (private mount namespace); not in MUXD_HW
- * mode (a real phone would need a real tap).
+ * Preflight over USB, both daemons against the USB-emulated iPhone in trust mode auto.
+ *
+ * - Differential proof of the emulator's pairing: Debian's usbmuxd 1.1.1 WITH its own preflight
+ *   (libimobiledevice 1.3.0: QueryType, SetValue UntrustedHostBUID, Pair → dialog pending, the
+ *   insecure notification proxy, request_pair after the tap, Pair, SavePairRecord). It must pair
+ *   after the auto tap: the record appears in its config dir and a listener sees Paired. Needs root
+ *   (private mount namespace).
+ * - Our daemon's preflight does the same over node-usb, and its record has the reference's keys.
+ *
+ * Not in MUXD_HW mode (a real phone would need a real tap).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -13,7 +17,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ideviceIdList, ideviceInfoSession, parseIdeviceInfo } from '../support/clients.js';
 import type { RunningDaemon } from '../support/daemon.js';
 import { referenceDaemonBinary, waitForDeviceCount, waitUntilAccepting } from '../support/daemon.js';
-import { TESTBED_UDID, hardwareMode, startEmulatorBridge, startUsbTestbed, waitFor } from '../support/usb-testbed.js';
+import { TESTBED_UDID, hardwareMode, startEmulatorBridge, startOurUsbDaemon, startUsbTestbed, waitFor } from '../support/usb-testbed.js';
 import type { EmulatorBridge, UsbTestbed } from '../support/usb-testbed.js';
 import { DeviceListener } from './listener.js';
 
@@ -70,6 +74,23 @@ function isDict(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) && !(value instanceof Date);
 }
 
+/** Waits for `<configDir>/<UDID>.plist` to exist and parse (no half-written file). */
+async function pairRecordOf(daemon: RunningDaemon, ms: number): Promise<Record<string, unknown>> {
+  const file = `${daemon.configDir}/${TESTBED_UDID}.plist`;
+  return waitFor(`${daemon.kind}'s pair record`, ms, () => {
+    if (!existsSync(file)) return undefined;
+    try {
+      const parsed: unknown = plist.parse(readFileSync(file, 'utf8'));
+      return isDict(parsed) ? parsed : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+}
+
+/** Key names of the reference's record, filled in by its test for ours to compare with. */
+let referenceRecordKeys: string[] | undefined;
+
 describe.skipIf(hardwareMode())("usbmuxd 1.1.1's own preflight pairs with the emulated iPhone (trust mode auto)", () => {
   let testbed: UsbTestbed | undefined;
   let bridge: EmulatorBridge | undefined;
@@ -98,17 +119,8 @@ describe.skipIf(hardwareMode())("usbmuxd 1.1.1's own preflight pairs with the em
     const d = daemon!;
     await waitForDeviceCount(d.socketPath, 1, 20_000);
     expect(await ideviceIdList(d.socketPath)).toEqual([TESTBED_UDID]);
-    const file = `${d.configDir}/${TESTBED_UDID}.plist`;
-    await waitFor('the pair record', 20_000, () => (existsSync(file) ? true : undefined));
-    // usbmuxd writes the record after SavePairRecord; wait until it parses (no half-written file).
-    const record = await waitFor('a complete pair record', 5000, () => {
-      try {
-        const parsed: unknown = plist.parse(readFileSync(file, 'utf8'));
-        return isDict(parsed) ? parsed : undefined;
-      } catch {
-        return undefined;
-      }
-    });
+    const record = await pairRecordOf(d, 20_000);
+    referenceRecordKeys = Object.keys(record).sort();
     expect(typeof record['HostID']).toBe('string');
     for (const key of ['HostCertificate', 'DeviceCertificate', 'RootCertificate', 'EscrowBag']) expect(Buffer.isBuffer(record[key]), key).toBe(true);
     expect(String(record['DeviceCertificate'])).toMatch(/^-----BEGIN CERTIFICATE-----/);
@@ -125,5 +137,47 @@ describe.skipIf(hardwareMode())("usbmuxd 1.1.1's own preflight pairs with the em
     const values = parseIdeviceInfo(await ideviceInfoSession(daemon!.socketPath, { timeoutMs: 20_000 }));
     expect(values.get('UniqueDeviceID')).toBe(TESTBED_UDID);
     expect(values.get('ProductVersion')).toBe('17.5');
+  });
+});
+
+describe.skipIf(hardwareMode())("our daemon's preflight pairs with the USB-emulated iPhone (trust mode auto)", () => {
+  let testbed: UsbTestbed | undefined;
+  let bridge: EmulatorBridge | undefined;
+  let daemon: RunningDaemon | undefined;
+  let listener: DeviceListener | undefined;
+
+  beforeAll(async () => {
+    testbed = await startUsbTestbed();
+    bridge = await startEmulatorBridge(testbed);
+    daemon = await startOurUsbDaemon(testbed.env);
+    listener = await DeviceListener.open(daemon.socketPath);
+  });
+  afterAll(async () => {
+    await listener?.close();
+    await daemon?.stop();
+    await bridge?.stop();
+    await testbed?.stop();
+  });
+  beforeEach((ctx) => {
+    ctx.onTestFailed(() => {
+      console.error(`--- our log (tail) ---\n${daemon?.logs().slice(-6000) ?? ''}\n--- bridge log (tail) ---\n${bridge?.logs().slice(-3000) ?? ''}`);
+    });
+  });
+
+  it('announces at once, pairs after the tap, saves a record with the same keys as the reference, tells listeners Paired', async () => {
+    const d = daemon!;
+    await waitForDeviceCount(d.socketPath, 1, 20_000);
+    const attached = await listener!.waitFor((e) => e.type === 'Attached', 5000);
+    const record = await pairRecordOf(d, 20_000);
+    for (const key of ['HostCertificate', 'DeviceCertificate', 'RootCertificate', 'EscrowBag']) expect(Buffer.isBuffer(record[key]), key).toBe(true);
+    const paired = await listener!.waitFor((e) => e.type === 'Paired', 10_000);
+    expect(paired.deviceId).toBe(attached.deviceId);
+    if (referenceRecordKeys !== undefined) expect(Object.keys(record).sort()).toEqual(referenceRecordKeys);
+  });
+
+  it("with our record, ideviceinfo without -s gets a TLS session through our daemon", async () => {
+    const values = parseIdeviceInfo(await ideviceInfoSession(daemon!.socketPath, { timeoutMs: 20_000 }));
+    expect(values.get('UniqueDeviceID')).toBe(TESTBED_UDID);
+    expect(values.get('DeviceClass')).toBe('iPhone');
   });
 });
