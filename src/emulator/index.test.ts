@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { Protocol, TcpFlag, decodeTcpHeader, encodeMux, encodeSetup, encodeTcp, encodeVersion } from './codec.js';
-import { ECHO_PORT, SOURCE_PORT, createVirtualDevice, sourceBytes } from './index.js';
+import {
+  DEFAULT_AUTO_TAP_MS,
+  ECHO_PORT,
+  NOTIFICATION_PROXY_SERVICE,
+  NOTIFICATION_REQUEST_HOST_BUID,
+  NOTIFICATION_REQUEST_PAIR,
+  SOURCE_PORT,
+  TRUST_MODES,
+  createVirtualDevice,
+  sourceBytes,
+} from './index.js';
 import type { TransportSink } from '../mux/transport.js';
 
 function collectingSink(): TransportSink & { chunks: Buffer[]; closed: (Error | undefined)[]; drains: number } {
@@ -105,5 +115,23 @@ describe('createVirtualDevice', () => {
     expect(sink.closed[0]).toMatchObject({ code: 'MUXD_ERR_VIRTUAL_UNPLUGGED' });
     expect(sink.chunks).toHaveLength(0);
     expect(dev.emulator.state).toBe('DETACHED');
+  });
+});
+
+describe('createVirtualDevice trust options', () => {
+  it('default: trust mode auto, 300 ms tap; options pass through to emulator.pairing', () => {
+    const plain = createVirtualDevice();
+    expect([plain.emulator.pairing.mode, plain.emulator.pairing.autoTapMs]).toEqual(['auto', DEFAULT_AUTO_TAP_MS]);
+    expect(DEFAULT_AUTO_TAP_MS).toBe(300);
+    const waiting = createVirtualDevice({ emulator: { trust: { mode: 'wait', autoTapMs: 5 } } });
+    expect([waiting.emulator.pairing.mode, waiting.emulator.pairing.autoTapMs]).toEqual(['wait', 5]);
+    expect(createVirtualDevice({ emulator: { trust: { mode: 'password' } } }).emulator.pairing.locked).toBe(true);
+  });
+
+  it('exports the contract constants', () => {
+    expect(NOTIFICATION_PROXY_SERVICE).toBe('com.apple.mobile.insecure_notification_proxy');
+    expect(NOTIFICATION_REQUEST_PAIR).toBe('com.apple.mobile.lockdown.request_pair');
+    expect(NOTIFICATION_REQUEST_HOST_BUID).toBe('com.apple.mobile.lockdown.request_host_buid');
+    expect(TRUST_MODES).toEqual(['auto', 'wait', 'deny', 'password', 'setup']);
   });
 });

@@ -182,7 +182,8 @@ export class LockdownConnection {
       try {
         leg.carrier.feed(data);
       } catch (err) {
-        // node:tls reports some record errors (bad MAC) by throwing out of push(); keep it here.
+        // Whatever the TLS stack throws while taking host bytes resets this connection; it must
+        // never escape into the phone's packet loop.
         if (this.stateValue === 'TLS_HANDSHAKE') this.pairing.stats.tlsFailures++;
         this.reset(`TLS: ${err instanceof Error ? err.message : String(err)}`);
       }
