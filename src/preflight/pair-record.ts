@@ -9,12 +9,15 @@
  *   HostCertificate   signed by the root, CA:FALSE, TLS client  key: HostPrivateKey (new RSA 2048)
  *   DeviceCertificate signed by the root, CA:FALSE, for the phone's own DevicePublicKey
  *
- * Keys come from node:crypto (asynchronous, off the event loop); the certificates are built and
- * signed by node-forge, a maintained pure-JS X.509 library (no ASN.1 written by hand here).
+ * Keys come from node:crypto (asynchronous, off the event loop). The certificates are built by
+ * node-forge, a maintained pure-JS X.509 library (no ASN.1 written by hand here), but SIGNED by
+ * node:crypto: forge's own RSA signing is pure JS and held the event loop 90–300 ms per
+ * certificate (measured under load), which would stall every tunnel of every device; the native
+ * signature of forge's DER-encoded TBSCertificate takes about a millisecond.
  * PEMs are stored as plist data; private keys are PKCS#1 ("RSA PRIVATE KEY"), like
  * libimobiledevice's records, so every client that reads the record understands them.
  */
-import { createPublicKey, generateKeyPair, randomUUID } from 'node:crypto';
+import { createPublicKey, generateKeyPair, randomUUID, sign } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { isPlistDict, parsePlist, PlistParseError } from '../plist/index.js';
@@ -102,8 +105,25 @@ function makeCertificate(spec: CertSpec): string {
           { name: 'subjectKeyIdentifier' },
         ],
   );
-  cert.sign(forge.pki.privateKeyFromPem(spec.signingKeyPem), forge.md.sha256.create());
+  signNatively(cert, spec.signingKeyPem);
   return forge.pki.certificateToPem(cert);
+}
+
+/** What forge exports but its type definitions leave out. */
+interface ForgeTbs {
+  getTBSCertificate(cert: forge.pki.Certificate): forge.asn1.Asn1;
+}
+
+/** sha256WithRSAEncryption over forge's TBSCertificate, computed by node:crypto (PKCS#1 v1.5). */
+function signNatively(cert: forge.pki.Certificate, signingKeyPem: string): void {
+  const oid = forge.pki.oids['sha256WithRSAEncryption'];
+  if (oid === undefined) throw new Error('node-forge lacks the sha256WithRSAEncryption OID');
+  cert.signatureOid = oid;
+  cert.siginfo.algorithmOid = oid;
+  const tbs = (forge.pki as unknown as ForgeTbs).getTBSCertificate(cert);
+  cert.tbsCertificate = tbs;
+  const der = Buffer.from(forge.asn1.toDer(tbs).getBytes(), 'binary');
+  cert.signature = sign('sha256', der, signingKeyPem).toString('binary');
 }
 
 /** A new HostID: an upper-case UUID, fresh for each pairing. */
