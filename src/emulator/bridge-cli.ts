@@ -3,10 +3,11 @@
  * Standalone emulated iPhone for the umockdev USB harness:
  *
  *   node dist/emulator/bridge-cli.js --socket <path> [--udid U] [--protocol-version 1|2] [--window BYTES]
- *                                    [--trust auto|wait|deny|password|setup] [--auto-tap-ms MS]
+ *                                    [--trust auto|wait|deny|password|setup] [--auto-tap-ms MS] [--state FILE]
  *
  * `--trust` is how the phone answers Pair (default auto: the simulated user taps Trust after
- * --auto-tap-ms, default 300).
+ * --auto-tap-ms, default 300). `--state` (or MUXD_EMU_STATE) keeps the phone's key and trusted hosts
+ * in FILE between runs, so a replugged bridge is the same phone; a bad FILE exits 2.
  *
  * `--socket` may also come from MUXD_EMU_SOCKET. Frames on the socket are `[u32 LE length][bytes]`,
  * one bulk transfer each (see bridge.ts). Logs go to stderr as JSON lines. Exit status: 0 when the
@@ -14,7 +15,7 @@
  */
 import { pino } from 'pino';
 import type { Logger } from '../log.js';
-import { BRIDGE_USAGE, parseBridgeArgs, runBridge } from './bridge.js';
+import { BRIDGE_USAGE, loadIdentity, parseBridgeArgs, runBridge } from './bridge.js';
 
 function main(): void {
   const log: Logger = pino({ name: 'emulator-bridge' }, pino.destination(2));
@@ -24,7 +25,18 @@ function main(): void {
     process.exitCode = 2;
     return;
   }
-  const bridge = runBridge({ socketPath: args.socketPath, emulator: args.emulator, log });
+  const identity = args.statePath === undefined ? {} : loadIdentity(args.statePath);
+  if (typeof identity === 'string') {
+    process.stderr.write(`bad --state file: ${identity}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const bridge = runBridge({
+    socketPath: args.socketPath,
+    emulator: { ...args.emulator, identity },
+    log,
+    ...(args.statePath === undefined ? {} : { statePath: args.statePath }),
+  });
   const stop = (): void => {
     bridge.stop();
   };

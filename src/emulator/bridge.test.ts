@@ -1,11 +1,12 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../log.js';
-import { FrameReader, encodeFrame, parseBridgeArgs, runBridge } from './bridge.js';
+import { FrameReader, encodeFrame, loadIdentity, parseBridgeArgs, runBridge } from './bridge.js';
+import { makeHostPairRecord, pairRequest } from './host-records.js';
 import { HEADER_V2, TcpFlag, decodeTcpHeader, encodeSetup, encodeTcp, encodeVersion } from './codec.js';
 import { ECHO_PORT } from './services.js';
 
@@ -104,6 +105,41 @@ describe('runBridge', () => {
   });
 });
 
+describe('runBridge with a state file', () => {
+  it('writes the phone identity (0600) on close; a bridge started from it is the same phone with the same hosts', async () => {
+    const { path, accepted } = await harness();
+    const statePath = join(dirs[dirs.length - 1] ?? tmpdir(), 'phone.json');
+    expect(loadIdentity(statePath)).toEqual({}); // no file yet: a new phone
+    const first = runBridge({ socketPath: path, log: silentLogger(), statePath, emulator: { trust: { mode: 'setup' } } });
+    const host = makeHostPairRecord(first.emulator.pairing.deviceKey.publicPem, { bits: 1024 });
+    expect(first.emulator.pairing.pair(pairRequest(host))['Error']).toBeUndefined();
+    (await accepted).end();
+    await first.closed;
+    expect(statSync(statePath).mode & 0o777).toBe(0o600);
+
+    const identity = loadIdentity(statePath);
+    if (typeof identity === 'string') throw new Error(identity);
+    const again = harness();
+    const { path: path2, accepted: accepted2 } = await again;
+    const second = runBridge({ socketPath: path2, log: silentLogger(), emulator: { identity } });
+    expect(second.emulator.pairing.deviceKey.publicPem).toBe(first.emulator.pairing.deviceKey.publicPem);
+    expect(second.emulator.pairing.isPairedWith(host.hostId)).toBe(true);
+    expect(second.emulator.pairing.startSession(host.hostId)).toMatchObject({ host: { hostId: host.hostId, systemBuid: host.systemBuid } });
+    (await accepted2).end();
+    await second.closed;
+  });
+
+  it('a malformed state file is reported, not thrown', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'emu-state-'));
+    dirs.push(dir);
+    const file = join(dir, 'bad.json');
+    writeFileSync(file, '{"version":1,"devicePrivateKeyPem":"nope","hosts":[]}');
+    expect(loadIdentity(file)).toMatch(/devicePrivateKeyPem/);
+    writeFileSync(file, 'not json');
+    expect(loadIdentity(file)).toMatch(/not JSON/);
+  });
+});
+
 describe('parseBridgeArgs', () => {
   it('reads --socket, --udid, --protocol-version and --window', () => {
     expect(parseBridgeArgs(['--socket', '/s', '--udid', 'U', '--protocol-version', '1', '--window', '65536'], {})).toEqual({
@@ -120,6 +156,8 @@ describe('parseBridgeArgs', () => {
     });
     expect(parseBridgeArgs(['--socket', '/s', '--trust', 'maybe'], {})).toMatch(/--trust must be one of auto, wait, deny, password, setup/);
     expect(parseBridgeArgs(['--socket', '/s', '--auto-tap-ms', '-1'], {})).toMatch(/auto-tap-ms/);
+    expect(parseBridgeArgs(['--socket', '/s', '--state', '/p.json'], {})).toMatchObject({ statePath: '/p.json' });
+    expect(parseBridgeArgs(['--socket', '/s'], { MUXD_EMU_STATE: '/e.json' })).toMatchObject({ statePath: '/e.json' });
   });
 
   it('returns a message for bad arguments', () => {

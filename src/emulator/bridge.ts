@@ -11,15 +11,21 @@
  *         +-------- error -----------+----> [ CLOSED ]  (rejects `closed` with BridgeSocketError)
  *
  * `stop()` closes the socket from our side (same path: `closed` resolves).
+ *
+ * With `statePath` the phone's identity (key, trusted hosts) is read from that file at start and
+ * written back when the bridge closes, so a replug (a new bridge process) is the same phone.
  */
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import type { Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { Logger } from '../log.js';
 import { EmulatedIPhone } from './device.js';
-import { BridgeSocketError } from './errors.js';
+import { BridgeSocketError, BridgeStateError } from './errors.js';
 import type { EmulatorOptions } from './options.js';
 import { TRUST_MODES, isTrustMode } from './pairing.js';
+import type { Pairing, PhoneIdentity } from './pairing.js';
+import { decodeIdentity, encodeIdentity } from './pairing-state.js';
 
 /** Bytes of the little-endian length in front of every frame. */
 export const FRAME_HEADER = 4;
@@ -28,6 +34,28 @@ export interface BridgeOptions {
   readonly socketPath: string;
   readonly emulator?: EmulatorOptions;
   readonly log: Logger;
+  /** Where the phone's identity is kept between bridge processes (written on close). */
+  readonly statePath?: string;
+}
+
+/** The identity kept at `path`: {} (a new phone) when there is no file yet; a string on a bad file. */
+export function loadIdentity(path: string): PhoneIdentity | string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if (err instanceof Error && 'code' in err && err.code === 'ENOENT') return {};
+    return `${path}: ${err instanceof Error ? err.message : String(err)}`;
+  }
+  const identity = decodeIdentity(text);
+  return typeof identity === 'string' ? `${path}: ${identity}` : identity;
+}
+
+/** Write the phone's identity to `path` (temp file + rename, mode 0600: it holds the private key). */
+export function saveIdentity(path: string, pairing: Pairing): void {
+  const temp = `${path}.tmp-${process.pid}`;
+  writeFileSync(temp, encodeIdentity(pairing.identity()), { mode: 0o600 });
+  renameSync(temp, path);
 }
 
 export interface RunningBridge {
@@ -89,7 +117,14 @@ export function runBridge(options: BridgeOptions): RunningBridge {
     });
     socket.on('close', () => {
       emulator.disconnect();
-      log.info({ stats: emulator.stats }, 'emulator bridge closed');
+      if (options.statePath !== undefined) {
+        try {
+          saveIdentity(options.statePath, emulator.pairing);
+        } catch (err) {
+          failure ??= new BridgeStateError(`could not keep the phone identity in ${options.statePath}`, { cause: err });
+        }
+      }
+      log.info({ stats: emulator.stats, pairing: emulator.pairing.stats, pairedHosts: emulator.pairing.pairedHostIds() }, 'emulator bridge closed');
       if (failure === undefined) resolve();
       else reject(failure);
     });
@@ -103,11 +138,13 @@ export function runBridge(options: BridgeOptions): RunningBridge {
   };
 }
 
-export const BRIDGE_USAGE = `usage: bridge-cli --socket <path> [--udid U] [--protocol-version 1|2] [--window BYTES] [--trust ${TRUST_MODES.join('|')}] [--auto-tap-ms MS]`;
+export const BRIDGE_USAGE = `usage: bridge-cli --socket <path> [--udid U] [--protocol-version 1|2] [--window BYTES] [--trust ${TRUST_MODES.join('|')}] [--auto-tap-ms MS] [--state FILE]`;
 
 export interface BridgeArgs {
   readonly socketPath: string;
   readonly emulator: EmulatorOptions;
+  /** `--state` or MUXD_EMU_STATE: the phone identity file. */
+  readonly statePath?: string;
 }
 
 /** Parse argv (without node and script); returns an error message instead of throwing. */
@@ -123,6 +160,7 @@ export function parseBridgeArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
         window: { type: 'string' },
         trust: { type: 'string' },
         'auto-tap-ms': { type: 'string' },
+        state: { type: 'string' },
       },
       strict: true,
     }));
@@ -139,8 +177,10 @@ export function parseBridgeArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
   if (trust !== undefined && !isTrustMode(trust)) return `--trust must be one of ${TRUST_MODES.join(', ')}, not ${trust}`;
   const tap = values['auto-tap-ms'] === undefined ? undefined : Number(values['auto-tap-ms']);
   if (tap !== undefined && !(Number.isInteger(tap) && tap >= 0 && tap <= 3_600_000)) return '--auto-tap-ms must be 0..3600000';
+  const statePath = values.state ?? env['MUXD_EMU_STATE'];
   return {
     socketPath,
+    ...(statePath === undefined || statePath === '' ? {} : { statePath }),
     emulator: {
       trust: { mode: trust ?? 'auto', ...(tap === undefined ? {} : { autoTapMs: tap }) },
       ...(values.udid === undefined ? {} : { udid: values.udid }),

@@ -92,7 +92,7 @@ export class EmulatedIPhone implements ConnectionOwner {
     const isn = options.initialSeq ?? 0;
     this.initialSeq = typeof isn === 'number' ? () => isn : isn;
     this.faults = defaultFaults(options.faults);
-    this.pairing = new Pairing(options.trust);
+    this.pairing = new Pairing(options.trust, options.identity);
     this.services = new Map(options.services ?? defaultServices(this.udid, this.stats, this.pairing));
     this.hostile = new HostileActions(this);
     this.reassembler = new Reassembler({

@@ -19,3 +19,8 @@ export class VirtualDeviceUnpluggedError extends MuxdError {
 export class BridgeSocketError extends MuxdError {
   readonly code = 'MUXD_ERR_BRIDGE_SOCKET';
 }
+
+/** The bridge could not write the phone's identity to its `--state` file on close. Exits 1. */
+export class BridgeStateError extends MuxdError {
+  readonly code = 'MUXD_ERR_BRIDGE_STATE';
+}

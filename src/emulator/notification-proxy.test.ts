@@ -58,7 +58,7 @@ describe('notification proxy', () => {
 
   it('the Trust tap relays request_pair to an observer', () => {
     const key = generateDeviceKey();
-    const pairing = new Pairing({ mode: 'wait' }, key);
+    const pairing = new Pairing({ mode: 'wait' }, { deviceKey: key });
     const a = open(pairing);
     a.send(observe(NOTIFICATION_REQUEST_PAIR));
     expect(pairing.tapTrust()).toBe(false); // no dialog showing: nothing to tap

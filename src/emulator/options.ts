@@ -3,7 +3,7 @@
  */
 import { InvalidConfigError } from '../errors.js';
 import { HEADER_V2, MAX_MUX_PACKET, TCP_HEADER } from './codec.js';
-import type { TrustOptions } from './pairing.js';
+import type { PhoneIdentity, TrustOptions } from './pairing.js';
 import type { Service } from './service.js';
 
 export const DEFAULT_UDID = '00008030-001A2B3C4D5E802E';
@@ -47,6 +47,8 @@ export interface EmulatorOptions {
   readonly faults?: Partial<FaultKnobs>;
   /** How the phone answers Pair (the trust dialog). Default: mode 'auto', autoTapMs 300. */
   readonly trust?: TrustOptions;
+  /** The phone's key and the hosts it already trusts (default: a fresh key, made lazily; nobody). */
+  readonly identity?: PhoneIdentity;
 }
 
 export function defaultFaults(overrides: Partial<FaultKnobs> = {}): FaultKnobs {

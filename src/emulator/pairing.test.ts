@@ -13,7 +13,7 @@ let hostA: HostPairRecord;
 let hostB: HostPairRecord;
 
 function pairing(options: TrustOptions): Pairing {
-  return new Pairing(options, phoneKey);
+  return new Pairing(options, { deviceKey: phoneKey });
 }
 
 beforeAll(() => {

@@ -70,6 +70,12 @@ export interface PairedHost {
   sessionCertificatesValid: boolean;
 }
 
+/** What a phone remembers between plugs: its key and the hosts it trusts. */
+export interface PhoneIdentity {
+  readonly deviceKey?: DeviceKey;
+  readonly hosts?: readonly PairedHost[];
+}
+
 /** Someone observing notifications (a notification proxy connection); returns whether it relayed it. */
 export type NotificationObserver = (name: string) => boolean;
 
@@ -89,9 +95,13 @@ export class Pairing {
   private readonly observers = new Set<NotificationObserver>();
   private tapTimer: NodeJS.Timeout | undefined;
 
-  /** `deviceKey` lets tests share one key between phones (RSA generation is the slow part). */
-  constructor(options: TrustOptions = {}, deviceKey?: DeviceKey) {
-    this.key = deviceKey;
+  /**
+   * `identity` gives the phone a key and trusted hosts it already has: a phone that stays the same
+   * across bridge processes (pairing-state.ts), or one key shared by tests (RSA generation is slow).
+   */
+  constructor(options: TrustOptions = {}, identity: PhoneIdentity = {}) {
+    this.key = identity.deviceKey;
+    for (const host of identity.hosts ?? []) this.hosts.set(host.hostId, { ...host });
     this.mode = options.mode ?? 'auto';
     this.autoTapMs = options.autoTapMs ?? DEFAULT_AUTO_TAP_MS;
     this.lockedValue = this.mode === 'password';
@@ -149,6 +159,11 @@ export class Pairing {
 
   pairedHostIds(): string[] {
     return [...this.hosts.keys()];
+  }
+
+  /** Key and trusted hosts right now (copies), e.g. to keep them for the next plug. */
+  identity(): Required<PhoneIdentity> {
+    return { deviceKey: this.deviceKey, hosts: [...this.hosts.values()].map((h) => ({ ...h })) };
   }
 
   /** Forget a host: its StartSession answers InvalidHostID afterwards. */
