@@ -11,7 +11,9 @@
  * Not in MUXD_HW mode (a real phone would need a real tap).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import plist from 'plist';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ideviceIdList, ideviceInfoSession, parseIdeviceInfo } from '../support/clients.js';
@@ -179,5 +181,80 @@ describe.skipIf(hardwareMode())("our daemon's preflight pairs with the USB-emula
     const values = parseIdeviceInfo(await ideviceInfoSession(daemon!.socketPath, { timeoutMs: 20_000 }));
     expect(values.get('UniqueDeviceID')).toBe(TESTBED_UDID);
     expect(values.get('DeviceClass')).toBe('iPhone');
+  });
+});
+
+/** The phone's pairing counters from the bridge's closing log line (JSON, `pairing` field). */
+function bridgePairingStats(logs: string): Record<string, number> | undefined {
+  for (const line of logs.split('\n').reverse()) {
+    if (!line.includes('emulator bridge closed')) continue;
+    const parsed: unknown = JSON.parse(line);
+    if (isDict(parsed) && isDict(parsed['pairing'])) return parsed['pairing'] as Record<string, number>;
+  }
+  return undefined;
+}
+
+/** Start a bridge whose phone identity lives in `statePath` (bridge-cli reads MUXD_EMU_STATE). */
+async function bridgeWithState(testbed: UsbTestbed, statePath: string): Promise<EmulatorBridge> {
+  process.env['MUXD_EMU_STATE'] = statePath;
+  try {
+    return await startEmulatorBridge(testbed);
+  } finally {
+    delete process.env['MUXD_EMU_STATE'];
+  }
+}
+
+describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: a paired phone plugged in again is not paired again (no prompt on every plug)', (kind) => {
+  let testbed: UsbTestbed | undefined;
+  let bridge: EmulatorBridge | undefined;
+  let daemon: RunningDaemon | undefined;
+  let listener: DeviceListener | undefined;
+  let dir: string | undefined;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'muxd-phone-'));
+    testbed = await startUsbTestbed();
+    bridge = await bridgeWithState(testbed, join(dir, 'phone.json'));
+    daemon = kind === 'ours' ? await startOurUsbDaemon(testbed.env) : await startReferenceWithPreflight(testbed.env);
+    listener = await DeviceListener.open(daemon.socketPath);
+  });
+  afterAll(async () => {
+    await listener?.close();
+    await daemon?.stop();
+    await bridge?.stop();
+    await testbed?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+  beforeEach((ctx) => {
+    ctx.onTestFailed(() => {
+      console.error(`--- ${kind} log (tail) ---\n${daemon?.logs().slice(-6000) ?? ''}\n--- bridge log (tail) ---\n${bridge?.logs().slice(-3000) ?? ''}`);
+    });
+  });
+
+  it('first plug pairs; after unplug and replug the same phone gets a session with the stored record and no Pair', async () => {
+    const d = daemon!;
+    const tb = testbed!;
+    const first = await pairRecordOf(d, 20_000);
+    await listener!.waitFor((e) => e.type === 'Paired', 10_000);
+    await bridge!.stop();
+    const firstStats = bridgePairingStats(bridge!.logs());
+    expect(firstStats?.['pairSuccesses']).toBe(1);
+
+    await tb.unplug();
+    await tb.add();
+    bridge = await bridgeWithState(tb, join(dir!, 'phone.json'));
+    const attached = await listener!.waitFor((e) => e.type === 'Attached', 10_000, listener!.events.findIndex((e) => e.type === 'Paired') + 1);
+    // Give preflight time for a (wrong) Pair; on a paired phone it only starts a session.
+    await new Promise((r) => setTimeout(r, 2500));
+    const values = parseIdeviceInfo(await ideviceInfoSession(d.socketPath, { timeoutMs: 20_000 }));
+    expect(values.get('UniqueDeviceID')).toBe(TESTBED_UDID);
+    await bridge.stop();
+    const stats = bridgePairingStats(bridge.logs());
+    expect(stats?.['pairRequests']).toBe(0);
+    expect(stats?.['sessionsStarted']).toBeGreaterThanOrEqual(2); // preflight's and ideviceinfo's
+    expect(stats?.['tlsHandshakes']).toBe(stats?.['sessionsStarted']);
+    expect(listener!.events.filter((e) => e.type === 'Paired' && e.deviceId === attached.deviceId)).toEqual([]);
+    const second = await pairRecordOf(d, 1000);
+    expect(second['HostID']).toBe(first['HostID']);
   });
 });
