@@ -6,7 +6,7 @@
  *                                    [--trust auto|wait|deny|password|setup] [--auto-tap-ms MS] [--state FILE]
  *
  * `--trust` is how the phone answers Pair (default auto: the simulated user taps Trust after
- * --auto-tap-ms, default 300). `--state` (or MUXD_EMU_STATE) keeps the phone's key and trusted hosts
+ * --auto-tap-ms, default 300; MUXD_EMU_TRUST sets it too). `--state` (or MUXD_EMU_STATE) keeps the phone's key and trusted hosts
  * in FILE between runs, so a replugged bridge is the same phone; a bad FILE exits 2.
  *
  * `--socket` may also come from MUXD_EMU_SOCKET. Frames on the socket are `[u32 LE length][bytes]`,

@@ -154,6 +154,7 @@ describe('parseBridgeArgs', () => {
       socketPath: '/s',
       emulator: { trust: { mode: 'deny', autoTapMs: 50 } },
     });
+    expect(parseBridgeArgs(['--socket', '/s'], { MUXD_EMU_TRUST: 'wait' })).toMatchObject({ emulator: { trust: { mode: 'wait' } } });
     expect(parseBridgeArgs(['--socket', '/s', '--trust', 'maybe'], {})).toMatch(/--trust must be one of auto, wait, deny, password, setup/);
     expect(parseBridgeArgs(['--socket', '/s', '--auto-tap-ms', '-1'], {})).toMatch(/auto-tap-ms/);
     expect(parseBridgeArgs(['--socket', '/s', '--state', '/p.json'], {})).toMatchObject({ statePath: '/p.json' });

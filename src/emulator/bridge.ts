@@ -173,7 +173,7 @@ export function parseBridgeArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
   if (version !== undefined && version !== '1' && version !== '2') return `--protocol-version must be 1 or 2, not ${version}`;
   const window = values.window === undefined ? undefined : Number(values.window);
   if (window !== undefined && !(Number.isInteger(window) && window >= 0 && window <= 0xffff * 256)) return `--window must be 0..${0xffff * 256} bytes`;
-  const trust = values.trust;
+  const trust = values.trust ?? env['MUXD_EMU_TRUST'];
   if (trust !== undefined && !isTrustMode(trust)) return `--trust must be one of ${TRUST_MODES.join(', ')}, not ${trust}`;
   const tap = values['auto-tap-ms'] === undefined ? undefined : Number(values['auto-tap-ms']);
   if (tap !== undefined && !(Number.isInteger(tap) && tap >= 0 && tap <= 3_600_000)) return '--auto-tap-ms must be 0..3600000';

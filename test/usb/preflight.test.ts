@@ -11,7 +11,7 @@
  * Not in MUXD_HW mode (a real phone would need a real tap).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import plist from 'plist';
@@ -194,14 +194,24 @@ function bridgePairingStats(logs: string): Record<string, number> | undefined {
   return undefined;
 }
 
-/** Start a bridge whose phone identity lives in `statePath` (bridge-cli reads MUXD_EMU_STATE). */
-async function bridgeWithState(testbed: UsbTestbed, statePath: string): Promise<EmulatorBridge> {
-  process.env['MUXD_EMU_STATE'] = statePath;
+/** Start a bridge with extra environment (bridge-cli reads MUXD_EMU_STATE and MUXD_EMU_TRUST). */
+async function bridgeWith(testbed: UsbTestbed, env: Readonly<Record<string, string>>): Promise<EmulatorBridge> {
+  const keys = Object.keys(env);
+  for (const k of keys) process.env[k] = env[k];
   try {
     return await startEmulatorBridge(testbed);
   } finally {
-    delete process.env['MUXD_EMU_STATE'];
+    for (const k of keys) Reflect.deleteProperty(process.env, k);
   }
+}
+
+/** Start a bridge whose phone identity lives in `statePath`. */
+function bridgeWithState(testbed: UsbTestbed, statePath: string): Promise<EmulatorBridge> {
+  return bridgeWith(testbed, { MUXD_EMU_STATE: statePath });
+}
+
+function startDaemon(kind: 'reference' | 'ours', env: Readonly<Record<string, string>>): Promise<RunningDaemon> {
+  return kind === 'ours' ? startOurUsbDaemon(env) : startReferenceWithPreflight(env);
 }
 
 describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: a paired phone plugged in again is not paired again (no prompt on every plug)', (kind) => {
@@ -215,7 +225,7 @@ describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: a pair
     dir = mkdtempSync(join(tmpdir(), 'muxd-phone-'));
     testbed = await startUsbTestbed();
     bridge = await bridgeWithState(testbed, join(dir, 'phone.json'));
-    daemon = kind === 'ours' ? await startOurUsbDaemon(testbed.env) : await startReferenceWithPreflight(testbed.env);
+    daemon = await startDaemon(kind, testbed.env);
     listener = await DeviceListener.open(daemon.socketPath);
   });
   afterAll(async () => {
@@ -256,5 +266,96 @@ describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: a pair
     expect(listener!.events.filter((e) => e.type === 'Paired' && e.deviceId === attached.deviceId)).toEqual([]);
     const second = await pairRecordOf(d, 1000);
     expect(second['HostID']).toBe(first['HostID']);
+  });
+});
+
+describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: the user taps Don\'t Trust (trust mode deny)', (kind) => {
+  let testbed: UsbTestbed | undefined;
+  let bridge: EmulatorBridge | undefined;
+  let daemon: RunningDaemon | undefined;
+  let listener: DeviceListener | undefined;
+
+  beforeAll(async () => {
+    testbed = await startUsbTestbed();
+    bridge = await bridgeWith(testbed, { MUXD_EMU_TRUST: 'deny' });
+    daemon = await startDaemon(kind, testbed.env);
+    listener = await DeviceListener.open(daemon.socketPath);
+  });
+  afterAll(async () => {
+    await listener?.close();
+    await daemon?.stop();
+    await bridge?.stop();
+    await testbed?.stop();
+  });
+
+  it('the device stays listed, no record is written, nobody hears Paired', async () => {
+    const d = daemon!;
+    await waitForDeviceCount(d.socketPath, 1, 20_000);
+    await new Promise((r) => setTimeout(r, 3000)); // the dialog, the Don't Trust tap (300 ms), any retry
+    expect(await ideviceIdList(d.socketPath)).toEqual([TESTBED_UDID]);
+    expect(existsSync(`${d.configDir}/${TESTBED_UDID}.plist`)).toBe(false);
+    expect(listener!.events.filter((e) => e.type === 'Paired')).toEqual([]);
+    await bridge!.stop();
+    const stats = bridgePairingStats(bridge!.logs());
+    expect(stats?.['pairRequests']).toBeGreaterThanOrEqual(1);
+    expect(stats?.['pairSuccesses']).toBe(0);
+  });
+});
+
+describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: a stale record (the phone refuses the TLS handshake) is replaced by a new pairing', (kind) => {
+  let testbed: UsbTestbed | undefined;
+  let bridge: EmulatorBridge | undefined;
+  let daemon: RunningDaemon | undefined;
+  let listener: DeviceListener | undefined;
+  let dir: string | undefined;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'muxd-phone-'));
+    testbed = await startUsbTestbed();
+    bridge = await bridgeWithState(testbed, join(dir, 'phone.json'));
+    daemon = await startDaemon(kind, testbed.env);
+    listener = await DeviceListener.open(daemon.socketPath);
+  });
+  afterAll(async () => {
+    await listener?.close();
+    await daemon?.stop();
+    await bridge?.stop();
+    await testbed?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+  beforeEach((ctx) => {
+    ctx.onTestFailed(() => {
+      console.error(`--- ${kind} log (tail) ---\n${daemon?.logs().slice(-6000) ?? ''}\n--- bridge log (tail) ---\n${bridge?.logs().slice(-3000) ?? ''}`);
+    });
+  });
+
+  it('TLS fails with the old record; the record is deleted, the dialog comes back, a new HostID is saved and Paired sent', async () => {
+    const d = daemon!;
+    const tb = testbed!;
+    const statePath = join(dir!, 'phone.json');
+    const first = await pairRecordOf(d, 20_000);
+    await listener!.waitFor((e) => e.type === 'Paired', 10_000);
+    await bridge!.stop();
+    // The phone keeps the HostID but its session certificates no longer match (invalidateSessionCertificates).
+    const state: unknown = JSON.parse(readFileSync(statePath, 'utf8'));
+    if (!isDict(state) || !Array.isArray(state['hosts'])) throw new Error('unexpected state file');
+    for (const host of state['hosts'] as Record<string, unknown>[]) host['sessionCertificatesValid'] = false;
+    writeFileSync(statePath, JSON.stringify(state));
+
+    await tb.unplug();
+    await tb.add();
+    const from = listener!.events.length;
+    bridge = await bridgeWithState(tb, statePath);
+    const second = await waitFor('a new pair record', 20_000, async () => {
+      const r = await pairRecordOf(d, 20_000);
+      return r['HostID'] !== first['HostID'] ? r : undefined;
+    });
+    expect(typeof second['HostID']).toBe('string');
+    await listener!.waitFor((e) => e.type === 'Paired', 10_000, from);
+    expect(await ideviceIdList(d.socketPath)).toEqual([TESTBED_UDID]);
+    await bridge.stop();
+    const stats = bridgePairingStats(bridge.logs());
+    expect(stats?.['tlsFailures']).toBeGreaterThanOrEqual(1);
+    expect(stats?.['pairSuccesses']).toBe(1);
   });
 });
