@@ -11,7 +11,7 @@ import { connect } from 'node:net';
 import { buildXml } from '../../src/plist/index.js';
 import { MuxdClient } from '../../test/support/muxd-client.js';
 import { breakingInput, frame, framedInput } from './fuzz-frames.js';
-import { checkLeaks, check, listDeviceIds, newRow, Rng, SoakDaemon, sleep } from './harness.js';
+import { checkLeaks, check, listDeviceIds, MemorySeries, newRow, Rng, SoakDaemon, sleep } from './harness.js';
 import type { Row, SoakScale } from './harness.js';
 import { EchoHeartbeat, EchoTunnel, ListenerProbe } from './monitors.js';
 
@@ -44,7 +44,19 @@ export async function clientFuzzScenario(scale: SoakScale, seed = 1): Promise<Ro
     const workers: Promise<void>[] = [];
     for (let w = 0; w < 4; w++) workers.push(framedWorker(daemon.socketPath, new Rng(seed * 100 + w), figures, more));
     for (let w = 0; w < 2; w++) workers.push(breakingWorker(daemon.socketPath, new Rng(seed * 1000 + w), figures, more));
+    // Memory about every tenth of the time budget (a full GC in the daemon each time).
+    const series = new MemorySeries(daemon, 1);
+    const sampler = (async () => {
+      let nextAt = Date.now() + budgetMs / 10;
+      while (more()) {
+        await sleep(250);
+        if (Date.now() < nextAt) continue;
+        nextAt += budgetMs / 10;
+        await series.at(figures.framed + figures.breaking, true);
+      }
+    })();
     await Promise.all(workers);
+    await sampler;
     await heartbeat.stop();
     row.inputs = figures.framed + figures.breaking;
     check(row, daemon.alive, 'daemon alive after fuzzing');
@@ -60,6 +72,8 @@ export async function clientFuzzScenario(scale: SoakScale, seed = 1): Promise<Ro
     row.bytesDelivered = tunnel.delivered;
     await sleep(300); // closed fuzz connections finish closing
     await daemon.sampleAfter(row);
+    await series.at(row.inputs, true);
+    series.note(row);
     checkLeaks(row);
     tunnel.close();
     await listener.close();

@@ -8,9 +8,9 @@
  * config dir (`unshare -m sh -c 'mount -t tmpfs ... && exec node ...'`); both exec, so the pid we
  * spawn is the daemon's pid.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,6 +114,9 @@ process.once('exit', () => {
 
 export class SoakDaemon {
   exitInfo: string | undefined;
+  /** fdKinds() at sampleBefore, printed when fds grew. */
+  private fdKindsBefore = '';
+  private preloadSocketsBefore = 0;
   private readonly exited: Promise<void>;
 
   private constructor(
@@ -125,6 +128,8 @@ export class SoakDaemon {
     readonly logFile: string,
     /** Where the heap probe writes its readings; undefined = no probe. */
     readonly heapFile: string | undefined,
+    /** Runs under the umockdev testbed's preload. */
+    private readonly usesTestbed: boolean,
   ) {
     live.add(child);
     this.exited = new Promise((resolve) => {
@@ -169,7 +174,8 @@ export class SoakDaemon {
     const child = spawn(command, argv, { env, stdio: ['ignore', out, out] });
     closeSync(out);
     if (child.pid === undefined) throw new Error(`could not spawn ${command}`);
-    const daemon = new SoakDaemon(child, child.pid, dir, socketPath, configDir, logFile, probing ? heapFile : undefined);
+    const usesTestbed = options.env?.['LD_PRELOAD']?.includes('umockdev') === true;
+    const daemon = new SoakDaemon(child, child.pid, dir, socketPath, configDir, logFile, probing ? heapFile : undefined, usesTestbed);
     const target = options.socketArg ?? socketPath;
     try {
       await daemon.waitAccepting(15_000, target);
@@ -194,9 +200,45 @@ export class SoakDaemon {
     }
   }
 
-  /** Open file descriptors of the daemon process. */
+  /**
+   * Open file descriptors of the daemon process, without the sockets libumockdev-preload opens
+   * inside it (one per emulated device node opened, to the testbed's ioctl server): those are
+   * the harness's, not the daemon's, and counted apart (`preloadSockets`).
+   */
   fds(): number {
-    return readdirSync(`/proc/${this.pid}/fd`).length;
+    return this.fdTargets().filter((t) => t !== PRELOAD_SOCKET).length;
+  }
+
+  /** The daemon's libumockdev-preload ioctl sockets (0 without the USB testbed). */
+  preloadSockets(): number {
+    return this.fdTargets().filter((t) => t === PRELOAD_SOCKET).length;
+  }
+
+  /** The daemon's open fds by kind ("socket: 12, pipe: 4, /dev/bus/usb/001/003: 1"), to say what grew. */
+  fdKinds(): string {
+    const kinds = new Map<string, number>();
+    for (const target of this.fdTargets()) {
+      const kind = target.replace(/:\[\d+\]$/, '');
+      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    }
+    return [...kinds].sort((a, b) => b[1] - a[1]).map(([kind, n]) => `${kind}: ${n}`).join(', ');
+  }
+
+  /** readlink of every fd; the preload's ioctl sockets as PRELOAD_SOCKET. */
+  private fdTargets(): string[] {
+    const preload = this.usesTestbed ? umockdevIoctlSocketInodes() : new Set<number>();
+    const targets: string[] = [];
+    for (const fd of readdirSync(`/proc/${this.pid}/fd`)) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/${this.pid}/fd/${fd}`);
+      } catch {
+        continue; // closed meanwhile
+      }
+      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+      targets.push(inode !== undefined && preload.has(Number(inode)) ? PRELOAD_SOCKET : target);
+    }
+    return targets;
   }
 
   /** VmRSS in KiB. */
@@ -225,6 +267,8 @@ export class SoakDaemon {
   /** fds and RSS (then heap after a full GC, if probed) into the row's "before" columns. */
   async sampleBefore(row: Row): Promise<void> {
     row.fdsBefore = this.fds();
+    this.fdKindsBefore = this.fdKinds();
+    this.preloadSocketsBefore = this.preloadSockets();
     row.rssBeforeKiB = this.rssKiB();
     const heap = await this.heap();
     if (heap !== undefined) {
@@ -241,6 +285,11 @@ export class SoakDaemon {
       return;
     }
     row.fdsAfter = this.fds();
+    if (row.fdsAfter - row.fdsBefore > FD_NOISE) row.notes.push(`fds before: ${this.fdKindsBefore}; after: ${this.fdKinds()}`);
+    const preload = this.preloadSockets();
+    if (this.usesTestbed) {
+      row.notes.push(`libumockdev-preload ioctl sockets in the daemon (harness, not counted as daemon fds): ${this.preloadSocketsBefore}→${preload}`);
+    }
     row.rssAfterKiB = this.rssKiB();
     const heap = await this.heap();
     if (heap !== undefined) {
@@ -284,6 +333,30 @@ export class SoakDaemon {
     }
     if (!keep) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** fdTargets() label of a libumockdev-preload ioctl socket. */
+const PRELOAD_SOCKET = 'umockdev-preload ioctl socket';
+
+/**
+ * Inodes of the client ends of the umockdev testbed's ioctl sockets: libumockdev-preload connects
+ * one to `<testbed>/ioctl/dev/...` for every emulated device node a process opens (`ss -xnH`
+ * lists the testbed's accepted end with that path as its local address and our end as its peer).
+ */
+function umockdevIoctlSocketInodes(): Set<number> {
+  const inodes = new Set<number>();
+  let text: string;
+  try {
+    text = execFileSync('ss', ['-xnH'], { encoding: 'utf8', maxBuffer: 32 * 1024 * 1024 });
+  } catch {
+    return inodes;
+  }
+  for (const line of text.split('\n')) {
+    // Netid State Recv-Q Send-Q Local-Address Local-Inode Peer-Address Peer-Inode
+    const f = line.trim().split(/\s+/);
+    if (f.length >= 8 && f[4]?.includes('/ioctl/dev/') === true) inodes.add(Number(f[7]));
+  }
+  return inodes;
 }
 
 function readHeapFile(path: string): HeapReading[] {
@@ -418,7 +491,17 @@ export const FD_NOISE = 8;
 /** RSS growth allowed as noise: heap growth after warm-up, allocator slack. */
 export const RSS_NOISE_KIB = 64 * 1024;
 
+/**
+ * Growth of the heap used after a full GC allowed as noise (warm-up: compiled code, inline caches).
+ * What a leak looks like: before the fix in src/usb/usb-transport.ts every replug kept its session
+ * and device, +10 KiB per cycle (+5.5 MiB over 541 cycles); after it, +1.2 MiB by cycle 100, then flat.
+ */
+export const HEAP_NOISE_KIB = 4 * 1024;
+
 export function checkLeaks(row: Row): void {
   check(row, row.fdsAfter - row.fdsBefore <= FD_NOISE, `fds grew ${row.fdsBefore}→${row.fdsAfter}`);
   check(row, row.rssAfterKiB - row.rssBeforeKiB <= RSS_NOISE_KIB, `RSS grew ${row.rssBeforeKiB}→${row.rssAfterKiB} KiB`);
+  if (row.heapBeforeKiB > 0 && row.heapAfterKiB > 0) {
+    check(row, row.heapAfterKiB - row.heapBeforeKiB <= HEAP_NOISE_KIB, `heap used after GC grew ${row.heapBeforeKiB}→${row.heapAfterKiB} KiB`);
+  }
 }
