@@ -239,10 +239,12 @@ export class DevicePreflight {
       this.log[level]({ lockdownError: err.lockdownError }, pairRefusal(err));
       return false;
     }
+    // Not cancellable: the phone trusts this HostID now, so the record is kept even if the device
+    // was just unplugged; Paired goes out only for a device still here.
     await this.ctx.store.save(this.device.info.serial, buildXml(withEscrowBag(made.record, escrowBag)));
     this.log.info({ hostId: made.hostId }, 'paired: record saved');
     this.finish('paired');
-    this.ctx.markPaired(this.device.id);
+    if (!this.abort.signal.aborted) this.ctx.markPaired(this.device.id);
     return true;
   }
 
@@ -250,7 +252,10 @@ export class DevicePreflight {
     this.record ??= (async () => {
       const key = await lockdown.getValue('DevicePublicKey');
       if (!Buffer.isBuffer(key)) throw new DevicePublicKeyError('the device sent no DevicePublicKey');
-      const wifi = await lockdown.getString('WiFiAddress').catch(() => undefined);
+      const wifi = await lockdown.getString('WiFiAddress').catch((err: unknown) => {
+        if (err instanceof LockdownError) return undefined; // the record then has no WiFiMACAddress
+        throw err;
+      });
       const generate = this.ctx.generateRecord ?? generatePairRecord;
       return this.guard(generate({ devicePublicKey: key, systemBuid: this.systemBuid, wifiMacAddress: wifi }));
     })();

@@ -61,7 +61,7 @@ function captureLogger(lines: Record<string, unknown>[]): Logger {
   return pino({ level: 'debug' }, sink);
 }
 
-function setup(timeoutMs = 2000): Harness {
+function setup(timeoutMs = 10_000): Harness {
   const logs: Record<string, unknown>[] = [];
   const log = captureLogger(logs);
   const registry = new DeviceRegistry({ log: log.child({ layer: 'mux' }) });
@@ -96,7 +96,8 @@ async function replug(h: Harness, vd: VirtualDevice): Promise<MuxDevice> {
   return plug(h, pair.host, vd.info);
 }
 
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
+/** Generous: RSA keys are made on a machine the whole suite shares. */
+async function until(cond: () => boolean, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error('condition not met in time');
@@ -301,7 +302,7 @@ describe('preflight with the emulated iPhone', () => {
     h.registry.addDevice(b.transport, b.info);
     await until(() => h.registry.list().length === 2);
     const [da, db] = h.registry.list() as [MuxDevice, MuxDevice];
-    await until(() => pairedIds.size === 2, 10000);
+    await until(() => pairedIds.size === 2, 25_000);
     expect([...pairedIds].sort()).toEqual([da.id, db.id].sort());
     expect(a.emulator.pairing.stats.pairSuccesses).toBe(1);
     expect(b.emulator.pairing.stats.pairSuccesses).toBe(1);
