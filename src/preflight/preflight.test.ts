@@ -18,6 +18,9 @@ import type { MuxDevice } from '../mux/index.js';
 import { FilePairRecordStore } from '../pairrecords/index.js';
 import { isPlistDict, parsePlist } from '../plist/index.js';
 import { Preflight } from './preflight.js';
+import { LockdownClient } from './lockdown-client.js';
+import { sessionCredentials } from './pair-record.js';
+import { silentLogger } from '../log.js';
 import type { PreflightState } from './device-preflight.js';
 
 interface Harness {
@@ -306,5 +309,29 @@ describe('preflight with the emulated iPhone', () => {
     expect([...pairedIds].sort()).toEqual([da.id, db.id].sort());
     expect(a.emulator.pairing.stats.pairSuccesses).toBe(1);
     expect(b.emulator.pairing.stats.pairSuccesses).toBe(1);
+  });
+});
+
+describe('LockdownClient against the emulated iPhone', () => {
+  it('StartSession with the record preflight saved → TLS → GetValue → StopSession → plain text again', async () => {
+    const h = setup();
+    const vd = phone('setup');
+    const paired = once(h.registry, 'paired') as Promise<[MuxDevice]>;
+    await plug(h, vd.transport, vd.info);
+    const [dev] = await paired;
+    const creds = sessionCredentials(await h.store.read(vd.info.serial));
+    const lockdown = await LockdownClient.connect(dev, { log: silentLogger(), timeoutMs: 10_000 });
+    try {
+      const session = await lockdown.startSession({ hostId: creds.hostId, systemBuid: await h.store.systemBuid(), cert: creds.hostCertificate, key: creds.hostPrivateKey });
+      expect(session.tls).toBe(true);
+      expect(lockdown.inSession).toBe(true);
+      expect(await lockdown.getValue('ProductVersion')).toBe('17.5');
+      await lockdown.stopSession();
+      expect(lockdown.inSession).toBe(false);
+      expect(await lockdown.queryType()).toBe('com.apple.mobile.lockdown');
+      expect(vd.emulator.pairing.stats.tlsFailures).toBe(0);
+    } finally {
+      lockdown.close();
+    }
   });
 });
