@@ -95,6 +95,9 @@ export function encodeFrame(transfer: Buffer): Buffer {
 export function runBridge(options: BridgeOptions): RunningBridge {
   const { log } = options;
   const emulator = new EmulatedIPhone(options.emulator);
+  emulator.pairing.onEvent = (event) => {
+    log.info({ pairingEvent: event }, 'pairing');
+  };
   const socket: Socket = createConnection(options.socketPath);
   const reader = new FrameReader((frame) => {
     emulator.receive(frame);

@@ -30,7 +30,7 @@ export { createLockdownService, LockdownConnection, PHONE_TLS_CIPHERS, PHONE_TLS
 export type { LockdownConnectionState } from './lockdown-session.js';
 export { createNotificationProxyService } from './notification-proxy.js';
 export { Pairing, TRUST_MODES, DEFAULT_AUTO_TAP_MS, NOTIFICATION_REQUEST_PAIR, NOTIFICATION_REQUEST_HOST_BUID, isTrustMode } from './pairing.js';
-export type { TrustMode, TrustOptions, DialogState, PairingStats, PairedHost, PhoneIdentity, NotificationObserver } from './pairing.js';
+export type { TrustMode, TrustOptions, DialogState, PairingEvent, PairingStats, PairedHost, PhoneIdentity, NotificationObserver } from './pairing.js';
 export type { DeviceKey } from './pair-request.js';
 export { HostileActions } from './hostile.js';
 export { VirtualDeviceUnpluggedError, BridgeSocketError, BridgeStateError } from './errors.js';

@@ -59,6 +59,24 @@ describe('trust modes', () => {
     expect(p.stats.notificationsSent).toBe(1);
   });
 
+  it('reports dialog changes, Pair answers and sessions to onEvent', () => {
+    const p = pairing({ mode: 'wait' });
+    const events: unknown[] = [];
+    p.onEvent = (e) => events.push(e);
+    p.pair(pairRequest(hostA));
+    p.tapTrust();
+    p.pair(pairRequest(hostA));
+    p.startSession(hostA.hostId);
+    expect(events).toEqual([
+      { kind: 'dialog', state: 'PENDING' },
+      { kind: 'pair', hostId: hostA.hostId, error: 'PairingDialogResponsePending' },
+      { kind: 'dialog', state: 'TRUSTED' },
+      { kind: 'pair', hostId: hostA.hostId, error: undefined },
+      { kind: 'dialog', state: 'NONE' },
+      { kind: 'session', hostId: hostA.hostId },
+    ]);
+  });
+
   it('wait: nobody taps until tapTrust(); tapDontTrust() denies for good', () => {
     vi.useFakeTimers();
     const p = pairing({ mode: 'wait', autoTapMs: 10 });

@@ -76,6 +76,12 @@ export interface PhoneIdentity {
   readonly hosts?: readonly PairedHost[];
 }
 
+/** What happened, for logs (the bridge logs each one): dialog changes, Pair answers, sessions. */
+export type PairingEvent =
+  | { readonly kind: 'dialog'; readonly state: DialogState }
+  | { readonly kind: 'pair'; readonly hostId: string; readonly error: string | undefined }
+  | { readonly kind: 'session'; readonly hostId: string };
+
 /** Someone observing notifications (a notification proxy connection); returns whether it relayed it. */
 export type NotificationObserver = (name: string) => boolean;
 
@@ -87,6 +93,8 @@ export class Pairing {
   untrustedHostBuid: string | undefined;
   /** Why the last Pair or ValidatePair was refused as malformed (for tests and logs). */
   lastRejection: string | undefined;
+  /** Called on every {@link PairingEvent} (one listener: the bridge's log). */
+  onEvent: ((event: PairingEvent) => void) | undefined;
 
   private dialogValue: DialogState = 'NONE';
   private lockedValue: boolean;
@@ -128,7 +136,7 @@ export class Pairing {
   tapTrust(): boolean {
     if (this.dialogValue !== 'PENDING') return false;
     this.cancelTap();
-    this.dialogValue = 'TRUSTED';
+    this.setDialog('TRUSTED');
     this.notify(NOTIFICATION_REQUEST_PAIR);
     return true;
   }
@@ -137,7 +145,7 @@ export class Pairing {
   tapDontTrust(): boolean {
     if (this.dialogValue !== 'PENDING') return false;
     this.cancelTap();
-    this.dialogValue = 'DENIED';
+    this.setDialog('DENIED');
     return true;
   }
 
@@ -211,8 +219,9 @@ export class Pairing {
       return { Request: 'Pair', Error: INVALID_PAIR_RECORD };
     }
     const error = this.pairError(record.hostId);
+    this.onEvent?.({ kind: 'pair', hostId: record.hostId, error });
     if (error !== undefined) return { Request: 'Pair', Error: error };
-    if (this.dialogValue === 'TRUSTED') this.dialogValue = 'NONE';
+    if (this.dialogValue === 'TRUSTED') this.setDialog('NONE');
     const escrowBag = randomBytes(32);
     this.hosts.set(record.hostId, { ...record, escrowBag, sessionCertificatesValid: true });
     this.stats.pairSuccesses++;
@@ -231,7 +240,7 @@ export class Pairing {
       case 'PENDING':
         return 'PairingDialogResponsePending';
       case 'NONE':
-        this.dialogValue = 'PENDING';
+        this.setDialog('PENDING');
         this.scheduleTap();
         return 'PairingDialogResponsePending';
     }
@@ -268,7 +277,13 @@ export class Pairing {
     const host = this.hosts.get(hostId);
     if (host === undefined) return 'InvalidHostID';
     this.stats.sessionsStarted++;
+    this.onEvent?.({ kind: 'session', hostId });
     return { sessionId: randomUUID().toUpperCase(), host };
+  }
+
+  private setDialog(state: DialogState): void {
+    this.dialogValue = state;
+    this.onEvent?.({ kind: 'dialog', state });
   }
 
   private scheduleTap(): void {

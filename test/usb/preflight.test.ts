@@ -100,7 +100,7 @@ describe.skipIf(hardwareMode())("usbmuxd 1.1.1's own preflight pairs with the em
   let listener: DeviceListener | undefined;
 
   beforeAll(async () => {
-    testbed = await startUsbTestbed();
+    testbed = await startTestbed();
     bridge = await startEmulatorBridge(testbed);
     daemon = await startReferenceWithPreflight(testbed.env);
     listener = await DeviceListener.open(daemon.socketPath);
@@ -149,7 +149,7 @@ describe.skipIf(hardwareMode())("our daemon's preflight pairs with the USB-emula
   let listener: DeviceListener | undefined;
 
   beforeAll(async () => {
-    testbed = await startUsbTestbed();
+    testbed = await startTestbed();
     bridge = await startEmulatorBridge(testbed);
     daemon = await startOurUsbDaemon(testbed.env);
     listener = await DeviceListener.open(daemon.socketPath);
@@ -194,6 +194,23 @@ function bridgePairingStats(logs: string): Record<string, number> | undefined {
   return undefined;
 }
 
+/** The phone's pairing events so far, from the bridge's log (one JSON line each). */
+function pairingEvents(bridge: EmulatorBridge): Record<string, unknown>[] {
+  const events: Record<string, unknown>[] = [];
+  for (const line of bridge.logs().split('\n')) {
+    if (!line.includes('"pairingEvent"')) continue;
+    const parsed: unknown = JSON.parse(line);
+    if (isDict(parsed) && isDict(parsed['pairingEvent'])) events.push(parsed['pairingEvent']);
+  }
+  return events;
+}
+
+/** Wait until the phone logged an event with these fields. */
+function phoneEvent(bridge: EmulatorBridge, fields: Record<string, unknown>, ms: number): Promise<true> {
+  const matches = (e: Record<string, unknown>): boolean => Object.entries(fields).every(([k, v]) => e[k] === v);
+  return waitFor(`the phone's ${JSON.stringify(fields)}`, ms, () => (pairingEvents(bridge).some(matches) ? true : undefined));
+}
+
 /** Start a bridge with extra environment (bridge-cli reads MUXD_EMU_STATE and MUXD_EMU_TRUST). */
 async function bridgeWith(testbed: UsbTestbed, env: Readonly<Record<string, string>>): Promise<EmulatorBridge> {
   const keys = Object.keys(env);
@@ -210,6 +227,16 @@ function bridgeWithState(testbed: UsbTestbed, statePath: string): Promise<Emulat
   return bridgeWith(testbed, { MUXD_EMU_STATE: statePath });
 }
 
+/**
+ * A testbed whose control socket is bound: testbed.py prints READY right after STARTING the
+ * thread that binds ctl.sock, so a quick first command can meet ENOENT (seen once under load).
+ */
+async function startTestbed(): Promise<UsbTestbed> {
+  const testbed = await startUsbTestbed();
+  await waitFor('the testbed control socket', 5000, () => (existsSync(testbed.ctlSock) ? true : undefined));
+  return testbed;
+}
+
 function startDaemon(kind: 'reference' | 'ours', env: Readonly<Record<string, string>>): Promise<RunningDaemon> {
   return kind === 'ours' ? startOurUsbDaemon(env) : startReferenceWithPreflight(env);
 }
@@ -223,7 +250,7 @@ describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: a pair
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'muxd-phone-'));
-    testbed = await startUsbTestbed();
+    testbed = await startTestbed();
     bridge = await bridgeWithState(testbed, join(dir, 'phone.json'));
     daemon = await startDaemon(kind, testbed.env);
     listener = await DeviceListener.open(daemon.socketPath);
@@ -254,8 +281,9 @@ describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: a pair
     await tb.add();
     bridge = await bridgeWithState(tb, join(dir!, 'phone.json'));
     const attached = await listener!.waitFor((e) => e.type === 'Attached', 10_000, listener!.events.findIndex((e) => e.type === 'Paired') + 1);
-    // Give preflight time for a (wrong) Pair; on a paired phone it only starts a session.
-    await new Promise((r) => setTimeout(r, 2500));
+    // Preflight's StartSession with the stored HostID; after it, a (wrong) Pair would come at once.
+    await phoneEvent(bridge, { kind: 'session' }, 20_000);
+    await new Promise((r) => setTimeout(r, 1000));
     const values = parseIdeviceInfo(await ideviceInfoSession(d.socketPath, { timeoutMs: 20_000 }));
     expect(values.get('UniqueDeviceID')).toBe(TESTBED_UDID);
     await bridge.stop();
@@ -276,7 +304,7 @@ describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: the us
   let listener: DeviceListener | undefined;
 
   beforeAll(async () => {
-    testbed = await startUsbTestbed();
+    testbed = await startTestbed();
     bridge = await bridgeWith(testbed, { MUXD_EMU_TRUST: 'deny' });
     daemon = await startDaemon(kind, testbed.env);
     listener = await DeviceListener.open(daemon.socketPath);
@@ -291,7 +319,8 @@ describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: the us
   it('the device stays listed, no record is written, nobody hears Paired', async () => {
     const d = daemon!;
     await waitForDeviceCount(d.socketPath, 1, 20_000);
-    await new Promise((r) => setTimeout(r, 3000)); // the dialog, the Don't Trust tap (300 ms), any retry
+    await phoneEvent(bridge!, { kind: 'dialog', state: 'DENIED' }, 20_000);
+    await new Promise((r) => setTimeout(r, 1000)); // whatever the daemon does after the refusal
     expect(await ideviceIdList(d.socketPath)).toEqual([TESTBED_UDID]);
     expect(existsSync(`${d.configDir}/${TESTBED_UDID}.plist`)).toBe(false);
     expect(listener!.events.filter((e) => e.type === 'Paired')).toEqual([]);
@@ -311,7 +340,7 @@ describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: a stal
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'muxd-phone-'));
-    testbed = await startUsbTestbed();
+    testbed = await startTestbed();
     bridge = await bridgeWithState(testbed, join(dir, 'phone.json'));
     daemon = await startDaemon(kind, testbed.env);
     listener = await DeviceListener.open(daemon.socketPath);
