@@ -14,12 +14,13 @@
  * node:crypto: forge's own RSA signing is pure JS and held the event loop 90–300 ms per
  * certificate (measured under load), which would stall every tunnel of every device; the native
  * signature of forge's DER-encoded TBSCertificate takes about a millisecond.
+ * node-forge is loaded on the first pairing only, so it costs the daemon's startup nothing.
  * PEMs are stored as plist data; private keys are PKCS#1 ("RSA PRIVATE KEY"), like
  * libimobiledevice's records, so every client that reads the record understands them.
  */
 import { createPublicKey, generateKeyPair, randomUUID, sign } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import forge from 'node-forge';
+import type Forge from 'node-forge';
 import { isPlistDict, parsePlist, PlistParseError } from '../plist/index.js';
 import type { PlistDict } from '../plist/index.js';
 import { DevicePublicKeyError, UnusablePairRecordError } from './errors.js';
@@ -86,7 +87,14 @@ interface CertSpec {
   readonly now: Date;
 }
 
-function makeCertificate(spec: CertSpec): string {
+let forgeLoading: Promise<typeof Forge> | undefined;
+
+function loadForge(): Promise<typeof Forge> {
+  forgeLoading ??= import('node-forge').then((m) => m.default);
+  return forgeLoading;
+}
+
+function makeCertificate(forge: typeof Forge, spec: CertSpec): string {
   const cert = forge.pki.createCertificate();
   cert.serialNumber = '00';
   cert.publicKey = forge.pki.publicKeyFromPem(spec.publicKeyPem);
@@ -105,17 +113,17 @@ function makeCertificate(spec: CertSpec): string {
           { name: 'subjectKeyIdentifier' },
         ],
   );
-  signNatively(cert, spec.signingKeyPem);
+  signNatively(forge, cert, spec.signingKeyPem);
   return forge.pki.certificateToPem(cert);
 }
 
 /** What forge exports but its type definitions leave out. */
 interface ForgeTbs {
-  getTBSCertificate(cert: forge.pki.Certificate): forge.asn1.Asn1;
+  getTBSCertificate(cert: Forge.pki.Certificate): Forge.asn1.Asn1;
 }
 
 /** sha256WithRSAEncryption over forge's TBSCertificate, computed by node:crypto (PKCS#1 v1.5). */
-function signNatively(cert: forge.pki.Certificate, signingKeyPem: string): void {
+function signNatively(forge: typeof Forge, cert: Forge.pki.Certificate, signingKeyPem: string): void {
   const oid = forge.pki.oids['sha256WithRSAEncryption'];
   if (oid === undefined) throw new Error('node-forge lacks the sha256WithRSAEncryption OID');
   cert.signatureOid = oid;
@@ -135,10 +143,10 @@ export function newHostId(): string {
 export async function generatePairRecord(input: NewPairRecordInput): Promise<NewPairRecord> {
   const devicePem = devicePublicKeyPem(input.devicePublicKey);
   const now = input.now ?? new Date();
-  const [root, host] = await Promise.all([rsaKeyPair(), rsaKeyPair()]);
-  const rootCert = makeCertificate({ publicKeyPem: root.publicKey, signingKeyPem: root.privateKey, ca: true, now });
-  const hostCert = makeCertificate({ publicKeyPem: host.publicKey, signingKeyPem: root.privateKey, ca: false, now });
-  const deviceCert = makeCertificate({ publicKeyPem: devicePem, signingKeyPem: root.privateKey, ca: false, now });
+  const [root, host, forge] = await Promise.all([rsaKeyPair(), rsaKeyPair(), loadForge()]);
+  const rootCert = makeCertificate(forge, { publicKeyPem: root.publicKey, signingKeyPem: root.privateKey, ca: true, now });
+  const hostCert = makeCertificate(forge, { publicKeyPem: host.publicKey, signingKeyPem: root.privateKey, ca: false, now });
+  const deviceCert = makeCertificate(forge, { publicKeyPem: devicePem, signingKeyPem: root.privateKey, ca: false, now });
   const hostId = newHostId();
   const pairRequestRecord: PlistDict = {
     DeviceCertificate: Buffer.from(deviceCert, 'utf8'),
