@@ -166,6 +166,9 @@ export class SoakDaemon {
     const env: Record<string, string | undefined> = { ...process.env, ...options.env, MUXD_SOAK_DIR: configDir };
     const heapFile = join(dir, 'heap.jsonl');
     const probing = options.heapProbe !== false && existsSync(heapProbeEntry);
+    // MUXD_SOAK_DAEMON_NODE_OPTIONS: V8 flags for the daemon only (a heap cap, --trace-gc), not the soak.
+    const daemonFlags = process.env['MUXD_SOAK_DAEMON_NODE_OPTIONS'];
+    if (daemonFlags !== undefined) env['NODE_OPTIONS'] = [env['NODE_OPTIONS'], daemonFlags].filter((o) => o !== undefined && o !== '').join(' ');
     if (probing) {
       env['NODE_OPTIONS'] = [env['NODE_OPTIONS'], '--expose-gc', `--import=${heapProbeEntry}`].filter((o) => o !== undefined && o !== '').join(' ');
       env['MUXD_SOAK_HEAP_FILE'] = heapFile;
