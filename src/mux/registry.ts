@@ -1,7 +1,8 @@
 /**
  * The device set: DeviceIDs, one MuxSession per device, and the attached / detached / paired
- * events the server listens to. There is no preflight yet, so a device becomes visible as soon as
- * its version handshake completes (like `usbmuxd -p`).
+ * events the server and preflight listen to. A device becomes visible as soon as its version
+ * handshake completes, always: preflight (src/preflight) runs beside it and never hides a device
+ * (usbmuxd keeps a device hidden until its preflight ends, and for good when lockdown fails).
  */
 import { EventEmitter } from 'node:events';
 import { InvalidConfigError } from '../errors.js';
