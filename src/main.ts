@@ -176,11 +176,13 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
   if (maxClients < config.maxClients) log.warn({ maxClients, configured: config.maxClients }, 'client limit lowered to fit the open-file limit (raise it with ulimit -n or LimitNOFILE=)');
   const server = new MuxdServer({ directory: registry, store, log, maxClients, identify: createPeerIdentifier(log) });
   const { target, unixPath } = listenTargetFor(config, activation, log);
-  const virtualDevices = makeVirtualDevices(config, log);
   // Known to teardown before the first await, so a signal during startup still cleans up.
   parts.server = server;
   parts.registry = registry;
   if (unixPath !== undefined) parts.unixPath = unixPath;
+  // Keys first (off the event loop): a client that finds the socket finds the virtual devices too.
+  const virtualDevices = await makeVirtualDevices(config, log);
+  if (lifecycle.isStopping()) return;
   try {
     await server.listen(target);
   } catch (err) {
@@ -221,21 +223,17 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
 }
 
 /**
- * The emulated iPhones of `--virtual-device`, made before the socket accepts anyone. With
- * preflight on, each phone's RSA key is generated here, up front: the emulator makes it
- * synchronously on first use (GetValue DevicePublicKey, Pair), which would otherwise hold the
- * event loop 0.4–0.8 s (measured under load) in the middle of serving clients.
+ * The emulated iPhones of `--virtual-device`, each with its RSA key made on libuv's thread pool
+ * (Pair, DevicePublicKey and TLS sessions need it). Made this way, up front, because the emulator
+ * would otherwise generate the key synchronously on first use and hold the event loop 0.1–0.8 s
+ * in the middle of serving clients.
  */
-function makeVirtualDevices(config: DaemonConfig, log: Logger): VirtualDevice[] {
-  return config.virtualDevices.map((udid) => {
-    const vd = createVirtualDevice({ emulator: { udid, trust: { mode: config.virtualTrust } } });
-    if (config.preflight) {
-      const t0 = performance.now();
-      const key = vd.emulator.pairing.deviceKey;
-      log.debug({ udid, ms: Math.round(performance.now() - t0), keyPem: key.publicPem.length }, 'virtual device key ready');
-    }
-    return vd;
-  });
+async function makeVirtualDevices(config: DaemonConfig, log: Logger): Promise<VirtualDevice[]> {
+  const t0 = performance.now();
+  const devices = config.virtualDevices.map((udid) => createVirtualDevice({ emulator: { udid, trust: { mode: config.virtualTrust } } }));
+  await Promise.all(devices.map((vd) => vd.emulator.pairing.prepareKey()));
+  if (devices.length > 0) log.debug({ count: devices.length, ms: Math.round(performance.now() - t0) }, 'virtual device keys ready');
+  return devices;
 }
 
 function describe(target: ListenTarget): string {

@@ -6,7 +6,7 @@
  * pair record: DeviceCertificate, HostCertificate, RootCertificate as PEM data, HostID and
  * SystemBUID strings), `ProtocolVersion "2"` and optionally `PairingOptions`.
  */
-import { X509Certificate, generateKeyPairSync } from 'node:crypto';
+import { X509Certificate, generateKeyPair, generateKeyPairSync } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 
 /** The phone's key pair: RSA 2048, like a real device's lockdown identity. */
@@ -18,13 +18,28 @@ export interface DeviceKey {
   readonly publicKey: KeyObject;
 }
 
-export function generateDeviceKey(): DeviceKey {
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+function deviceKeyOf(publicKey: KeyObject, privateKey: KeyObject): DeviceKey {
   return {
     publicPem: publicKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
     privatePem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
     publicKey,
   };
+}
+
+/** Synchronous: holds the event loop for the whole RSA generation (0.1–0.8 s). */
+export function generateDeviceKey(): DeviceKey {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return deviceKeyOf(publicKey, privateKey);
+}
+
+/** The same on libuv's thread pool: the event loop keeps turning meanwhile. */
+export function generateDeviceKeyAsync(): Promise<DeviceKey> {
+  return new Promise((resolve, reject) => {
+    generateKeyPair('rsa', { modulusLength: 2048 }, (err, publicKey, privateKey) => {
+      if (err) reject(err);
+      else resolve(deviceKeyOf(publicKey, privateKey));
+    });
+  });
 }
 
 /** What the phone keeps of a host's Pair request. Certificates in DER (for byte comparison). */

@@ -114,6 +114,25 @@ describe('trust modes', () => {
     expect(p.pair(pairRequest(hostA))['Error']).toBeUndefined();
   });
 
+  it('password: a host that tried while locked gets the dialog at unlock, and the tap relays request_pair', () => {
+    vi.useFakeTimers();
+    const p = pairing({ mode: 'password', autoTapMs: 5 });
+    const seen: string[] = [];
+    p.observe((n) => (seen.push(n), true));
+    p.unlock(); // nobody tried yet: nothing shows
+    expect(p.dialog).toBe('NONE');
+    const locked = pairing({ mode: 'password', autoTapMs: 5 });
+    locked.observe((n) => (seen.push(n), true));
+    expect(locked.pair(pairRequest(hostA))['Error']).toBe('PasswordProtected');
+    expect(locked.dialog).toBe('NONE');
+    locked.unlock();
+    expect(locked.dialog).toBe('PENDING');
+    vi.advanceTimersByTime(5);
+    expect(locked.dialog).toBe('TRUSTED');
+    expect(seen).toEqual([NOTIFICATION_REQUEST_PAIR]);
+    expect(locked.pair(pairRequest(hostA))['Error']).toBeUndefined();
+  });
+
   it('a paired host pairs again without a dialog; a forgotten one needs the dialog again', () => {
     const p = pairing({ mode: 'wait' });
     p.pair(pairRequest(hostA));
@@ -273,5 +292,19 @@ describe('trust dialog state machine (property)', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('device key', () => {
+  it('prepareKey makes the key off the event loop once; deviceKey then returns that key', async () => {
+    const p = new Pairing({ mode: 'wait' });
+    let turns = 0;
+    const ticker = setInterval(() => { turns++; }, 1);
+    const [a, b] = await Promise.all([p.prepareKey(), p.prepareKey()]);
+    clearInterval(ticker);
+    expect(a).toBe(b);
+    expect(p.deviceKey).toBe(a);
+    expect(a.publicPem).toMatch(/^-----BEGIN RSA PUBLIC KEY-----/);
+    expect(turns).toBeGreaterThan(0); // the loop kept turning while the key was made
   });
 });

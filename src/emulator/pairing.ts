@@ -17,14 +17,15 @@
  *   auto     (default) the dialog shows; autoTapMs later the "user" taps Trust
  *   wait     the dialog shows; nobody taps until a test calls tapTrust() / tapDontTrust()
  *   deny     the dialog shows; autoTapMs later the user taps Don't Trust (no notification)
- *   password Pair answers PasswordProtected until unlock(); then as auto
+ *   password Pair answers PasswordProtected until unlock(); a host that tried meanwhile gets the
+ *            dialog at unlock (as a phone shows it once unlocked), then as auto
  *
  * Pair from a host that is already paired succeeds at once (the record is replaced). A Pair that
  * is not well formed is answered InvalidPairRecord in every state and never shows the dialog.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { PlistObject } from 'plist';
-import { INVALID_PAIR_RECORD, checkPairRequest, generateDeviceKey, validatePairFields } from './pair-request.js';
+import { INVALID_PAIR_RECORD, checkPairRequest, generateDeviceKey, generateDeviceKeyAsync, validatePairFields } from './pair-request.js';
 import type { DeviceKey } from './pair-request.js';
 
 export type TrustMode = 'auto' | 'wait' | 'deny' | 'password' | 'setup';
@@ -99,6 +100,9 @@ export class Pairing {
   private dialogValue: DialogState = 'NONE';
   private lockedValue: boolean;
   private key: DeviceKey | undefined;
+  private keyPromise: Promise<DeviceKey> | undefined;
+  /** A Pair was refused with PasswordProtected: unlocking shows the dialog. */
+  private pairTriedWhileLocked = false;
   private readonly hosts = new Map<string, PairedHost>();
   private readonly observers = new Set<NotificationObserver>();
   private tapTimer: NodeJS.Timeout | undefined;
@@ -124,10 +128,23 @@ export class Pairing {
     return this.lockedValue;
   }
 
-  /** The phone's key pair, generated on first use. */
+  /**
+   * The phone's key pair. Generated on first use, synchronously, unless {@link prepareKey} has
+   * already made it; a host process that serves clients should await prepareKey() first.
+   */
   get deviceKey(): DeviceKey {
     this.key ??= generateDeviceKey();
     return this.key;
+  }
+
+  /** Make the key off the event loop (once); resolves with it. */
+  prepareKey(): Promise<DeviceKey> {
+    if (this.key !== undefined) return Promise.resolve(this.key);
+    this.keyPromise ??= generateDeviceKeyAsync().then((key) => {
+      this.key ??= key; // a synchronous first use in the meantime wins
+      return this.key;
+    });
+    return this.keyPromise;
   }
 
   // ---- the user ------------------------------------------------------------------------
@@ -149,9 +166,18 @@ export class Pairing {
     return true;
   }
 
-  /** The user enters the passcode (password mode): the next Pair shows the dialog. */
+  /**
+   * The user enters the passcode (password mode). If a host tried to pair while the phone was
+   * locked, the dialog shows now (and autoTapMs later the user taps Trust, relaying request_pair);
+   * otherwise the next Pair shows it.
+   */
   unlock(): void {
+    if (!this.lockedValue) return;
     this.lockedValue = false;
+    if (this.pairTriedWhileLocked && this.dialogValue === 'NONE') {
+      this.setDialog('PENDING');
+      this.scheduleTap();
+    }
   }
 
   /** The phone asks hosts to set UntrustedHostBUID again (relays request_host_buid). */
@@ -231,7 +257,10 @@ export class Pairing {
   /** Undefined when this Pair may succeed now; otherwise the lockdown error (dialog side effects). */
   private pairError(hostId: string): string | undefined {
     if (this.hosts.has(hostId) || this.mode === 'setup') return undefined;
-    if (this.lockedValue) return 'PasswordProtected';
+    if (this.lockedValue) {
+      this.pairTriedWhileLocked = true;
+      return 'PasswordProtected';
+    }
     switch (this.dialogValue) {
       case 'TRUSTED':
         return undefined;
