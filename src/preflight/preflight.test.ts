@@ -196,7 +196,7 @@ describe('preflight with the emulated iPhone', () => {
     expect(h.events.some((e) => e.startsWith('paired'))).toBe(false);
   });
 
-  it('password protected: listed, no record, logged once, waiting for the tap', async () => {
+  it('password protected: listed, no record, logged once; pairs once the user unlocks and taps Trust', async () => {
     const h = setup();
     const vd = phone('password');
     const dev = await plug(h, vd.transport, vd.info);
@@ -205,6 +205,11 @@ describe('preflight with the emulated iPhone', () => {
     expect(() => statSync(recordPath(vd))).toThrow();
     expect(h.registry.list().map((d) => d.id)).toEqual([dev.id]);
     expect(h.events.some((e) => e.startsWith('paired'))).toBe(false);
+    // The user unlocks the phone: the dialog comes up, the tap relays request_pair, we pair.
+    const paired = once(h.registry, 'paired');
+    vd.emulator.pairing.unlock();
+    await paired;
+    expect(statSync(recordPath(vd)).mode & 0o777).toBe(0o600);
   });
 
   it('lockdown unreachable: still Attached, the reason logged once', async () => {
