@@ -13,9 +13,8 @@ def listen_unix(path, backlog):
     return server
 
 
-def serve_control(phone, path, on_quit):
-    """Serve the control socket forever: one command line in, one JSON line out."""
-    server = listen_unix(path, 4)
+def serve_control(phone, server, on_quit):
+    """Serve the (already listening) control socket forever: one command line in, one JSON line out."""
     while True:
         conn, _ = server.accept()
         with conn:

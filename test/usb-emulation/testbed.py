@@ -7,7 +7,8 @@ socket. Run it with Debian's /usr/bin/python3 (python3-gi, gir1.2-umockdev-1.0);
 itself under libumockdev-preload, which uevents (hotplug) need. Programs under test run with
 LD_PRELOAD=libumockdev-preload.so.0 and UMOCKDEV_DIR=<root>, both printed in the READY line.
 
-Stdout carries exactly one line: READY {"root", "stateDir", "devSock", "ctlSock", "env"} (JSON).
+Stdout carries exactly one line: READY {"root", "stateDir", "devSock", "ctlSock", "env"} (JSON),
+printed once both sockets are listening (a client may connect as soon as it reads it).
 
 Device socket (<stateDir>/device.sock), one emulator at a time, frames [u32 LE length][bytes]:
   host->device  one frame per bulk-OUT URB on 0x04 (ZLPs as length 0; libusb cuts OUT transfers
@@ -400,8 +401,8 @@ class EmulatedIPhone:
         client.complete(-1, errno.EINVAL)
 
     # ---------------------------------------------------------------- sockets
-    def serve_emulator(self, path):
-        server = listen_unix(path, 1)
+    def serve_emulator(self, server):
+        """Serve the (already listening) device socket forever, one emulator at a time."""
         while True:
             conn, _ = server.accept()
             with self.lock:
@@ -508,8 +509,11 @@ def main():
         env = {'LD_PRELOAD': PRELOAD, 'UMOCKDEV_DIR': phone.root}
         with open(os.path.join(state_dir, 'env.sh'), 'w') as f:
             f.write(''.join('export %s=%s\n' % kv for kv in env.items()))
-        threading.Thread(target=phone.serve_emulator, args=(dev_sock,), daemon=True).start()
-        threading.Thread(target=serve_control, args=(phone, ctl_sock, cleanup_and_exit), daemon=True).start()
+        # Bound here, before READY: a command or an emulator may connect the moment READY is read.
+        dev_server = listen_unix(dev_sock, 1)
+        ctl_server = listen_unix(ctl_sock, 4)
+        threading.Thread(target=phone.serve_emulator, args=(dev_server,), daemon=True).start()
+        threading.Thread(target=serve_control, args=(phone, ctl_server, cleanup_and_exit), daemon=True).start()
         if args.exit_with_parent:
             threading.Thread(target=watch_parent, daemon=True).start()
         print('READY ' + json.dumps({'root': phone.root, 'stateDir': state_dir, 'devSock': dev_sock,

@@ -100,7 +100,7 @@ describe.skipIf(hardwareMode())("usbmuxd 1.1.1's own preflight pairs with the em
   let listener: DeviceListener | undefined;
 
   beforeAll(async () => {
-    testbed = await startTestbed();
+    testbed = await startUsbTestbed();
     bridge = await startEmulatorBridge(testbed);
     daemon = await startReferenceWithPreflight(testbed.env);
     listener = await DeviceListener.open(daemon.socketPath);
@@ -149,7 +149,7 @@ describe.skipIf(hardwareMode())("our daemon's preflight pairs with the USB-emula
   let listener: DeviceListener | undefined;
 
   beforeAll(async () => {
-    testbed = await startTestbed();
+    testbed = await startUsbTestbed();
     bridge = await startEmulatorBridge(testbed);
     daemon = await startOurUsbDaemon(testbed.env);
     listener = await DeviceListener.open(daemon.socketPath);
@@ -227,16 +227,6 @@ function bridgeWithState(testbed: UsbTestbed, statePath: string): Promise<Emulat
   return bridgeWith(testbed, { MUXD_EMU_STATE: statePath });
 }
 
-/**
- * A testbed whose control socket is bound: testbed.py prints READY right after STARTING the
- * thread that binds ctl.sock, so a quick first command can meet ENOENT (seen once under load).
- */
-async function startTestbed(): Promise<UsbTestbed> {
-  const testbed = await startUsbTestbed();
-  await waitFor('the testbed control socket', 5000, () => (existsSync(testbed.ctlSock) ? true : undefined));
-  return testbed;
-}
-
 function startDaemon(kind: 'reference' | 'ours', env: Readonly<Record<string, string>>): Promise<RunningDaemon> {
   return kind === 'ours' ? startOurUsbDaemon(env) : startReferenceWithPreflight(env);
 }
@@ -250,7 +240,7 @@ describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: a pair
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'muxd-phone-'));
-    testbed = await startTestbed();
+    testbed = await startUsbTestbed();
     bridge = await bridgeWithState(testbed, join(dir, 'phone.json'));
     daemon = await startDaemon(kind, testbed.env);
     listener = await DeviceListener.open(daemon.socketPath);
@@ -304,7 +294,7 @@ describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: the us
   let listener: DeviceListener | undefined;
 
   beforeAll(async () => {
-    testbed = await startTestbed();
+    testbed = await startUsbTestbed();
     bridge = await bridgeWith(testbed, { MUXD_EMU_TRUST: 'deny' });
     daemon = await startDaemon(kind, testbed.env);
     listener = await DeviceListener.open(daemon.socketPath);
@@ -340,7 +330,7 @@ describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: a stal
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'muxd-phone-'));
-    testbed = await startTestbed();
+    testbed = await startUsbTestbed();
     bridge = await bridgeWithState(testbed, join(dir, 'phone.json'));
     daemon = await startDaemon(kind, testbed.env);
     listener = await DeviceListener.open(daemon.socketPath);
