@@ -267,13 +267,19 @@ export async function cpuTicks(pid: number): Promise<number> {
 }
 
 export interface UsbDaemonOptions {
+  /** Let the daemon pair with the phone on attach (preflight); default false: `-p`, no lockdownd traffic. */
+  readonly preflight?: boolean;
   /** Appended after the standard arguments. */
   readonly extraArgs?: readonly string[];
   readonly readyTimeoutMs?: number;
 }
 
+function daemonArgs(options: UsbDaemonOptions): string[] {
+  return [...(options.preflight === true ? [] : ['-p']), ...(options.extraArgs ?? [])];
+}
+
 /**
- * Our daemon with USB on: `node dist/main.js -f -v -S <tmp>/usbmuxd.sock -P NONE -C <tmp>/config`,
+ * Our daemon with USB on: `node dist/main.js -f -v -S <tmp>/usbmuxd.sock -P NONE -C <tmp>/config [-p]`,
  * under the testbed's preload (`env`; pass `{}` for real hardware).
  */
 export async function startOurUsbDaemon(env: Readonly<Record<string, string>>, options: UsbDaemonOptions = {}): Promise<RunningDaemon> {
@@ -281,7 +287,7 @@ export async function startOurUsbDaemon(env: Readonly<Record<string, string>>, o
   const dir = mkdtempSync(join(tmpdir(), 'muxd-usb-'));
   const socketPath = join(dir, 'usbmuxd.sock');
   const configDir = join(dir, 'config');
-  const args = [ourDaemonEntry, '-f', '-v', '-S', socketPath, '-P', 'NONE', '-C', configDir, ...(options.extraArgs ?? [])];
+  const args = [ourDaemonEntry, '-f', '-v', '-S', socketPath, '-P', 'NONE', '-C', configDir, ...daemonArgs(options)];
   const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   return superviseDaemon(child, 'ours', socketPath, configDir, options.readyTimeoutMs ?? 15_000, () => {
     rmSync(dir, { recursive: true, force: true });
@@ -289,15 +295,17 @@ export async function startOurUsbDaemon(env: Readonly<Record<string, string>>, o
 }
 
 /**
- * Debian's usbmuxd 1.1.1 (`-f -v -p`) in a private mount namespace (its socket path is fixed),
+ * Debian's usbmuxd 1.1.1 (`-f -v [-p]`) in a private mount namespace (its socket path is fixed),
  * under the testbed's preload. Clients reach it at /proc/<pid>/root/run/usbmuxd.
  */
 export async function startReferenceUsbDaemon(env: Readonly<Record<string, string>>, options: UsbDaemonOptions = {}): Promise<RunningDaemon> {
   if (!existsSync(referenceDaemonBinary)) throw new Error(`${referenceDaemonBinary} is missing (scripts/setup-system.sh)`);
   if (!existsSync('/var/lib/lockdown')) mkdirSync('/var/lib/lockdown', { recursive: true, mode: 0o755 });
-  const script = `mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/lockdown && exec ${referenceDaemonBinary} -f -v -p`;
-  const child = spawn('unshare', ['-m', 'sh', '-c', script], {
-    env: { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env },
+  const script = `mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/lockdown && exec ${referenceDaemonBinary} "$@"`;
+  const childEnv: Record<string, string | undefined> = { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env };
+  delete childEnv['USBMUXD_SOCKET_ADDRESS']; // its preflight (libimobiledevice) must reach its own socket
+  const child = spawn('unshare', ['-m', 'sh', '-c', script, 'sh', '-f', '-v', ...daemonArgs(options)], {
+    env: childEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const root = `/proc/${String(child.pid)}/root`;

@@ -55,10 +55,10 @@ describe('our daemon over node-usb (umockdev emulated iPhone)', () => {
       testbed = await startUsbTestbed();
       bridge = await startEmulatorBridge(testbed);
     }
-    // -p: these cases measure the USB side on an otherwise idle pipe (IN URBs in flight, discards
-    // at SIGTERM, idle CPU); preflight's lockdown traffic and pairing would race them. Preflight
-    // over USB is tested on its own in preflight.test.ts.
-    daemon = await startOurUsbDaemon(testbed?.env ?? {}, { extraArgs: ['-p'] });
+    // No preflight (-p, the starter's default): these cases measure the USB side on an otherwise
+    // idle pipe (IN URBs in flight, discards at SIGTERM, idle CPU); preflight's lockdown traffic
+    // and pairing would race them. Preflight over USB is tested on its own in preflight.test.ts.
+    daemon = await startOurUsbDaemon(testbed?.env ?? {});
     await waitForDeviceCount(daemon.socketPath, 1, 15_000);
     if (HW) udid = (await ideviceIdList(daemon.socketPath))[0] ?? '';
   });

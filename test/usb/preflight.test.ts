@@ -10,67 +10,17 @@
  *
  * Not in MUXD_HW mode (a real phone would need a real tap).
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import plist from 'plist';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ideviceIdList, ideviceInfoSession, parseIdeviceInfo } from '../support/clients.js';
 import type { RunningDaemon } from '../support/daemon.js';
-import { referenceDaemonBinary, waitForDeviceCount, waitUntilAccepting } from '../support/daemon.js';
-import { TESTBED_UDID, hardwareMode, startEmulatorBridge, startOurUsbDaemon, startUsbTestbed, waitFor } from '../support/usb-testbed.js';
+import { waitForDeviceCount } from '../support/daemon.js';
+import { TESTBED_UDID, hardwareMode, startEmulatorBridge, startOurUsbDaemon, startReferenceUsbDaemon, startUsbTestbed, waitFor } from '../support/usb-testbed.js';
 import type { EmulatorBridge, UsbTestbed } from '../support/usb-testbed.js';
 import { DeviceListener } from './listener.js';
-
-/** usbmuxd 1.1.1 `-f -v` (preflight on) in a private mount namespace, under the testbed's preload. */
-async function startReferenceWithPreflight(env: Readonly<Record<string, string>>): Promise<RunningDaemon> {
-  if (!existsSync(referenceDaemonBinary)) throw new Error(`${referenceDaemonBinary} is missing (scripts/setup-system.sh)`);
-  if (!existsSync('/var/lib/lockdown')) mkdirSync('/var/lib/lockdown', { recursive: true, mode: 0o755 });
-  const script = `mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/lockdown && exec ${referenceDaemonBinary} -f -v`;
-  const childEnv: Record<string, string | undefined> = { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env };
-  delete childEnv['USBMUXD_SOCKET_ADDRESS']; // its preflight must reach its own socket
-  const child = spawn('unshare', ['-m', 'sh', '-c', script], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  const pid = child.pid;
-  if (pid === undefined) throw new Error('could not spawn unshare');
-  const chunks: string[] = [];
-  child.stdout.setEncoding('utf8').on('data', (s: string) => chunks.push(s));
-  child.stderr.setEncoding('utf8').on('data', (s: string) => chunks.push(s));
-  let exitInfo: string | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exitInfo = signal === null ? `exit code ${String(code)}` : `signal ${signal}`;
-      resolve();
-    });
-  });
-  const root = `/proc/${String(pid)}/root`;
-  let stopping: Promise<void> | undefined;
-  const daemon: RunningDaemon = {
-    kind: 'reference',
-    socketPath: `${root}/run/usbmuxd`,
-    configDir: `${root}/var/lib/lockdown`,
-    pid,
-    logs: () => chunks.join(''),
-    stop() {
-      stopping ??= (async () => {
-        if (exitInfo === undefined) {
-          child.kill('SIGTERM');
-          const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-          await exited;
-          clearTimeout(timer);
-        }
-      })();
-      return stopping;
-    },
-  };
-  try {
-    await waitUntilAccepting(daemon.socketPath, 10_000, () => exitInfo);
-  } catch (err) {
-    await daemon.stop();
-    throw new Error(`reference daemon did not come up: ${err instanceof Error ? err.message : String(err)}\n${daemon.logs()}`);
-  }
-  return daemon;
-}
 
 function isDict(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) && !(value instanceof Date);
@@ -102,7 +52,7 @@ describe.skipIf(hardwareMode())("usbmuxd 1.1.1's own preflight pairs with the em
   beforeAll(async () => {
     testbed = await startUsbTestbed();
     bridge = await startEmulatorBridge(testbed);
-    daemon = await startReferenceWithPreflight(testbed.env);
+    daemon = await startReferenceUsbDaemon(testbed.env, { preflight: true });
     listener = await DeviceListener.open(daemon.socketPath);
   });
   afterAll(async () => {
@@ -151,7 +101,7 @@ describe.skipIf(hardwareMode())("our daemon's preflight pairs with the USB-emula
   beforeAll(async () => {
     testbed = await startUsbTestbed();
     bridge = await startEmulatorBridge(testbed);
-    daemon = await startOurUsbDaemon(testbed.env);
+    daemon = await startOurUsbDaemon(testbed.env, { preflight: true });
     listener = await DeviceListener.open(daemon.socketPath);
   });
   afterAll(async () => {
@@ -228,7 +178,7 @@ function bridgeWithState(testbed: UsbTestbed, statePath: string): Promise<Emulat
 }
 
 function startDaemon(kind: 'reference' | 'ours', env: Readonly<Record<string, string>>): Promise<RunningDaemon> {
-  return kind === 'ours' ? startOurUsbDaemon(env) : startReferenceWithPreflight(env);
+  return (kind === 'ours' ? startOurUsbDaemon : startReferenceUsbDaemon)(env, { preflight: true });
 }
 
 describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: a paired phone plugged in again is not paired again (no prompt on every plug)', (kind) => {

@@ -22,9 +22,9 @@ interface Rig {
 async function rig(kind: 'ours' | 'reference'): Promise<Rig> {
   const testbed = await startUsbTestbed();
   const bridge = await startEmulatorBridge(testbed);
-  // Both without preflight (the reference runs with -p): the USB-side comparisons below count IN
-  // URBs in flight, which preflight's lockdown traffic would race. Preflight: preflight.test.ts.
-  const daemon = kind === 'ours' ? await startOurUsbDaemon(testbed.env, { extraArgs: ['-p'] }) : await startReferenceUsbDaemon(testbed.env);
+  // Both without preflight (the starters pass -p by default): the USB-side comparisons below count
+  // IN URBs in flight, which preflight's lockdown traffic would race. Preflight: preflight.test.ts.
+  const daemon = kind === 'ours' ? await startOurUsbDaemon(testbed.env) : await startReferenceUsbDaemon(testbed.env);
   await waitForDeviceCount(daemon.socketPath, 1, 15_000);
   return { testbed, bridge, daemon };
 }
