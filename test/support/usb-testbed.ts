@@ -11,19 +11,42 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ourDaemonEntry, referenceDaemonBinary, repoRoot, waitUntilAccepting } from './daemon.js';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { referenceDaemonBinary, waitUntilAccepting } from './daemon.js';
 import type { RunningDaemon } from './daemon.js';
 
+const PACKAGE_NAME = 'usbmuxd-ts';
+
+function isOurPackageJson(file: string): boolean {
+  if (!existsSync(file)) return false;
+  const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+  return typeof parsed === 'object' && parsed !== null && 'name' in parsed && parsed.name === PACKAGE_NAME;
+}
+
+/**
+ * The repository root: the nearest directory at or above `from` whose package.json is this
+ * project's. Right from test/support/ (vitest, tsx) and from dist-bench/test/support/ (compiled).
+ */
+export function findRepoRoot(from: string = dirname(fileURLToPath(import.meta.url))): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (isOurPackageJson(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no package.json named ${PACKAGE_NAME} at or above ${from}`);
+  }
+}
+
+export const REPO_ROOT = findRepoRoot();
 /** Debian's python with gi; the pyenv python3 on PATH has no gi. */
 export const SYSTEM_PYTHON = '/usr/bin/python3';
-export const TESTBED_SCRIPT = join(repoRoot, 'test', 'usb-emulation', 'testbed.py');
+export const TESTBED_SCRIPT = join(REPO_ROOT, 'test', 'usb-emulation', 'testbed.py');
 /** The emulator's standalone bridge (`MUXD_USB_BRIDGE` points at another build of it). */
-export const BRIDGE_ENTRY = process.env['MUXD_USB_BRIDGE'] ?? join(repoRoot, 'dist', 'emulator', 'bridge-cli.js');
+export const BRIDGE_ENTRY = process.env['MUXD_USB_BRIDGE'] ?? join(REPO_ROOT, 'dist', 'emulator', 'bridge-cli.js');
+/** Our built daemon. */
+export const OUR_DAEMON_ENTRY = join(REPO_ROOT, 'dist', 'main.js');
 /** The emulated iPhone's USB serial and the UDID hosts derive from it. */
 export const TESTBED_USB_SERIAL = '00008030001A2B3C4D5E802E';
 export const TESTBED_UDID = '00008030-001A2B3C4D5E802E';
@@ -60,6 +83,10 @@ export interface TestbedOptions {
   /** FIFO readiness for the device node (default true; false makes libusb busy-poll). */
   readonly fifoPoll?: boolean;
   readonly verbose?: boolean;
+  /** Another testbed.py (default TESTBED_SCRIPT). */
+  readonly script?: string;
+  /** Appended to testbed.py's arguments (e.g. `--bulk-sg`). */
+  readonly extraArgs?: readonly string[];
 }
 
 export interface UsbTestbed {
@@ -152,11 +179,12 @@ async function terminate(child: ChildProcess): Promise<void> {
 }
 
 export async function startUsbTestbed(options: TestbedOptions = {}): Promise<UsbTestbed> {
-  const args = [TESTBED_SCRIPT, '--exit-with-parent'];
+  const args = [options.script ?? TESTBED_SCRIPT, '--exit-with-parent'];
   if (options.noDevice === true) args.push('--no-device');
   if (options.unconfigured === true) args.push('--unconfigured');
   if (options.fifoPoll === false) args.push('--no-fifo-poll');
   if (options.verbose === true) args.push('-v');
+  args.push(...(options.extraArgs ?? []));
   const child = spawn(SYSTEM_PYTHON, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -217,10 +245,17 @@ export interface EmulatorBridge {
   stop(): Promise<void>;
 }
 
+export interface EmulatorBridgeOptions {
+  readonly udid?: string;
+  /** Another bridge program taking `--socket <path>` (default BRIDGE_ENTRY). */
+  readonly entry?: string;
+}
+
 /** Start the device emulator on the testbed's device socket and wait until it is connected. */
-export async function startEmulatorBridge(testbed: UsbTestbed, options: { readonly udid?: string } = {}): Promise<EmulatorBridge> {
-  if (!existsSync(BRIDGE_ENTRY)) throw new Error(`${BRIDGE_ENTRY} does not exist: run \`npm run build\` first`);
-  const args = [BRIDGE_ENTRY, '--socket', testbed.devSock];
+export async function startEmulatorBridge(testbed: UsbTestbed, options: EmulatorBridgeOptions = {}): Promise<EmulatorBridge> {
+  const entry = options.entry ?? BRIDGE_ENTRY;
+  if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`npm run build\` first`);
+  const args = [entry, '--socket', testbed.devSock];
   if (options.udid !== undefined) args.push('--udid', options.udid);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let logs = '';
@@ -269,33 +304,47 @@ export async function cpuTicks(pid: number): Promise<number> {
 export interface UsbDaemonOptions {
   /** Let the daemon pair with the phone on attach (preflight); default false: `-p`, no lockdownd traffic. */
   readonly preflight?: boolean;
+  /** `-f` (default true): foreground, log base INFO. */
+  readonly foreground?: boolean;
+  /** `-v` (default true). */
+  readonly verbose?: boolean;
   /** Appended after the standard arguments. */
   readonly extraArgs?: readonly string[];
   readonly readyTimeoutMs?: number;
 }
 
+export interface OurUsbDaemonOptions extends UsbDaemonOptions {
+  /** Another build of our daemon's main.js (default OUR_DAEMON_ENTRY). */
+  readonly entry?: string;
+  /** Node flags before the entry point (e.g. `--cpu-prof`). */
+  readonly nodeArgs?: readonly string[];
+}
+
 function daemonArgs(options: UsbDaemonOptions): string[] {
-  return [...(options.preflight === true ? [] : ['-p']), ...(options.extraArgs ?? [])];
+  const args: string[] = [];
+  if (options.foreground !== false) args.push('-f');
+  if (options.verbose !== false) args.push('-v');
+  if (options.preflight !== true) args.push('-p');
+  return [...args, ...(options.extraArgs ?? [])];
 }
 
 /**
- * Our daemon with USB on: `node dist/main.js -f -v -S <tmp>/usbmuxd.sock -P NONE -C <tmp>/config [-p]`,
- * under the testbed's preload (`env`; pass `{}` for real hardware).
+ * Our daemon with USB on: `node dist/main.js -S <tmp>/usbmuxd.sock -P NONE -C <tmp>/config -f -v -p`
+ * (see UsbDaemonOptions), under the testbed's preload (`env`; pass `{}` for real hardware).
  */
-export async function startOurUsbDaemon(env: Readonly<Record<string, string>>, options: UsbDaemonOptions = {}): Promise<RunningDaemon> {
-  if (!existsSync(ourDaemonEntry)) throw new Error(`${ourDaemonEntry} does not exist: run \`npm run build\` first`);
+export async function startOurUsbDaemon(env: Readonly<Record<string, string>>, options: OurUsbDaemonOptions = {}): Promise<RunningDaemon> {
+  const entry = options.entry ?? OUR_DAEMON_ENTRY;
+  if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`npm run build\` first`);
   const dir = mkdtempSync(join(tmpdir(), 'muxd-usb-'));
   const socketPath = join(dir, 'usbmuxd.sock');
   const configDir = join(dir, 'config');
-  const args = [ourDaemonEntry, '-f', '-v', '-S', socketPath, '-P', 'NONE', '-C', configDir, ...daemonArgs(options)];
+  const args = [...(options.nodeArgs ?? []), entry, '-S', socketPath, '-P', 'NONE', '-C', configDir, ...daemonArgs(options)];
   const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  return superviseDaemon(child, 'ours', socketPath, configDir, options.readyTimeoutMs ?? 15_000, () => {
-    rmSync(dir, { recursive: true, force: true });
-  });
+  return superviseDaemon(child, 'ours', socketPath, configDir, options.readyTimeoutMs ?? 15_000, [dir]);
 }
 
 /**
- * Debian's usbmuxd 1.1.1 (`-f -v [-p]`) in a private mount namespace (its socket path is fixed),
+ * Debian's usbmuxd 1.1.1 (`-f -v -p`, see UsbDaemonOptions) in a private mount namespace (its socket path is fixed),
  * under the testbed's preload. Clients reach it at /proc/<pid>/root/run/usbmuxd.
  */
 export async function startReferenceUsbDaemon(env: Readonly<Record<string, string>>, options: UsbDaemonOptions = {}): Promise<RunningDaemon> {
@@ -304,12 +353,12 @@ export async function startReferenceUsbDaemon(env: Readonly<Record<string, strin
   const script = `mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/lockdown && exec ${referenceDaemonBinary} "$@"`;
   const childEnv: Record<string, string | undefined> = { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env };
   delete childEnv['USBMUXD_SOCKET_ADDRESS']; // its preflight (libimobiledevice) must reach its own socket
-  const child = spawn('unshare', ['-m', 'sh', '-c', script, 'sh', '-f', '-v', ...daemonArgs(options)], {
+  const child = spawn('unshare', ['-m', 'sh', '-c', script, 'sh', ...daemonArgs(options)], {
     env: childEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const root = `/proc/${String(child.pid)}/root`;
-  return superviseDaemon(child, 'reference', `${root}/run/usbmuxd`, `${root}/var/lib/lockdown`, options.readyTimeoutMs ?? 10_000, () => undefined);
+  return superviseDaemon(child, 'reference', `${root}/run/usbmuxd`, `${root}/var/lib/lockdown`, options.readyTimeoutMs ?? 10_000, []);
 }
 
 async function superviseDaemon(
@@ -318,14 +367,17 @@ async function superviseDaemon(
   socketPath: string,
   configDir: string,
   readyTimeoutMs: number,
-  cleanup: () => void,
+  tempDirs: readonly string[],
 ): Promise<RunningDaemon> {
+  const cleanup = (): void => {
+    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  };
   const pid = child.pid;
   if (pid === undefined) {
     cleanup();
     throw new Error(`could not spawn the ${kind} daemon`);
   }
-  live.set(child, []);
+  live.set(child, tempDirs);
   const chunks: string[] = [];
   child.stdout?.setEncoding('utf8').on('data', (s: string) => chunks.push(s));
   child.stderr?.setEncoding('utf8').on('data', (s: string) => chunks.push(s));
