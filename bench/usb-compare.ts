@@ -7,8 +7,8 @@
  *
  * Two complete stacks run at once, each with its OWN testbed (test/usb-emulation/testbed.py), its
  * own emulated iPhone (bench/usb-bridge.ts on the testbed's device socket) and its own daemon:
- *   ours       node dist/main.js -f -v -S <tmp sock> -P NONE -C <tmp>          (USB on)
- *   reference  usbmuxd -f -v -p in a private mount namespace (socket /proc/<pid>/root/run/usbmuxd)
+ *   ours       node dist/main.js -f -p -S <tmp sock> -P NONE -C <tmp>          (USB on)
+ *   reference  usbmuxd -f -p in a private mount namespace (socket /proc/<pid>/root/run/usbmuxd)
  * Every workload runs on one stack and then on the other, the order alternating per round, so both
  * see the same machine load. Volumes: --mib for each bulk direction and for the parallel run.
  *

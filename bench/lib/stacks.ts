@@ -5,7 +5,8 @@
  * The starters are test/support/usb-testbed.ts's (it finds the repository from package.json, so
  * it works compiled into dist-bench/ too); this module only picks the bench's settings:
  * - daemons run without -v: the bench measures the data path, not logging;
- * - our daemon keeps preflight on (as the bench always ran it), the reference runs with -p;
+ * - both daemons run with -p (no preflight): the bench compares the mux data path, and the
+ *   emulated phone would otherwise be paired (RSA keys, TLS) by each daemon in the first second;
  * - environment overrides for A/B runs (below).
  *
  * Everything started is killed (and its temp dirs removed) when the bench process exits.
@@ -41,7 +42,7 @@ export function startBridge(testbed: Testbed): Promise<Proc> {
   return startEmulatorBridge(testbed, { entry: join(BENCH_OUT, 'usb-bridge.js') });
 }
 
-/** `node dist/main.js -S <tmp>/usbmuxd.sock -P NONE -C <tmp>/config -f` under the testbed's preload. */
+/** `node dist/main.js -S <tmp>/usbmuxd.sock -P NONE -C <tmp>/config -f -p` under the testbed's preload. */
 export function startOurDaemon(env: Readonly<Record<string, string>>, extraArgs: readonly string[] = []): Promise<Daemon> {
   return startOurUsbDaemon(env, {
     ...(OUR_DAEMON === undefined ? {} : { entry: OUR_DAEMON }),
@@ -50,7 +51,7 @@ export function startOurDaemon(env: Readonly<Record<string, string>>, extraArgs:
     // MUXD_BENCH_NO_FOREGROUND=1: without -f (log base WARNING: no per-client info lines, no peer lookup)
     foreground: process.env['MUXD_BENCH_NO_FOREGROUND'] !== '1',
     verbose: false,
-    preflight: true,
+    preflight: false,
     extraArgs,
     readyTimeoutMs: DAEMON_READY_MS,
   });
