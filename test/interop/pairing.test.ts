@@ -10,11 +10,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import plist from 'plist';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TRUST_DIALOG_PENDING, ideviceInfo, ideviceInfoSession, idevicePair, idevicePairUntilTrusted, parseIdeviceInfo } from '../support/clients.js';
 import { startOurDaemon } from '../support/daemon.js';
 import type { RunningDaemon } from '../support/daemon.js';
-import { DeviceListener } from '../usb/listener.js';
+import { useOurDaemonWithListener } from '../support/our-daemon-stack.js';
 
 const UDID = '00008030-001A2B3C4D5E802E';
 
@@ -23,26 +23,7 @@ function isDict(value: unknown): value is Record<string, unknown> {
 }
 
 describe('idevicepair / ideviceinfo through a TLS session, against our daemon and the emulated iPhone', () => {
-  let daemon: RunningDaemon | undefined;
-  let listener: DeviceListener | undefined;
-  const d = (): RunningDaemon => {
-    if (daemon === undefined) throw new Error('daemon not started');
-    return daemon;
-  };
-
-  beforeAll(async () => {
-    daemon = await startOurDaemon({ virtualDevices: [''], extraArgs: ['-p'] });
-    listener = await DeviceListener.open(daemon.socketPath);
-  });
-  afterAll(async () => {
-    await listener?.close();
-    await daemon?.stop();
-  });
-  beforeEach((ctx) => {
-    ctx.onTestFailed(() => {
-      console.error(`--- daemon log (tail) ---\n${daemon?.logs().slice(-6000) ?? '(not started)'}`);
-    });
-  });
+  const { d, listener } = useOurDaemonWithListener({ virtualDevices: [''], extraArgs: ['-p'] });
 
   it('before pairing: ideviceinfo -s works (no session, no dialog)', async () => {
     const values = parseIdeviceInfo(await ideviceInfo(d().socketPath));
@@ -64,8 +45,8 @@ describe('idevicepair / ideviceinfo through a TLS session, against our daemon an
     expect(record['WiFiMACAddress']).toBe('a4:c3:f0:12:34:56');
     expect((record['EscrowBag'] as Buffer).length).toBe(32);
 
-    const paired = await listener!.waitFor((e) => e.type === 'Paired', 5000);
-    const attached = await listener!.waitFor((e) => e.type === 'Attached', 1000);
+    const paired = await listener().waitFor((e) => e.type === 'Paired', 5000);
+    const attached = await listener().waitFor((e) => e.type === 'Attached', 1000);
     expect(paired.deviceId).toBe(attached.deviceId);
   });
 

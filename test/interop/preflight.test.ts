@@ -8,10 +8,11 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import plist from 'plist';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { ideviceIdList, ideviceInfoSession, idevicePair, idevicePairUntilTrusted, parseIdeviceInfo } from '../support/clients.js';
 import { startOurDaemon } from '../support/daemon.js';
 import type { RunningDaemon } from '../support/daemon.js';
+import { useOurDaemonWithListener } from '../support/our-daemon-stack.js';
 import { DeviceListener } from '../usb/listener.js';
 
 const UDID = '00008030-001A2B3C4D5E802E';
@@ -36,34 +37,15 @@ async function until(cond: () => boolean, timeoutMs: number, what: string): Prom
 }
 
 describe('preflight pairs the emulated iPhone; the real clients use OUR record', () => {
-  let daemon: RunningDaemon | undefined;
-  let listener: DeviceListener | undefined;
-  const d = (): RunningDaemon => {
-    if (daemon === undefined) throw new Error('daemon not started');
-    return daemon;
-  };
-
-  beforeAll(async () => {
-    daemon = await startOurDaemon({ virtualDevices: [''] });
-    listener = await DeviceListener.open(daemon.socketPath);
-  });
-  afterAll(async () => {
-    await listener?.close();
-    await daemon?.stop();
-  });
-  beforeEach((ctx) => {
-    ctx.onTestFailed(() => {
-      console.error(`--- daemon log (tail) ---\n${daemon?.logs().slice(-6000) ?? '(not started)'}`);
-    });
-  });
+  const { d, listener } = useOurDaemonWithListener({ virtualDevices: [''] });
 
   it('the device is listed at once; preflight saves a 0600 record and listeners see Paired', async () => {
     expect(await ideviceIdList(d().socketPath)).toEqual([UDID]);
-    const paired = await listener!.waitFor((e) => e.type === 'Paired', 20_000);
-    const attached = await listener!.waitFor((e) => e.type === 'Attached', 1000);
+    const paired = await listener().waitFor((e) => e.type === 'Paired', 20_000);
+    const attached = await listener().waitFor((e) => e.type === 'Attached', 1000);
     expect(paired.deviceId).toBe(attached.deviceId);
     // Attached reached the listener before Paired (never hidden while trust was pending).
-    expect(listener!.events.findIndex((e) => e.type === 'Attached')).toBeLessThan(listener!.events.findIndex((e) => e.type === 'Paired'));
+    expect(listener().events.findIndex((e) => e.type === 'Attached')).toBeLessThan(listener().events.findIndex((e) => e.type === 'Paired'));
     expect(existsSync(recordPath(d()))).toBe(true);
     expect(statSync(recordPath(d())).mode & 0o777).toBe(0o600);
     const record = plist.parse(readFileSync(recordPath(d()), 'utf8')) as Record<string, unknown>;
@@ -89,11 +71,11 @@ describe('preflight pairs the emulated iPhone; the real clients use OUR record',
   });
 
   it('a client\'s own idevicepair pair also works and raises Paired again', async () => {
-    const before = listener!.events.filter((e) => e.type === 'Paired').length;
+    const before = listener().events.filter((e) => e.type === 'Paired').length;
     const preflightHostId = hostIdOf(d());
     const outcome = await idevicePairUntilTrusted(d().socketPath, { timeoutMs: 20_000 });
     expect(outcome.stdout).toMatch(/SUCCESS: Paired with device 00008030-001A2B3C4D5E802E/);
-    await until(() => listener!.events.filter((e) => e.type === 'Paired').length > before, 5000, 'second Paired');
+    await until(() => listener().events.filter((e) => e.type === 'Paired').length > before, 5000, 'second Paired');
     expect(hostIdOf(d())).not.toBe(preflightHostId);
     const r = await idevicePair(d().socketPath, 'validate');
     expect(r.code, r.stdout + r.stderr).toBe(0);
