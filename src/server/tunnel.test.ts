@@ -88,3 +88,32 @@ describe('Tunnel, device → client', () => {
     expect(Buffer.concat(received).toString()).toBe('ab');
   });
 });
+
+describe('Tunnel, after the device side ended', () => {
+  it('a client that reads what is queued gets every byte, then the end', async () => {
+    const { daemonEnd, clientEnd } = await socketPair();
+    const conn = new FakeConnection();
+    const tunnel = new Tunnel(daemonEnd, conn, silentLogger(), 200);
+    tunnel.start([]);
+    const payload = Buffer.alloc(4 * 1024 * 1024, 0x5a);
+    tunnel.onData(payload, () => undefined);
+    tunnel.onClose('device-reset');
+    const received: Buffer[] = [];
+    clientEnd.on('data', (b: Buffer) => received.push(b));
+    await new Promise((r) => clientEnd.once('end', r));
+    expect(Buffer.concat(received).equals(payload)).toBe(true);
+  });
+
+  it('a client that reads nothing is dropped after the linger time, not kept forever', async () => {
+    const { daemonEnd, clientEnd } = await socketPair();
+    const tunnel = new Tunnel(daemonEnd, new FakeConnection(), silentLogger(), 200);
+    tunnel.start([]);
+    clientEnd.pause(); // never reads: the kernel buffers fill and the daemon's queue stays
+    tunnel.onData(Buffer.alloc(8 * 1024 * 1024), () => undefined);
+    tunnel.onClose('device-reset');
+    const t0 = Date.now();
+    await new Promise((r) => daemonEnd.once('close', r));
+    expect(daemonEnd.destroyed).toBe(true);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(150); // not at once: it lingered first
+  });
+});

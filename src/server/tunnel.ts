@@ -36,13 +36,16 @@ export class Tunnel implements ConnectionSink {
   private readonly socket: TunnelSocket;
   private readonly conn: MuxConnection;
   private readonly log: Logger;
+  /** See {@link END_LINGER_MS}; a parameter so tests need not wait 30 s. */
+  private readonly lingerMs: number;
   /** onClose has run: the connection takes no more writes. */
   private closed = false;
 
-  constructor(socket: Socket, conn: MuxConnection, log: Logger) {
+  constructor(socket: Socket, conn: MuxConnection, log: Logger, lingerMs = END_LINGER_MS) {
     this.socket = socket;
     this.conn = conn;
     this.log = log;
+    this.lingerMs = lingerMs;
   }
 
   /**
@@ -97,7 +100,7 @@ export class Tunnel implements ConnectionSink {
       case 'protocol-error':
         this.log.debug({ reason }, 'tunnel closed by the device side; ending client after queued bytes');
         socket.resume(); // a paused socket would never see the client's FIN
-        socket.setTimeout(END_LINGER_MS, socketOnLingerTimeout);
+        socket.setTimeout(this.lingerMs, socketOnLingerTimeout);
         socket.end();
         break;
       case 'local-reset':
