@@ -2,9 +2,10 @@
  * A host's side of pairing, for tests of the emulated phone (like host-driver.ts): a root
  * certificate, a host certificate and a device certificate for the phone's public key, the
  * way a libimobiledevice-style host builds them (X.509 by node-forge, keys by node:crypto).
- * Not used by the phone itself.
+ * Also the host's binary-plist lockdown frame. Not used by the phone itself.
  */
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import bplistCreator from 'bplist-creator';
 import forge from 'node-forge';
 import type { PlistObject } from 'plist';
 
@@ -82,4 +83,13 @@ export function pairRequest(record: HostPairRecord, request: 'Pair' | 'ValidateP
       SystemBUID: record.systemBuid,
     },
   };
+}
+
+/** One lockdown message as a host may send it: 4-byte BE length, then a BINARY plist. */
+export function binaryFrame(message: PlistObject): Buffer {
+  const body = bplistCreator(message);
+  const frame = Buffer.alloc(4 + body.length);
+  frame.writeUInt32BE(body.length, 0);
+  body.copy(frame, 4);
+  return frame;
 }

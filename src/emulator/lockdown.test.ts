@@ -1,10 +1,10 @@
-import bplistCreator from 'bplist-creator';
 import plist from 'plist';
 import type { PlistObject } from 'plist';
 import { describe, expect, it } from 'vitest';
 import { TcpFlag } from './codec.js';
 import { EmulatedIPhone } from './device.js';
 import { HostDriver } from './host-driver.js';
+import { binaryFrame } from './host-records.js';
 import { LockdownResponder, MAX_LOCKDOWN_MESSAGE, NOTIFICATION_PROXY_PORT, frameLockdownMessage, parseLockdownMessage } from './lockdown.js';
 import { LOCKDOWN_PORT } from './services.js';
 
@@ -12,14 +12,6 @@ const UDID = '00008030-001A2B3C4D5E802E';
 
 function xmlFrame(message: PlistObject): Buffer {
   return frameLockdownMessage(message);
-}
-
-function binaryFrame(message: PlistObject): Buffer {
-  const body = bplistCreator(message);
-  const frame = Buffer.alloc(4 + body.length);
-  frame.writeUInt32BE(body.length, 0);
-  body.copy(frame, 4);
-  return frame;
 }
 
 /** A phone with an open lockdownd connection; `send` writes raw bytes, `replies` decodes framed answers. */

@@ -1,9 +1,7 @@
-import bplistCreator from 'bplist-creator';
 import plist from 'plist';
-import type { PlistObject } from 'plist';
 import { describe, expect, it } from 'vitest';
 import { FakeServiceConnection } from './fake-connection.js';
-import { makeHostPairRecord, pairRequest } from './host-records.js';
+import { binaryFrame, makeHostPairRecord, pairRequest } from './host-records.js';
 import { generateDeviceKey } from './pair-request.js';
 import { NOTIFICATION_PROXY_PORT, frameLockdownMessage } from './lockdown.js';
 import { LockdownFrameReader } from './lockdown-frames.js';
@@ -33,14 +31,6 @@ function open(pairing: Pairing): { conn: FakeServiceConnection; send(bytes: Buff
 }
 
 const observe = (name: string): Buffer => frameLockdownMessage({ Command: 'ObserveNotification', Name: name });
-
-function binaryFrame(message: PlistObject): Buffer {
-  const body = bplistCreator(message);
-  const frame = Buffer.alloc(4 + body.length);
-  frame.writeUInt32BE(body.length, 0);
-  body.copy(frame, 4);
-  return frame;
-}
 
 describe('notification proxy', () => {
   it('relays only the observed names, to every observing connection', () => {
