@@ -56,8 +56,11 @@ export interface MuxConnection {
    * Send client bytes to the device. Ownership of `chunk` passes to the connection.
    * Returns false when the peer window or the transport is full: stop writing until
    * `onWritable`. Bytes passed in are always accepted (and later sent or the connection reset).
+   * `more`: the writer expects more bytes right away (its read filled its buffer), so a short tail
+   * of a bulk write may wait for them while earlier bytes are in flight, instead of going out as a
+   * small packet of its own. Without it, every byte goes out as soon as window and transport allow.
    */
-  write(chunk: Buffer): boolean;
+  write(chunk: Buffer, more?: boolean): boolean;
   /** Abort with RST to the device; `onClose('local-reset')` follows. Idempotent. */
   reset(): void;
   /** Install the sink; device data received before this is held (bounded by the window). */

@@ -276,7 +276,7 @@ describe('Connection established (table)', () => {
     expect(host.sent.map((s) => s.flags)).toEqual([RST]);
   });
 
-  it('write sends what the peer window allows, keeps the tail, flushes on ACK, then onWritable', () => {
+  it('write sends what the peer window allows, keeps the rest (no 48-byte sliver), flushes on ACK, then onWritable', () => {
     const { conn, host } = established(1000, 2048);
     const r = recorder();
     conn.attach(r.sink);
@@ -284,12 +284,47 @@ describe('Connection established (table)', () => {
     expect(host.sent.map((s) => [s.seq, s.len])).toEqual([
       [1, 1000],
       [1001, 1000],
-      [2001, 48],
     ]);
-    expect(conn.pendingWriteBytes).toBe(952);
-    conn.onSegment(seg(ACK, 2048, 2049), Buffer.alloc(0));
-    expect(host.sent.slice(3).map((s) => [s.seq, s.len])).toEqual([[2049, 952]]);
+    expect(conn.pendingWriteBytes).toBe(1000);
+    conn.onSegment(seg(ACK, 2048, 2001), Buffer.alloc(0));
+    expect(host.sent.slice(2).map((s) => [s.seq, s.len])).toEqual([[2001, 1000]]);
     expect(r.writable).toBe(1);
+  });
+
+  it('silly-window avoidance: a segment the window would cut short waits for an ACK while bytes are in flight', () => {
+    // Window 2500, payload 1000: two full segments, then 500 of room. With 1000 in flight the
+    // 500 waits; an ACK of one segment reopens 1500 and a full segment goes.
+    const { conn, host } = established(1000, 2500);
+    conn.attach(recorder().sink);
+    expect(conn.write(Buffer.alloc(4000))).toBe(false);
+    expect(host.sent.map((s) => s.len)).toEqual([1000, 1000]);
+    conn.onSegment(seg(ACK, 2500, 1001), Buffer.alloc(0));
+    expect(host.sent.map((s) => s.len)).toEqual([1000, 1000, 1000]);
+    // The last 1000 fit the room exactly once the next ACK comes: pending data is never held back.
+    conn.onSegment(seg(ACK, 2500, 2001), Buffer.alloc(0));
+    expect(host.sent.map((s) => s.len)).toEqual([1000, 1000, 1000, 1000]);
+    expect(conn.pendingWriteBytes).toBe(0);
+  });
+
+  it('silly-window avoidance: a window smaller than a payload still moves (half-window segments; whole window when idle)', () => {
+    const { conn, host } = established(1000, 600);
+    conn.attach(recorder().sink);
+    expect(conn.write(Buffer.alloc(2000))).toBe(false);
+    expect(host.sent.map((s) => s.len)).toEqual([600]); // nothing in flight: the whole window goes
+    conn.onSegment(seg(ACK, 600, 301), Buffer.alloc(0)); // 300 in flight, room 300 = half the window
+    expect(host.sent.map((s) => s.len)).toEqual([600, 300]);
+    conn.onSegment(seg(ACK, 600, 501), Buffer.alloc(0)); // 400 in flight, room 200 < 300: waits
+    expect(host.sent.map((s) => s.len)).toEqual([600, 300]);
+    conn.onSegment(seg(ACK, 600, 901), Buffer.alloc(0)); // all acked
+    expect(host.sent.map((s) => s.len)).toEqual([600, 300, 600]);
+  });
+
+  it('silly-window avoidance never holds back a small write that fits the room', () => {
+    const { conn, host } = established(1000, 2048);
+    conn.attach(recorder().sink);
+    expect(conn.write(Buffer.alloc(2000))).toBe(true);
+    expect(conn.write(Buffer.alloc(40))).toBe(true); // 48 bytes of room, 40 pending: out at once
+    expect(host.sent.map((s) => s.len)).toEqual([1000, 1000, 40]);
   });
 
   it('an ack beyond what we sent (device bug) does not stall sending', () => {
@@ -319,6 +354,53 @@ describe('Connection established (table)', () => {
       [3001, 200],
     ]);
     expect(conn.pendingWriteBytes).toBe(0);
+  });
+
+  it('with more to follow, a bulk tail is held while bytes are in flight, until the device acks everything', () => {
+    const { conn, host } = established(1000);
+    conn.attach(recorder().sink);
+    expect(conn.write(Buffer.alloc(2500), true)).toBe(true);
+    expect(conn.write(Buffer.alloc(700), true)).toBe(true);
+    host.flushAcks();
+    // The 200-byte tail of the bulk stream is held while our bytes are in flight (Nagle)...
+    expect(host.sent.map((s) => [s.seq, s.len])).toEqual([
+      [1, 1000],
+      [1001, 1000],
+      [2001, 1000],
+    ]);
+    expect(conn.pendingWriteBytes).toBe(200);
+    conn.onSegment(seg(ACK, TX_WINDOW, 2001), Buffer.alloc(0));
+    expect(host.sent).toHaveLength(3); // ...a partial ACK does not release it...
+    conn.onSegment(seg(ACK, TX_WINDOW, 3001), Buffer.alloc(0));
+    expect(host.sent.slice(3).map((s) => [s.seq, s.len])).toEqual([[3001, 200]]); // ...the ACK of everything does
+    expect(conn.pendingWriteBytes).toBe(0);
+  });
+
+  it('a held bulk tail joins the next write into a full segment', () => {
+    const { conn, host } = established(1000);
+    conn.attach(recorder().sink);
+    expect(conn.write(Buffer.alloc(1300), true)).toBe(true);
+    host.flushAcks();
+    expect(conn.write(Buffer.alloc(200), true)).toBe(true); // a small write joins the held tail: 500
+    expect(conn.write(Buffer.alloc(1300), true)).toBe(true); // 1800: one full segment, tail 800
+    host.flushAcks();
+    expect(host.sent.map((s) => s.len)).toEqual([1000, 1000]);
+    expect(conn.pendingWriteBytes).toBe(800);
+    expect(conn.write(Buffer.alloc(100))).toBe(true); // the client ran dry: 900 go at once
+    expect(host.sent.map((s) => s.len)).toEqual([1000, 1000, 900]);
+  });
+
+  it('reset() sends a held bulk tail before its RST', () => {
+    const { conn, host } = established(1000);
+    conn.attach(recorder().sink);
+    conn.write(Buffer.alloc(1300), true);
+    host.flushAcks();
+    conn.reset();
+    expect(host.sent.map((s) => [s.flags, s.len])).toEqual([
+      [ACK, 1000],
+      [ACK, 300],
+      [RST, 0],
+    ]);
   });
 
   it('a deferred tail that meets a busy transport at the turn flush waits for drainTurn', () => {
@@ -360,6 +442,22 @@ describe('Connection established (table)', () => {
     expect(conn.drainTurn()).toBe(false);
     expect(host.sent.map((s) => s.len)).toEqual([100, 100, 50]);
     expect(r.writable).toBe(1);
+  });
+
+  it('with more to follow, a busy transport drains full segments and holds the short tail while bytes are in flight', () => {
+    const { conn, host } = established(100);
+    const r = recorder();
+    conn.attach(r.sink);
+    host.busy = true;
+    expect(conn.write(Buffer.alloc(250), true)).toBe(false);
+    host.busy = false;
+    expect(conn.drainTurn()).toBe(true);
+    expect(r.writable).toBe(0);
+    expect(conn.drainTurn()).toBe(false); // the 50-byte tail is held (200 in flight), not the client
+    expect(host.sent.map((s) => s.len)).toEqual([100, 100]);
+    expect(r.writable).toBe(1);
+    conn.onSegment(seg(ACK, TX_WINDOW, 201), Buffer.alloc(0));
+    expect(host.sent.map((s) => s.len)).toEqual([100, 100, 50]);
   });
 
   it('a window update whose own send fills the transport still owes onWritable through drain', () => {
@@ -482,6 +580,68 @@ describe('Connection properties', () => {
         // a connection that was handed out closes exactly once; one that never opened never closes
         expect(r.closes).toHaveLength(result.conn === undefined ? 0 : 1);
         if (result.conn === undefined) expect(result.err).toBeInstanceOf(Error);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a device that acks what it gets receives every written byte, in order, never a window-cut segment while bytes are in flight', () => {
+    const stepArb = fc.oneof(
+      fc.record({ kind: fc.constant('write' as const), len: fc.integer({ min: 1, max: 5000 }), more: fc.boolean() }),
+      fc.record({ kind: fc.constant('ack' as const), upTo: fc.integer({ min: 0, max: 3 }) }),
+      fc.record({ kind: fc.constant('busy' as const), on: fc.boolean() }),
+      fc.record({ kind: fc.constant('drain' as const) }),
+      fc.record({ kind: fc.constant('flush' as const) }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 30 }).map((n) => n * 256), fc.array(stepArb, { maxLength: 80 }), (window, steps) => {
+        const maxPayload = 1000;
+        const { conn, host } = established(maxPayload, window);
+        const r = recorder();
+        conn.attach(r.sink);
+        let written = 0;
+        let sentUpTo = 1; // next seq we expect on the wire
+        let acked = 1;
+        const check = (): void => {
+          for (const sent of host.sent.splice(0)) {
+            if (sent.len === 0) continue;
+            expect(sent.seq).toBe(sentUpTo); // in order, no gap, no repeat
+            const inFlightBefore = sentUpTo - acked;
+            expect(inFlightBefore + sent.len).toBeLessThanOrEqual(window);
+            expect(sent.len).toBeLessThanOrEqual(maxPayload);
+            // Silly-window avoidance: a short segment sent with bytes in flight is all that was pending.
+            if (inFlightBefore > 0 && sent.len < Math.min(maxPayload, window >>> 1)) expect(sent.seq + sent.len - 1).toBe(written);
+            sentUpTo += sent.len;
+          }
+        };
+        /** The device acks all but the newest `keep` segments' worth of bytes in flight. */
+        const ack = (keep: number): void => {
+          const target = Math.max(acked, sentUpTo - keep * maxPayload);
+          if (target === acked) return;
+          acked = target;
+          conn.onSegment(seg(ACK, window, acked), Buffer.alloc(0));
+          check();
+        };
+        for (const step of steps) {
+          if (step.kind === 'write') {
+            conn.write(Buffer.alloc(step.len), step.more);
+            written += step.len;
+          } else if (step.kind === 'ack') ack(step.upTo);
+          else if (step.kind === 'busy') host.busy = step.on;
+          else if (step.kind === 'drain') for (const c of host.drains) if (!c.drainTurn()) host.drains.delete(c);
+          else host.flushAcks();
+          check();
+        }
+        // Quiet end: the transport drains, turns flush, the device acks everything it got.
+        host.busy = false;
+        for (let i = 0; i < 10_000 && sentUpTo - 1 < written; i++) {
+          for (const c of host.drains) if (!c.drainTurn()) host.drains.delete(c);
+          host.flushAcks();
+          check();
+          ack(0);
+        }
+        expect(sentUpTo - 1).toBe(written);
+        expect(conn.pendingWriteBytes).toBe(0);
       }),
       { numRuns: 300 },
     );

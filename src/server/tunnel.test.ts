@@ -13,10 +13,13 @@ class FakeConnection implements MuxConnection {
   readonly localPort = 1;
   readonly remotePort = 19;
   written: Buffer[] = [];
+  /** The `more` hint of each write. */
+  more: boolean[] = [];
   resets = 0;
   sink: ConnectionSink | undefined;
-  write(chunk: Buffer): boolean {
+  write(chunk: Buffer, more = false): boolean {
     this.written.push(chunk);
+    this.more.push(more);
     return true;
   }
   reset(): void {
@@ -86,6 +89,21 @@ describe('Tunnel, device → client', () => {
     expect(daemonEnd.writableCorked).toBe(1);
     await new Promise((r) => setTimeout(r, 50));
     expect(Buffer.concat(received).toString()).toBe('ab');
+  });
+});
+
+describe('Tunnel, client → device', () => {
+  it('tells the connection more follows only after a read that filled the 64 KiB read buffer', async () => {
+    const { daemonEnd, clientEnd } = await socketPair();
+    const conn = new FakeConnection();
+    new Tunnel(daemonEnd, conn, silentLogger()).start([]);
+    const total = 200 * 1024 + 7;
+    clientEnd.end(Buffer.alloc(total, 1));
+    await new Promise<void>((resolve) => daemonEnd.once('end', resolve));
+    expect(conn.written.reduce((n, b) => n + b.length, 0)).toBe(total);
+    expect(conn.written.length).toBeGreaterThan(1);
+    conn.written.forEach((chunk, i) => expect(conn.more[i]).toBe(chunk.length === 64 * 1024));
+    expect(conn.more.at(-1)).toBe(false); // the last read emptied the socket: its tail is not held
   });
 });
 

@@ -4,7 +4,7 @@
  * created per event).
  *
  *   client socket                      Tunnel                         MuxConnection
- *   'data' ── socketOnData ──────────▶ conn.write(chunk) ── false ──▶ socket.pause()
+ *   'data' ── socketOnData ──────────▶ conn.write(chunk, more) ─ false ─▶ socket.pause()
  *                                      onWritable() ◀──────────────── window reopened → resume
  *   socket.write(payload, done) ◀───── onData(payload, done)   (done = bytes reached the kernel,
  *                                                               only then does our ack advance)
@@ -27,6 +27,14 @@ const kTunnel = Symbol('muxd.tunnel');
  * progress at all) before we drop it, so a client that never reads cannot pin the socket forever.
  */
 export const END_LINGER_MS = 30_000;
+
+/**
+ * Node's net.Socket reads at most 64 KiB per call (libuv's suggested buffer). A read that filled it
+ * most likely left more in the kernel, so the connection is told more follows at once and may hold
+ * a short tail to pack it with the next read (MuxConnection.write `more`). A shorter read emptied
+ * the socket: its bytes go out without waiting, so request/response traffic never waits on an ACK.
+ */
+const FULL_READ = 64 * 1024;
 
 interface TunnelSocket extends Socket {
   [kTunnel]?: Tunnel;
@@ -114,7 +122,7 @@ export class Tunnel implements ConnectionSink {
   write(chunk: Buffer): void {
     if (this.closed) return;
     if (this.log.isLevelEnabled('trace')) this.log.trace({ len: chunk.length }, '[OUT] from client');
-    if (!this.conn.write(chunk)) this.socket.pause();
+    if (!this.conn.write(chunk, chunk.length >= FULL_READ)) this.socket.pause();
   }
 
   /** Client went away (EOF, error or close): abort the device connection with RST. */
