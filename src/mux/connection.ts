@@ -404,7 +404,7 @@ export class Connection implements MuxConnection {
       } else {
         // Bulk: full segments now; a short tail waits for this turn's flush, where the next read
         // of the same turn may fill it, and past it while our bytes are in flight if more follows
-        // (`bulkTail`; bench/results/2026-11-26-sws.md: USB OUT transfers per MiB 34 → 21.7).
+        // (`bulkTail`; bench/results/2026-11-26-full-segments.md: USB OUT transfers per MiB 34 → 21.7).
         this.pump(Number.POSITIVE_INFINITY, true);
         if (this.pendingBytes > 0 && !this.host.isBusy() && this.sendable() > this.pendingBytes) {
           this.tailDeferred = true;
