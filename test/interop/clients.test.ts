@@ -6,7 +6,9 @@
  * Device services (src/emulator): echo on 7, source on 19, lockdownd on 62078.
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import plist from 'plist';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -100,6 +102,43 @@ describe('real clients against our daemon, one virtual iPhone', () => {
       expect(sha256(back)).toBe(sha256(data));
       console.log(`iproxy echo 4 MiB: ${ms} ms (${((4 * MiB) / 1e6 / (ms / 1000)).toFixed(1)} MB/s one way)`);
     } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('request/response through iproxy: requests on and around the 48 KiB segment and 64 KiB read sizes each come back whole, in turn, on one connection', async () => {
+    // A bulk tail is held only while more is known to follow (a read that filled 64 KiB); a request
+    // that ends the client's data must go out without waiting, or this exchange would stall.
+    const proxy = await startIproxy(d().socketPath, ECHO_PORT);
+    const sock = createConnection({ host: '127.0.0.1', port: proxy.localPort });
+    try {
+      await once(sock, 'connect');
+      const received: Buffer[] = [];
+      let have = 0;
+      let wake: (() => void) | undefined;
+      sock.on('data', (b: Buffer) => {
+        received.push(b);
+        have += b.length;
+        wake?.();
+      });
+      for (const size of [1, 49115, 49116, 65535, 65536, 65537, 98230, 131072, 200000, 3]) {
+        const request = randomBytes(size);
+        sock.write(request);
+        const deadline = Date.now() + 10_000;
+        while (have < size) {
+          if (Date.now() > deadline) throw new Error(`reply to ${size} bytes stalled at ${have}`);
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            setTimeout(resolve, 200);
+          });
+        }
+        const reply = Buffer.concat(received.splice(0));
+        have = 0;
+        expect(reply.length, `reply to ${size} bytes`).toBe(size);
+        expect(sha256(reply), `reply to ${size} bytes`).toBe(sha256(request));
+      }
+    } finally {
+      sock.destroy();
       await proxy.stop();
     }
   });
