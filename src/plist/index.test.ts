@@ -106,7 +106,7 @@ describe('buildXml', () => {
     expect(xml).toContain('<integer>0</integer>');
     expect(xml).toContain('<integer>4294967295</integer>');
     expect(xml).toContain('<integer>9223372036854775807</integer>');
-    expect(xml).toContain('<data>aGk=</data>');
+    expect(xml).toContain('<data>\n\taGk=\n\t</data>');
     expect(xml).toContain('<real>1.5</real>');
   });
 });

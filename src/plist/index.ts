@@ -5,26 +5,28 @@
  * `PlistValue`, enforcing limits meant for hostile input (a client socket, a file someone else
  * wrote). `buildXml` / `buildBinary` go the other way.
  *
- * XML is read by our own strict reader (xml-reader.ts), binary by bplist-parser (its limits set
- * below, its output checked again), and both are written by the `plist` / `bplist-creator`
- * packages.
+ * XML is read and written by our own code (xml-reader.ts, xml-writer.ts: libplist's layout, any
+ * key or string), binary is read by bplist-parser (its limits set below, its output checked
+ * again) and written by bplist-creator.
  *
  * Numbers: an integer is a JS `number` when it is a safe integer, else a `bigint`; a real is a
  * `number`. A real with an integral value (`<real>2</real>`) therefore reads like the integer 2;
  * nothing the usbmux protocol carries is affected.
  */
-import plist from 'plist';
 import bplistCreator from 'bplist-creator';
 import { parseBuffer, setMaxObjectCount, setMaxObjectSize } from 'bplist-parser';
 import { checkBinaryPlistExpansion } from './bplist-guard.js';
 import { PlistParseError } from './errors.js';
 import { readXmlPlist } from './xml-reader.js';
+import { writeXmlPlist } from './xml-writer.js';
+import type { WritablePlistValue } from './xml-writer.js';
 import type { PlistDict, PlistLimits, PlistValue } from './types.js';
 
 export { PlistParseError } from './errors.js';
 export type { PlistErrorCode } from './errors.js';
 
 export type { PlistDict, PlistLimits, PlistValue } from './types.js';
+export type { WritablePlistDict, WritablePlistValue } from './xml-writer.js';
 
 /** Defaults sized for usbmux messages and pair records (a few KiB in practice). */
 export const DEFAULT_PLIST_LIMITS: PlistLimits = { maxBytes: 1024 * 1024, maxDepth: 32, maxObjects: 16384 };
@@ -120,20 +122,13 @@ function checkValue(raw: unknown, limits: PlistLimits, depth: number, seen: { co
 }
 
 /** An XML plist document, as usbmuxd sends replies and stores pair records. */
-export function buildXml(value: PlistValue): Buffer {
-  return Buffer.from(plist.build(toPlistPackage(value)), 'utf8');
+export function buildXml(value: WritablePlistValue): Buffer {
+  return Buffer.from(writeXmlPlist(value), 'utf8');
 }
 
 /** A binary plist (`bplist00`). */
 export function buildBinary(value: PlistValue): Buffer {
   return bplistCreator(toBplistCreator(value));
-}
-
-type PlistPackageValue = plist.PlistValue;
-
-/** The `plist` package types have no bigint, though its builder writes bigint as <integer>. */
-function toPlistPackage(value: PlistValue): PlistPackageValue {
-  return value as PlistPackageValue;
 }
 
 /** bplist-creator writes a non-integral number as real and an integer (or bigint) as integer. */

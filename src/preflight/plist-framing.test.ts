@@ -24,15 +24,15 @@ describe('encodePlistFrame', () => {
     expect(parsePlistMessage(body)).toEqual({ Label: 'usbmuxd', Request: 'QueryType' });
   });
 
-  it('matches the QueryType hex fixture byte for byte', () => {
+  it('matches the QueryType hex fixture byte for byte (libplist layout, as usbmuxd sends it)', () => {
     const xml =
       '<?xml version="1.0" encoding="UTF-8"?>\n' +
       '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">\n' +
-      '<plist version="1.0">\n  <dict>\n    <key>Label</key>\n    <string>usbmuxd</string>\n' +
-      '    <key>Request</key>\n    <string>QueryType</string>\n  </dict>\n</plist>';
+      '<plist version="1.0">\n<dict>\n\t<key>Label</key>\n\t<string>usbmuxd</string>\n' +
+      '\t<key>Request</key>\n\t<string>QueryType</string>\n</dict>\n</plist>\n';
     const frame = encodePlistFrame({ Label: 'usbmuxd', Request: 'QueryType' });
-    expect(frame.subarray(0, 4).toString('hex')).toBe('00000127');
-    expect(frame.toString('hex')).toBe('00000127' + Buffer.from(xml, 'utf8').toString('hex'));
+    expect(frame.subarray(0, 4).toString('hex')).toBe('00000118');
+    expect(frame.toString('hex')).toBe('00000118' + Buffer.from(xml, 'utf8').toString('hex'));
   });
 });
 

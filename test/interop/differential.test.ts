@@ -52,6 +52,30 @@ function pairRecordXml(): Buffer {
   return Buffer.from(plist.build({ HostID: '5A1F4D3E-2B6C-4D8E-9F0A-1B2C3D4E5F60', SystemBUID: '0A1B2C3D-4E5F-6A7B-8C9D-0E1F2A3B4C5D', HostCertificate: Buffer.from('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'), EscrowBag: Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9]) }));
 }
 
+/**
+ * A request whose string value holds characters the `plist` package refuses to write (control
+ * characters): built with a placeholder, which is then replaced in the XML text.
+ */
+function rawStringRequest(messageType: string, tag: number, extra: Readonly<Record<string, PlistValue>>, placeholder: string, raw: string): Buffer {
+  const body = request(messageType, tag, extra).subarray(16).toString('utf8').replace(placeholder, raw);
+  return encodeFrame(1, MSG_PLIST, tag, Buffer.from(body, 'utf8'));
+}
+
+/** The text of `<key>name</key><string>…</string>` in a reply, exactly as written. */
+function rawStringOf(body: Buffer, name: string): string | undefined {
+  return new RegExp(`<key>${name}</key>\\s*<string>([^]*?)</string>`).exec(body.toString('utf8'))?.[1];
+}
+
+/** A pair record with keys named like Object.prototype members and a control character in a string. */
+const AWKWARD_RECORD = Buffer.from(
+  '<?xml version="1.0" encoding="UTF-8"?>\n<plist version="1.0"><dict>' +
+    '<key>HostID</key><string>5A1F4D3E-2B6C-4D8E-9F0A-1B2C3D4E5F60</string>' +
+    '<key>hasOwnProperty</key><true/><key>toString</key><dict><key>valueOf</key><array/></dict>' +
+    '<key>Label</key><string>tab\there, bell\u0007, &amp; &lt;x&gt;</string>' +
+    '<key>EscrowBag</key><data>AQIDBAUGBwgJ</data></dict></plist>',
+  'utf8',
+);
+
 interface Case {
   readonly name: string;
   readonly run: (d: RunningDaemon) => Promise<unknown>;
@@ -275,6 +299,45 @@ const CASES: readonly Case[] = [
       return [await ask(d, tooShort), await ask(d, tooLong)];
     },
     reference: [{ outcome: 'closed' }, { outcome: 'closed' }],
+  },
+  {
+    name: 'ListListeners: a ProgName with control characters and markup comes back as sent (only & < > escaped); the daemon carries on',
+    run: async (d) => {
+      const listener = await RawMuxClient.open(d.socketPath);
+      try {
+        listener.send(rawStringRequest('Listen', 50, {}, 'interop-diff', 'ctl\u0001\u001f&lt;&amp;&gt;\u00e9'));
+        const listened = observe(await listener.read(2000));
+        const reply = await oneShot(d.socketPath, request('ListListeners', 51));
+        const progName = reply.kind === 'frame' ? rawStringOf(reply.frame.body, 'ProgName') : undefined;
+        const after = await ask(d, request('ListDevices', 52));
+        return [listened, progName, after];
+      } finally {
+        listener.close();
+      }
+    },
+    reference: [plistResult(0, 50), 'ctl\u0001\u001f&lt;&amp;&gt;\u00e9', { outcome: 'frame', version: 1, message: MSG_PLIST, tag: 52, format: 'xml', shape: { DeviceList: [] } }],
+  },
+  {
+    name: 'SavePairRecord with keys named hasOwnProperty / toString and a control character: stored in the same bytes',
+    run: async (d) => {
+      const saved = await ask(d, request('SavePairRecord', 53, { PairRecordID: UDID, PairRecordData: AWKWARD_RECORD }));
+      const path = join(d.configDir, `${UDID}.plist`);
+      const file = saved.outcome === 'frame' ? readFileSync(path, 'utf8') : undefined;
+      await ask(d, request('DeletePairRecord', 54, { PairRecordID: UDID }));
+      return { saved, file };
+    },
+    reference: {
+      saved: plistResult(0, 53),
+      file: '<?xml version="1.0" encoding="UTF-8"?>\n' +
+        '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">\n' +
+        '<plist version="1.0">\n<dict>\n' +
+        '\t<key>HostID</key>\n\t<string>5A1F4D3E-2B6C-4D8E-9F0A-1B2C3D4E5F60</string>\n' +
+        '\t<key>hasOwnProperty</key>\n\t<true/>\n' +
+        '\t<key>toString</key>\n\t<dict>\n\t\t<key>valueOf</key>\n\t\t<array/>\n\t</dict>\n' +
+        '\t<key>Label</key>\n\t<string>tab\there, bell\u0007, &amp; &lt;x&gt;</string>\n' +
+        '\t<key>EscrowBag</key>\n\t<data>\n\tAQIDBAUGBwgJ\n\t</data>\n' +
+        '</dict>\n</plist>\n',
+    },
   },
 ];
 
