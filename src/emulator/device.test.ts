@@ -187,6 +187,34 @@ describe('TCP', () => {
     expect(seen[0]?.raw.readUInt16BE(HEADER_V2 + 14)).toBe(256);
   });
 
+  it.each(['onOpen', 'onData'] as const)('a service whose %s throws gets its connection reset; the phone and other connections go on', (where) => {
+    const crashing: Service = {
+      name: 'crashing',
+      onOpen() {
+        if (where === 'onOpen') throw new TypeError('service bug');
+      },
+      onData() {
+        throw new TypeError('service bug');
+      },
+    };
+    const other = recorder();
+    const { phone, host } = active({ services: new Map([[1000, crashing], [1001, other]]) });
+    host.open(1001, 8);
+    host.tcp({ sport: 1, dport: 1000, seq: 0, ack: 0, flags: TcpFlag.SYN, window: 512 });
+    const answer = host.take();
+    if (where === 'onOpen') {
+      expect(answer.map((p) => p.tcp?.flags)).toEqual([TcpFlag.SYN | TcpFlag.ACK, TcpFlag.RST]);
+    } else {
+      expect(answer.map((p) => p.tcp?.flags)).toEqual([TcpFlag.SYN | TcpFlag.ACK]);
+      host.tcp({ sport: 1, dport: 1000, seq: 1, ack: 1, flags: TcpFlag.ACK }, Buffer.from('x'));
+      expect(host.take().map((p) => p.tcp?.flags)).toEqual([TcpFlag.RST]);
+    }
+    expect(phone.stats.serviceFailures).toBe(1);
+    expect(phone.stats.rstOut).toBe(1);
+    host.tcp({ sport: 8, dport: 1001, seq: 1, ack: 1, flags: TcpFlag.ACK }, Buffer.from('ping'));
+    expect(other.events).toEqual(['open', 'data:ping']);
+  });
+
   it('RST from the host closes the connection and tells the service, no reply', () => {
     const svc = recorder();
     const { phone, host } = active({ services: new Map([[1000, svc]]) });

@@ -27,6 +27,7 @@ import plist from 'plist';
 import type { PlistObject, PlistValue } from 'plist';
 import type { PairedHost } from './pairing.js';
 import { Pairing } from './pairing.js';
+import { buildXml } from '../plist/index.js';
 
 /** Largest lockdown message body accepted before the connection is reset. */
 export const MAX_LOCKDOWN_MESSAGE = 1024 * 1024;
@@ -109,7 +110,7 @@ export function parseLockdownMessage(body: Buffer): Record<string, unknown> | un
 
 /** One framed XML message: 4-byte BE length, then the plist. */
 export function frameLockdownMessage(message: PlistObject): Buffer {
-  const body = Buffer.from(plist.build(message), 'utf8');
+  const body = buildXml(message);
   const frame = Buffer.allocUnsafe(4 + body.length);
   frame.writeUInt32BE(body.length, 0);
   body.copy(frame, 4);

@@ -49,6 +49,8 @@ export interface EmulatorStats {
   controlOut: number;
   /** Garbage / hostile packets sent on request. */
   hostileOut: number;
+  /** Service callbacks that threw: the phone reset that connection (a crashed service). */
+  serviceFailures: number;
 }
 
 export function emptyStats(): EmulatorStats {
@@ -78,5 +80,6 @@ export function emptyStats(): EmulatorStats {
     discardBytes: 0,
     controlOut: 0,
     hostileOut: 0,
+    serviceFailures: 0,
   };
 }

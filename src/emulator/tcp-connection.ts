@@ -17,6 +17,9 @@
  * Host → phone: the phone ACKs at once by default (piggybacked on data it sends in the same turn),
  * after `ackDelayMs`, or never (`withholdAcks`), and counts host data outside its own window.
  *
+ * A service callback that throws is a crashed service: the phone resets that connection (RST) and
+ * counts it in `serviceFailures`; the phone and its other connections carry on.
+ *
  * Sequence arithmetic is modulo 2^32: `seqDiff(a, b)` is the signed distance a − b.
  */
 import { TcpFlag } from './codec.js';
@@ -88,7 +91,8 @@ export class DeviceTcpConnection implements ServiceConnection {
   start(): void {
     this.sendSegment(TcpFlag.SYN | TcpFlag.ACK, this.sndUna, EMPTY);
     this.owner.stats.connectionsOpened++;
-    this.service.onOpen?.(this);
+    const service = this.service;
+    if (service.onOpen !== undefined && !this.serve(() => { service.onOpen?.(this); })) return;
     this.flush();
   }
 
@@ -189,7 +193,7 @@ export class DeviceTcpConnection implements ServiceConnection {
     this.rcvNext = seqAdd(this.rcvNext, payload.length);
     stats.tcpBytesIn += payload.length;
     this.crossed += payload.length;
-    this.service.onData(this, payload);
+    if (!this.serve(() => { this.service.onData(this, payload); })) return false;
     const limit = this.owner.faults.rstAfterBytes;
     if (this.open && limit > 0 && this.crossed >= limit) this.close();
     return this.open;
@@ -225,7 +229,8 @@ export class DeviceTcpConnection implements ServiceConnection {
         this.drainQueue();
         if (!this.open || this.queuedBytesValue > 0 || this.sendRoom <= 0 || this.service.onWritable === undefined) break;
         const before = this.queuedBytesValue;
-        this.service.onWritable(this);
+        const service = this.service;
+        if (!this.serve(() => { service.onWritable?.(this); })) break;
         if (this.queuedBytesValue === before) break;
       }
     } finally {
@@ -277,6 +282,20 @@ export class DeviceTcpConnection implements ServiceConnection {
     this.queue.length = 0;
     this.queuedBytesValue = 0;
     this.owner.forget(this);
-    this.service.onClose?.(this, reason);
+    const service = this.service;
+    if (service.onClose !== undefined) this.serve(() => { service.onClose?.(this, reason); });
+  }
+
+  /** Run a service callback; when it throws, count it and reset the connection. False if it threw. */
+  private serve(call: () => void): boolean {
+    try {
+      call();
+      return true;
+    } catch {
+      // The phone's side of a crashed service: the host sees RST, nothing else is told.
+      this.owner.stats.serviceFailures++;
+      this.close();
+      return false;
+    }
   }
 }
