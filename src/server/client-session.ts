@@ -202,7 +202,14 @@ export class ClientSession {
     }
     Object.assign(this.identity, decoded.identity);
     this.log.debug({ tag: frame.tag, request: decoded.request.type }, 'request');
-    this.dispatch(decoded.request, frame.tag);
+    try {
+      this.dispatch(decoded.request, frame.tag);
+    } catch (err) {
+      // A bug answering this request (a reply that cannot be encoded, say): this client is
+      // closed, and the daemon and its other clients carry on.
+      this.log.error({ err, tag: frame.tag, request: decoded.request.type }, 'request failed unexpectedly; closing client');
+      this.socket.destroy();
+    }
   }
 
   private dispatch(request: Request, tag: number): void {

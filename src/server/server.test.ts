@@ -322,6 +322,27 @@ describe('Listen', () => {
   });
 });
 
+describe('a request that fails by a bug', () => {
+  beforeEach(() => start());
+
+  it('closes only its client; the daemon answers the next one', async () => {
+    const dev = directory.add();
+    const original = directory.list.bind(directory);
+    let broken = true;
+    directory.list = () => {
+      if (broken) throw new TypeError('bug while listing');
+      return original();
+    };
+    const victim = await client();
+    victim.send(encodePlistRequest(1, { MessageType: 'ListDevices' }));
+    await expect(victim.readFrame()).rejects.toBeInstanceOf(MuxdClientClosedError);
+    broken = false;
+    const next = await client();
+    const { reply } = await next.request({ MessageType: 'ListDevices' });
+    expect(reply.kind === 'plist' && (reply.dict['DeviceList'] as PlistDict[]).map((d) => d['DeviceID'])).toEqual([dev.id]);
+  });
+});
+
 describe('Connect', () => {
   beforeEach(() => start());
 
