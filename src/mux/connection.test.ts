@@ -4,7 +4,7 @@ import { silentLogger } from '../log.js';
 import type { CloseReason, ConnectionSink } from './api.js';
 import { Connection } from './connection.js';
 import type { ConnectionHost } from './connection.js';
-import { TcpFlag, TX_WINDOW } from './constants.js';
+import { TAIL_HOLD_MS, TcpFlag, TX_WINDOW } from './constants.js';
 import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError } from './errors.js';
 import type { TcpHeader } from './wire.js';
 
@@ -374,6 +374,36 @@ describe('Connection established (table)', () => {
     conn.onSegment(seg(ACK, TX_WINDOW, 3001), Buffer.alloc(0));
     expect(host.sent.slice(3).map((s) => [s.seq, s.len])).toEqual([[3001, 200]]); // ...the ACK of everything does
     expect(conn.pendingWriteBytes).toBe(0);
+  });
+
+  it('a held bulk tail goes out alone after TAIL_HOLD_MS when neither an ACK nor another write comes', () => {
+    vi.useFakeTimers();
+    const { conn, host } = established(1000);
+    conn.attach(recorder().sink);
+    conn.write(Buffer.alloc(1300), true);
+    host.flushAcks();
+    expect(host.sent.map((s) => s.len)).toEqual([1000]);
+    vi.advanceTimersByTime(TAIL_HOLD_MS - 1);
+    expect(host.sent.map((s) => s.len)).toEqual([1000]); // still held: an ACK or a read may come
+    vi.advanceTimersByTime(1);
+    expect(host.sent.map((s) => [s.seq, s.len])).toEqual([[1, 1000], [1001, 300]]);
+    expect(conn.pendingWriteBytes).toBe(0);
+  });
+
+  it('the tail timer measures each hold on its own: a hold that began late is not cut short', () => {
+    vi.useFakeTimers();
+    const { conn, host } = established(1000);
+    conn.attach(recorder().sink);
+    conn.write(Buffer.alloc(1300), true); // hold 1 of 300 bytes begins at t=0
+    host.flushAcks();
+    vi.advanceTimersByTime(TAIL_HOLD_MS - 1);
+    conn.write(Buffer.alloc(900), true); // 1200: a full segment goes, hold 2 of 200 bytes begins
+    host.flushAcks();
+    expect(host.sent.map((s) => s.len)).toEqual([1000, 1000]);
+    vi.advanceTimersByTime(1); // the timer of hold 1 fires: hold 2 is 1 ms old, it stays
+    expect(host.sent.map((s) => s.len)).toEqual([1000, 1000]);
+    vi.advanceTimersByTime(2 * TAIL_HOLD_MS);
+    expect(host.sent.map((s) => s.len)).toEqual([1000, 1000, 200]);
   });
 
   it('a held bulk tail joins the next write into a full segment', () => {

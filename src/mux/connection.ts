@@ -34,14 +34,15 @@
  *     would cut below min(max payload, window / 2) waits for the device's next ACK;
  *   - Nagle for streams known to go on (RFC 896): when the writer says more follows at once
  *     (`write(chunk, more)`: the tunnel's read filled Node's 64 KiB buffer), a short tail waits
- *     while bytes are in flight for the next read to join it. A read that emptied the socket sends
- *     its tail at once, so request/response traffic never waits on an ACK.
+ *     while bytes are in flight for the next read to join it, at most about TAIL_HOLD_MS (5 ms)
+ *     when neither the read nor the device's ACK comes. A read that emptied the socket sends its
+ *     tail at once, so request/response traffic never waits on an ACK.
  * With the phone's 128 KiB window, 64 KiB socket reads then make 48 KiB packets, not 48 + 16 KiB
  * pairs and 32 KiB window remnants (USB bench: 34 → 21.7 OUT transfers per MiB).
  */
 import type { Logger } from '../log.js';
 import type { CloseReason, ConnectionSink, MuxConnection } from './api.js';
-import { ACK_EVERY_WINDOW_FRACTION, TcpFlag } from './constants.js';
+import { ACK_EVERY_WINDOW_FRACTION, TAIL_HOLD_MS, TcpFlag } from './constants.js';
 import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError, SequenceGapError, WindowOverrunError } from './errors.js';
 import type { TcpHeader } from './wire.js';
 import { formatTcpFlags } from './wire.js';
@@ -129,10 +130,15 @@ export class Connection implements MuxConnection {
    * The latest write said more bytes follow at once (`write(chunk, more)`: the client's read filled
    * its buffer). A pending tail shorter than a segment then waits while our bytes are in flight
    * (Nagle, RFC 896, limited to a stream that is known to go on): the next read joins it into a
-   * full segment, or the device's ACK of everything sends it alone. It does not hold the client
+   * full segment, or the device's ACK of everything sends it alone, or after TAIL_HOLD_MS its
+   * timer does (a phone that delays ACKs). It does not hold the client
    * back (`blocked`). A write without `more` (the client's data ran out) sends it at once.
    */
   private bulkTail = false;
+  /** When the current hold of a bulk tail began (Date.now()); undefined while nothing is held. */
+  private holdStartedAt: number | undefined;
+  private tailTimer: NodeJS.Timeout | undefined;
+  private tailTimerArmed = false;
   private sink: ConnectionSink | undefined;
   /** Set when the connection ended before it had a sink; delivered by `attach`. */
   private closeReason: CloseReason | undefined;
@@ -234,7 +240,11 @@ export class Connection implements MuxConnection {
   private nextSegmentSize(): number {
     const room = this.sendable();
     if (room === 0) return 0;
-    if (room >= this.pendingBytes) return this.bulkTail && this.pendingBytes < this.maxPayload && this.inFlight() > 0 ? 0 : this.pendingBytes;
+    if (room >= this.pendingBytes) {
+      if (!this.bulkTail || this.pendingBytes >= this.maxPayload || this.inFlight() === 0) return this.pendingBytes;
+      this.holdTail();
+      return 0;
+    }
     const useful = Math.min(this.maxPayload, Math.max(1, this.peerWindow >>> 1));
     return room < useful && this.inFlight() > 0 ? 0 : room;
   }
@@ -381,6 +391,38 @@ export class Connection implements MuxConnection {
     }
   }
 
+  /**
+   * The bulk tail is held (Nagle): note when the hold began and make sure a timer looks at it
+   * within TAIL_HOLD_MS. One timer per connection, armed at most once per period; a hold that
+   * ends (a segment went out) just clears `holdStartedAt`, so no clearTimeout per hold.
+   */
+  private holdTail(): void {
+    this.holdStartedAt ??= Date.now();
+    if (this.tailTimerArmed) return;
+    this.tailTimerArmed = true;
+    if (this.tailTimer === undefined) {
+      this.tailTimer = setTimeout(this.onTailTimer, TAIL_HOLD_MS);
+      this.tailTimer.unref();
+    } else {
+      this.tailTimer.refresh();
+    }
+  }
+
+  /** A tail held for TAIL_HOLD_MS goes out alone; a younger hold is looked at again later. */
+  private readonly onTailTimer = (): void => {
+    this.tailTimerArmed = false;
+    const since = this.holdStartedAt;
+    if (since === undefined || this.state !== 'established' || this.pendingBytes === 0) return;
+    if (Date.now() - since < TAIL_HOLD_MS) {
+      this.holdTail();
+      return;
+    }
+    this.log.debug({ pending: this.pendingBytes }, 'held bulk tail sent by its timer (no ACK, no further read)');
+    this.bulkTail = false;
+    this.pump(Number.POSITIVE_INFINITY, false);
+    if (this.host.isBusy() && this.pendingBytes > 0) this.host.wantsDrain(this);
+  };
+
   /** Safety net: if the coalesced flush has not carried the ACK out yet, send it now. */
   private readonly onAckTimer = (): void => {
     this.ackTimerArmed = false;
@@ -456,6 +498,7 @@ export class Connection implements MuxConnection {
       if (n === 0) return;
       if (fullOnly && this.pendingBytes < this.sendable()) return;
       this.host.sendSegment(this, TcpFlag.ACK, this.takePending(n));
+      this.holdStartedAt = undefined;
       if (this.pendingBytes === 0) this.bulkTail = false;
       sent++;
     }
@@ -595,5 +638,9 @@ export class Connection implements MuxConnection {
     if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
     this.ackTimerArmed = false;
+    if (this.tailTimer !== undefined) clearTimeout(this.tailTimer);
+    this.tailTimer = undefined;
+    this.tailTimerArmed = false;
+    this.holdStartedAt = undefined;
   }
 }
