@@ -94,6 +94,8 @@ describe('readXmlPlist', () => {
     ['non-finite real', '<plist><real>inf</real></plist>'],
     ['bad base64', '<plist><data>!!!</data></plist>'],
     ['bad date', '<plist><date>yesterday</date></plist>'],
+    ['a real that overflows to Infinity', '<plist><real>1e999</real></plist>'],
+    ['a real that overflows to -Infinity', '<plist><real>-1e999</real></plist>'],
     ['unterminated comment', '<plist><!-- <true/></plist>'],
     ['element inside a string', '<plist><string>a<b/></string></plist>'],
     ['true with content', '<plist><true>x</true></plist>'],

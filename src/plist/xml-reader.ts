@@ -124,8 +124,10 @@ class XmlPlistReader {
   }
 
   private real(text: string): number {
-    if (!REAL.test(text)) this.fail(`invalid or non-finite real ${JSON.stringify(text.slice(0, 40))}`);
-    return Number(text);
+    const value = REAL.test(text) ? Number(text) : Number.NaN;
+    // 1e999 matches the grammar but is Infinity: refused like the binary reader refuses it.
+    if (!Number.isFinite(value)) this.fail(`invalid or non-finite real ${JSON.stringify(text.slice(0, 40))}`);
+    return value;
   }
 
   private data(text: string): Buffer {
