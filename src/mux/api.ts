@@ -80,7 +80,8 @@ export interface MuxDevice {
   /** Handshake complete and announced to clients. */
   readonly visible: boolean;
   /**
-   * Open a connection to `port` (host byte order). Rejects with ConnectionRefusedError,
+   * Open a connection to `port` (host byte order, 0–65535; the phone refuses what nobody
+   * listens on, port 0 included). Rejects with ConnectionRefusedError,
    * ConnectTimeoutError, DeviceGoneError or NoFreePortError (see mux/errors.ts).
    * Connect works on hidden devices too (usbmuxd's preflight relies on it).
    */

@@ -186,6 +186,24 @@ describe('MuxSession handshake', () => {
   });
 });
 
+describe('MuxSession connect ports', () => {
+  it('port 0 goes to the phone like any other (as usbmuxd sends it); its RST is ConnectionRefusedError', async () => {
+    const s = setup();
+    s.transport.sink!.onData(encodeVersionPacket(2, 0));
+    const promise = s.session.connect(0);
+    expect(s.transport.tcp().map((t) => [t.flags, t.dport])).toEqual([[SYN, 0]]);
+    s.transport.sink!.onData(deviceTcp({ sport: 0, dport: 1, seq: 0, ack: 1, flags: RST, window: 0 }));
+    await expect(promise).rejects.toBeInstanceOf(ConnectionRefusedError);
+  });
+
+  it.each([-1, 65536, 1.5, Number.NaN])('a port outside u16 (%s) is a caller bug: RangeError, nothing sent', async (port) => {
+    const s = setup();
+    s.transport.sink!.onData(encodeVersionPacket(2, 0));
+    await expect(s.session.connect(port)).rejects.toBeInstanceOf(RangeError);
+    expect(s.transport.tcp()).toEqual([]);
+  });
+});
+
 describe('MuxSession packets', () => {
   it('logs CONTROL messages at their level (3 error, 5 warn, 7 info, others debug)', () => {
     const { log, lines } = logCapture();

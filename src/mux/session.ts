@@ -175,7 +175,9 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
 
   connect(port: number, options?: ConnectOptions): Promise<MuxConnection> {
     if (this.state === 'dead') return Promise.reject(new DeviceGoneError(this.id));
-    if (!Number.isInteger(port) || port < 1 || port > MAX_PORT) {
+    // Any u16 goes to the phone, port 0 included: usbmuxd sends that SYN too and the phone's RST
+    // makes it ConnectionRefusedError (Result 3). Anything else is a caller bug, not wire input.
+    if (!Number.isInteger(port) || port < 0 || port > MAX_PORT) {
       return Promise.reject(new RangeError(`port out of range: ${port}`));
     }
     const localPort = this.allocatePort();
