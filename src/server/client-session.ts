@@ -268,7 +268,8 @@ export class ClientSession {
     if (deviceId === undefined || deviceId === 0) return Result.OK;
     const device = this.ctx.directory.get(deviceId);
     if (device?.info.serial !== pairRecordId) {
-      this.log.error({ deviceId, pairRecordId }, 'SavePairRecord: DeviceID does not name a device with this serial; no Paired sent');
+      // The client's mistake, not ours: warn (any client can cause it at will).
+      this.log.warn({ deviceId, pairRecordId }, 'SavePairRecord: DeviceID does not name a device with this serial; no Paired sent');
       return Result.OK;
     }
     this.ctx.directory.markPaired(deviceId);
