@@ -155,6 +155,20 @@ describe('lockdownd over a mux connection', () => {
     expect(responder.answer({ Request: 'GetValue', Key: 'UniqueDeviceID' })).toMatchObject({ Value: 'U' });
   });
 
+  it('parseLockdownMessage refuses a 164-byte binary reference bomb (2^24 values) at once, without expanding it', () => {
+    // 24 arrays, each holding the next one twice, down to the string "x" (the daemon's plist guard).
+    const bomb = Buffer.from(
+      '62706c6973743030' + Array.from({ length: 24 }, (_, i) => `a2${(i + 1).toString(16).padStart(2, '0').repeat(2)}`).join('') + '5178' +
+        Array.from({ length: 25 }, (_, i) => (8 + 3 * i).toString(16).padStart(4, '0')).join('') +
+        '000000000000020100000000000000190000000000000000' + (8 + 3 * 24 + 2).toString(16).padStart(16, '0'),
+      'hex',
+    );
+    expect(bomb.length).toBe(164);
+    // Expanded by bare bplist-parser it takes far longer than this test's timeout (a 154-byte one
+    // stalled a --virtual-device daemon for 10 s); the guard refuses it from its offset table.
+    expect(parseLockdownMessage(bomb)).toBeUndefined();
+  });
+
   it('parseLockdownMessage rejects non-dictionaries', () => {
     expect(parseLockdownMessage(Buffer.from(plist.build(['a'])))).toBeUndefined();
     expect(parseLockdownMessage(Buffer.from('bplist00garbage'))).toBeUndefined();

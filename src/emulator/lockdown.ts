@@ -22,12 +22,10 @@
  *   Goodbye                    → Result "Success"
  *   no Request key             → Error "MissingRequest"; any other Request: Error "InvalidRequest"
  */
-import { parseBuffer } from 'bplist-parser';
-import plist from 'plist';
 import type { PlistObject, PlistValue } from 'plist';
 import type { PairedHost } from './pairing.js';
 import { Pairing } from './pairing.js';
-import { buildXml } from '../plist/index.js';
+import { buildXml, isPlistDict, parsePlist, PlistParseError } from '../plist/index.js';
 
 /** Largest lockdown message body accepted before the connection is reset. */
 export const MAX_LOCKDOWN_MESSAGE = 1024 * 1024;
@@ -91,20 +89,17 @@ function isPlistValue(value: unknown): value is PlistValue {
   return value !== undefined && value !== null;
 }
 
-function isDict(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) && !(value instanceof Date);
-}
-
 /** Parse one message body (XML or binary); undefined when it is not a plist dictionary. */
 export function parseLockdownMessage(body: Buffer): Record<string, unknown> | undefined {
-  const binary = body.subarray(0, 8).toString('latin1') === 'bplist00';
-  // An XML plist without its closing tag is truncated; refuse it before xmldom prints to stderr.
-  if (!binary && !body.includes('</plist>')) return undefined;
+  // The daemon's guarded reader: a binary plist whose shared references expand exponentially, or a
+  // hostile XML one, costs no more than its size (the bare parsers stalled the in-process phone for
+  // seconds on a 154-byte message, and xmldom printed to stderr).
   try {
-    const value: unknown = binary ? parseBuffer<unknown>(body)[0] : plist.parse(body.toString('utf8'));
-    return isDict(value) ? value : undefined;
-  } catch {
-    return undefined; // unparseable: the caller resets the connection
+    const value = parsePlist(body);
+    return isPlistDict(value) ? value : undefined;
+  } catch (err) {
+    if (err instanceof PlistParseError) return undefined; // unparseable: the caller resets the connection
+    throw err;
   }
 }
 
