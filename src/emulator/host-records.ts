@@ -8,6 +8,7 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import bplistCreator from 'bplist-creator';
 import forge from 'node-forge';
 import type { PlistObject } from 'plist';
+import { lengthPrefixed } from './lockdown.js';
 
 export interface HostPairRecord {
   readonly hostId: string;
@@ -87,9 +88,5 @@ export function pairRequest(record: HostPairRecord, request: 'Pair' | 'ValidateP
 
 /** One lockdown message as a host may send it: 4-byte BE length, then a BINARY plist. */
 export function binaryFrame(message: PlistObject): Buffer {
-  const body = bplistCreator(message);
-  const frame = Buffer.alloc(4 + body.length);
-  frame.writeUInt32BE(body.length, 0);
-  body.copy(frame, 4);
-  return frame;
+  return lengthPrefixed(bplistCreator(message));
 }

@@ -105,7 +105,11 @@ export function parseLockdownMessage(body: Buffer): Record<string, unknown> | un
 
 /** One framed XML message: 4-byte BE length, then the plist. */
 export function frameLockdownMessage(message: PlistObject): Buffer {
-  const body = buildXml(message);
+  return lengthPrefixed(buildXml(message));
+}
+
+/** A lockdown frame around `body`: its 4-byte big-endian length, then the body. */
+export function lengthPrefixed(body: Buffer): Buffer {
   const frame = Buffer.allocUnsafe(4 + body.length);
   frame.writeUInt32BE(body.length, 0);
   body.copy(frame, 4);
