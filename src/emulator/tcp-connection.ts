@@ -91,8 +91,12 @@ export class DeviceTcpConnection implements ServiceConnection {
   start(): void {
     this.sendSegment(TcpFlag.SYN | TcpFlag.ACK, this.sndUna, EMPTY);
     this.owner.stats.connectionsOpened++;
-    const service = this.service;
-    if (service.onOpen !== undefined && !this.serve(() => { service.onOpen?.(this); })) return;
+    try {
+      this.service.onOpen?.(this);
+    } catch {
+      this.serviceFailed();
+      return;
+    }
     this.flush();
   }
 
@@ -193,7 +197,12 @@ export class DeviceTcpConnection implements ServiceConnection {
     this.rcvNext = seqAdd(this.rcvNext, payload.length);
     stats.tcpBytesIn += payload.length;
     this.crossed += payload.length;
-    if (!this.serve(() => { this.service.onData(this, payload); })) return false;
+    try {
+      this.service.onData(this, payload);
+    } catch {
+      this.serviceFailed();
+      return false;
+    }
     const limit = this.owner.faults.rstAfterBytes;
     if (this.open && limit > 0 && this.crossed >= limit) this.close();
     return this.open;
@@ -229,8 +238,12 @@ export class DeviceTcpConnection implements ServiceConnection {
         this.drainQueue();
         if (!this.open || this.queuedBytesValue > 0 || this.sendRoom <= 0 || this.service.onWritable === undefined) break;
         const before = this.queuedBytesValue;
-        const service = this.service;
-        if (!this.serve(() => { service.onWritable?.(this); })) break;
+        try {
+          this.service.onWritable(this);
+        } catch {
+          this.serviceFailed();
+          break;
+        }
         if (this.queuedBytesValue === before) break;
       }
     } finally {
@@ -282,20 +295,20 @@ export class DeviceTcpConnection implements ServiceConnection {
     this.queue.length = 0;
     this.queuedBytesValue = 0;
     this.owner.forget(this);
-    const service = this.service;
-    if (service.onClose !== undefined) this.serve(() => { service.onClose?.(this, reason); });
+    try {
+      this.service.onClose?.(this, reason);
+    } catch {
+      this.owner.stats.serviceFailures++; // already closed: nothing more to reset
+    }
   }
 
-  /** Run a service callback; when it throws, count it and reset the connection. False if it threw. */
-  private serve(call: () => void): boolean {
-    try {
-      call();
-      return true;
-    } catch {
-      // The phone's side of a crashed service: the host sees RST, nothing else is told.
-      this.owner.stats.serviceFailures++;
-      this.close();
-      return false;
-    }
+  /**
+   * A service callback threw: the phone's side of a crashed service. The host sees RST, nothing
+   * else is told; the phone and its other connections carry on. (try/catch at each call site, no
+   * closure per packet.)
+   */
+  private serviceFailed(): void {
+    this.owner.stats.serviceFailures++;
+    this.close();
   }
 }
