@@ -152,7 +152,9 @@ const ODD_IDS = ['..', '.', '/', '../x', 'a/b', '/etc/passwd', '../../../../tmp/
 export async function securityScenario(scale: SoakScale): Promise<Row> {
   const row = newRow('security');
   const marker = `SOAK-MARKER-${randomBytes(6).toString('hex')}`;
-  const daemon = await SoakDaemon.start({ virtualDevices: 1, verbosity: 3, extraArgs: ['--socket-mode', '0660', '--socket-group', 'daemon'] });
+  // `--virtual-trust wait`: nobody taps Trust, so preflight never writes the phone's own record and
+  // the config dir holds only what the odd ids could have written (the check below).
+  const daemon = await SoakDaemon.start({ virtualDevices: 1, verbosity: 3, extraArgs: ['--socket-mode', '0660', '--socket-group', 'daemon', '--virtual-trust', 'wait'] });
   try {
     const parent = join(daemon.configDir, '..');
     const before = new Set(readdirSync(parent));
