@@ -33,7 +33,14 @@ export async function clientFuzzScenario(scale: SoakScale, seed = 1): Promise<Ro
   const daemon = await SoakDaemon.start({ virtualDevices: 1 });
   try {
     const [deviceId] = await daemon.waitDevices(1, 10_000);
-    const listener = await ListenerProbe.open(daemon.socketPath);
+    // A listener with a hostile identity for the whole run: every fuzzed ListListeners writes it
+    // back (control characters and markup in ProgName once crashed the daemon's reply writer).
+    const listener = await ListenerProbe.open(daemon.socketPath, {
+      ProgName: 'soak\u0001listener<&>\u001f',
+      ClientVersionString: '\u0000\ud800\uffff',
+      BundleID: 'hasOwnProperty',
+      kLibUSBMuxVersion: 3,
+    });
     const tunnel = await EchoTunnel.open(daemon.socketPath, deviceId ?? 1);
     check(row, await tunnel.roundTrip(), 'echo before fuzzing');
     await daemon.sampleBefore(row);
@@ -98,7 +105,8 @@ async function framedWorker(path: string, rng: Rng, figures: FuzzFigures, more: 
   let client: MuxdClient | undefined;
   let sentinel = SENTINEL_TAG;
   while (more()) {
-    client ??= await connectRetrying(path, figures);
+    client ??= await connectRetrying(path, figures, more);
+    if (client === undefined) break; // the run is over (budget spent, or the daemon died)
     const parts: Buffer[] = [];
     for (let n = 0; n < BATCH; n++) parts.push(framedInput(rng, n + 1));
     const tag = ++sentinel;
@@ -116,9 +124,12 @@ async function framedWorker(path: string, rng: Rng, figures: FuzzFigures, more: 
   await client?.close();
 }
 
-/** A busy daemon's full accept backlog makes a Unix connect fail with EAGAIN: wait and retry. */
-async function connectRetrying(path: string, figures: FuzzFigures): Promise<MuxdClient> {
-  for (;;) {
+/**
+ * A busy daemon's full accept backlog makes a Unix connect fail with EAGAIN: wait and retry, while
+ * the run goes on (a dead daemon refuses for good: undefined, and the scenario reports the crash).
+ */
+async function connectRetrying(path: string, figures: FuzzFigures, more: () => boolean): Promise<MuxdClient | undefined> {
+  while (more()) {
     try {
       return await MuxdClient.connect(path);
     } catch {
@@ -126,6 +137,7 @@ async function connectRetrying(path: string, figures: FuzzFigures): Promise<Muxd
       await sleep(20);
     }
   }
+  return undefined;
 }
 
 async function awaitTag(client: MuxdClient, tag: number): Promise<boolean> {

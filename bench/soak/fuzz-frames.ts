@@ -97,13 +97,9 @@ function requestDict(rng: Rng): PlistDict {
   return dict;
 }
 
-/** XML when the plist package can write it (it refuses NUL and lone surrogates), else binary. */
+/** XML, control characters and lone surrogates included (our writer takes any string, as libplist's does). */
 export function encodeBody(dict: PlistDict): Buffer {
-  try {
-    return buildXml(dict);
-  } catch {
-    return buildBinary(dict);
-  }
+  return buildXml(dict);
 }
 
 /** One well-framed hostile input (header length matches the body). */

@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import { ECHO_PORT } from '../../src/emulator/index.js';
 import type { Reply } from '../../src/server/messages.js';
 import { MuxdClient } from '../../test/support/muxd-client.js';
+import type { PlistDict } from '../../src/plist/index.js';
 import { sleep } from './harness.js';
 
 export class EchoTunnel {
@@ -75,10 +76,11 @@ export class ListenerProbe {
   readonly events: Reply[] = [];
   private constructor(private readonly client: MuxdClient, readonly done: Promise<void>) {}
 
-  static async open(target: string): Promise<ListenerProbe> {
+  /** `identity`: keys for its Listen request, shown to every ListListeners while it listens. */
+  static async open(target: string, identity?: PlistDict): Promise<ListenerProbe> {
     const client = await MuxdClient.connect(target);
     const events: Reply[] = [];
-    const stream = client.listen({ timeoutMs: 24 * 3600_000 });
+    const stream = client.listen({ timeoutMs: 24 * 3600_000, ...(identity === undefined ? {} : { identity }) });
     // The first next() sends Listen and waits for its Result.
     const first = await stream.next();
     if (first.done !== true) events.push(first.value);

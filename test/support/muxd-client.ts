@@ -111,10 +111,14 @@ export class MuxdClient {
     }
   }
 
-  /** Listen (plist, or binary with `binary: true`): Result 0 first, then events as they come. */
-  async *listen(options: { binary?: boolean; timeoutMs?: number } = {}): AsyncGenerator<Reply, void, undefined> {
+  /**
+   * Listen (plist, or binary with `binary: true`): Result 0 first, then events as they come.
+   * `identity`: more keys for the plist Listen (ProgName, BundleID, …; what ListListeners shows).
+   */
+  async *listen(options: { binary?: boolean; timeoutMs?: number; identity?: PlistDict } = {}): AsyncGenerator<Reply, void, undefined> {
     const tag = this.nextTag++;
-    const { reply } = await this.request(options.binary === true ? encodeBinaryListen(tag) : { MessageType: 'Listen' }, { tag });
+    const request = options.binary === true ? encodeBinaryListen(tag) : { ...options.identity, MessageType: 'Listen' };
+    const { reply } = await this.request(request, { tag });
     if (reply.kind !== 'result' || reply.number !== 0) throw new Error(`Listen answered ${JSON.stringify(reply)}`);
     for (;;) {
       try {
