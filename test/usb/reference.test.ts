@@ -6,10 +6,12 @@
  * Not in MUXD_HW mode: both daemons would fight over the one real phone.
  */
 import { randomBytes } from 'node:crypto';
+import plist from 'plist';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ideviceIdList, ideviceInfo, parseIdeviceInfo, sha256, startEcho, startIproxy } from '../support/clients.js';
 import type { RunningDaemon } from '../support/daemon.js';
 import { waitForDeviceCount } from '../support/daemon.js';
+import { encodePlistRequest, oneShot } from '../support/raw-client.js';
 import { TESTBED_UDID, hardwareMode, startEmulatorBridge, startOurUsbDaemon, startReferenceUsbDaemon, startUsbTestbed } from '../support/usb-testbed.js';
 import type { EmulatorBridge, TestbedStats, UsbTestbed } from '../support/usb-testbed.js';
 
@@ -27,6 +29,15 @@ async function rig(kind: 'ours' | 'reference'): Promise<Rig> {
   const daemon = kind === 'ours' ? await startOurUsbDaemon(testbed.env) : await startReferenceUsbDaemon(testbed.env);
   await waitForDeviceCount(daemon.socketPath, 1, 15_000);
   return { testbed, bridge, daemon };
+}
+
+async function firstDeviceId(socketPath: string): Promise<number> {
+  const reply = await oneShot(socketPath, encodePlistRequest({ MessageType: 'ListDevices', ProgName: 'ports' }, 1), 3000);
+  if (reply.kind !== 'frame') throw new Error(`ListDevices: ${reply.kind}`);
+  const list = (plist.parse(reply.frame.body.toString('utf8')) as { DeviceList?: { DeviceID?: number }[] }).DeviceList;
+  const id = list?.[0]?.DeviceID;
+  if (id === undefined) throw new Error('no device listed');
+  return id;
 }
 
 async function teardown(r: Rig | undefined): Promise<void> {
@@ -78,6 +89,22 @@ describe.skipIf(hardwareMode())('usbmuxd 1.1.1 and ours on the same harness and 
         await proxy.stop();
       }
     }
+  });
+
+  it('both answer a Connect to port 0 and to a closed port with Result 3 (the phone RSTs the SYN)', async () => {
+    const seen: Record<string, unknown[]> = {};
+    for (const [name, r] of [['reference', both()[0]], ['ours', both()[1]]] as const) {
+      seen[name] = [];
+      for (const port of [0, 1, 62078]) {
+        // PortNumber as libusbmuxd sends it: htons(port) read as a little-endian integer.
+        const request = encodePlistRequest({ MessageType: 'Connect', DeviceID: await firstDeviceId(r.daemon.socketPath), PortNumber: ((port & 0xff) << 8) | (port >> 8), ProgName: 'ports', ClientVersionString: 't' }, 7);
+        const reply = await oneShot(r.daemon.socketPath, request, 3000);
+        const body = reply.kind === 'frame' ? (plist.parse(reply.frame.body.toString('utf8')) as Record<string, unknown>) : reply.kind;
+        seen[name].push(typeof body === 'object' ? body['Number'] : body);
+      }
+    }
+    expect(seen['reference']).toEqual([3, 3, 0]);
+    expect(seen['ours']).toEqual(seen['reference']);
   });
 
   it('the USB side: same configuration and interface; only ours asks GET_MODE', async () => {
