@@ -4,12 +4,11 @@
  * that accepts) and a real FilePairRecordStore in a temp dir.
  *
  * Each run opens 2–4 clients at once; each sends a byte stream from test/support/hostile-requests.ts:
- * plist requests (XML, or
- * binary plist) whose fields are absent or ANY plist value (control characters, lone surrogates,
- * Object.prototype member names as keys, `__proto__` as a raw XML key, 2^64 − 1, reals, dates,
- * data holding hostile plists, nesting), XML bodies truncated / spliced / with raw fragments
- * injected, binary (version 0) frames, frames with a bogus length or version, and raw bytes — cut
- * into random chunks. What must hold:
+ * plist requests (XML, or binary plist) whose fields are absent or ANY plist value (control
+ * characters, lone surrogates, Object.prototype member names as keys, `__proto__` as a raw XML
+ * key, 2^64 − 1, reals, dates, data holding hostile plists, nesting), XML bodies truncated /
+ * spliced / with raw fragments injected, binary (version 0) frames, frames with a bogus length or
+ * version, and raw bytes — cut into random chunks. What must hold:
  *
  * - Replies come in order, one per complete frame, each with that frame's tag, in the client's
  *   dialect (binary until its first type-8 message), of the shape its request calls for; no
