@@ -98,6 +98,18 @@ describe('parsePlist', () => {
     buf.write('__proto__', at, 'latin1');
     expect(err(() => parsePlist(buf)).code).toBe('MUXD_ERR_PLIST_UNSUPPORTED');
   });
+
+  // A `__proto__` key whose value is a date or data made the dict pass `instanceof Date` /
+  // `Buffer.isBuffer` (its prototype is then that value): a TypeError escaped from getTime(), and
+  // an object posing as a Buffer could reach the store (found by the hostile-clients fuzz).
+  it.each([
+    ['date', new Date(0)],
+    ['data', Buffer.from('abc')],
+  ])('refuses a binary __proto__ key whose value is %s', (_what, value) => {
+    const buf = Buffer.from(buildBinary({ outer: { ['x'.repeat(9)]: value } }));
+    buf.write('__proto__', buf.indexOf('xxxxxxxxx'), 'latin1');
+    expect(err(() => parsePlist(buf)).code).toBe('MUXD_ERR_PLIST_UNSUPPORTED');
+  });
 });
 
 describe('buildXml', () => {

@@ -13,6 +13,7 @@
  * `number`. A real with an integral value (`<real>2</real>`) therefore reads like the integer 2;
  * nothing the usbmux protocol carries is affected.
  */
+import { isDate, isUint8Array } from 'node:util/types';
 import bplistCreator from 'bplist-creator';
 import { parseBuffer, setMaxObjectCount, setMaxObjectSize } from 'bplist-parser';
 import { checkBinaryPlistExpansion } from './bplist-guard.js';
@@ -97,8 +98,10 @@ function checkValue(raw: unknown, limits: PlistLimits, depth: number, seen: { co
       throw new PlistParseError('MUXD_ERR_PLIST_UNSUPPORTED', `unsupported plist value of type ${typeof raw}`);
   }
   if (raw === null) throw new PlistParseError('MUXD_ERR_PLIST_UNSUPPORTED', 'null is not a plist value');
-  if (Buffer.isBuffer(raw)) return raw;
-  if (raw instanceof Date) {
+  // By internal slot, not by prototype: a dict whose `__proto__` key was assigned a date or data
+  // value inherits from it and would pass `instanceof` (it is refused below, as any such dict).
+  if (isUint8Array(raw) && Buffer.isBuffer(raw)) return raw;
+  if (isDate(raw)) {
     if (Number.isNaN(raw.getTime())) throw new PlistParseError('MUXD_ERR_PLIST_MALFORMED', 'invalid plist date');
     return raw;
   }
