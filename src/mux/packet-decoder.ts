@@ -1,8 +1,8 @@
 /**
  * Reassembles mux packets from bulk-IN transfers by the header's length field, in the style of ws's
- * Receiver: a list of chunks and a byte count, a numeric state, a loop that returns as soon as too
- * few bytes are buffered, and `consume(n)` that returns a view when one chunk holds the n bytes and
- * copies only when a packet spans transfers.
+ * Receiver: a ByteQueue (a list of chunks and a byte count), a numeric state, a loop that returns as
+ * soon as too few bytes are buffered, and `take(n)` that returns a view when one chunk holds the n
+ * bytes and copies only when a packet spans transfers.
  *
  *            enough bytes for a header            length bytes buffered
  *   HEADER ───────────────────────────────▶ BODY ─────────────────────────▶ packet out ─┐
@@ -22,6 +22,7 @@
  * The header size is the session's to decide (8 until VERSION is done or for v1, 16 for v2) and is
  * read afresh at every packet start, so a VERSION reply and a v2 packet may share a transfer.
  */
+import { ByteQueue } from '../byte-queue.js';
 import type { Logger } from '../log.js';
 import { DEV_MRU, MUX_HEADER_V1, MUX_HEADER_V2, MUX_MAGIC } from './constants.js';
 import type { MuxHeaderSize } from './wire.js';
@@ -55,10 +56,8 @@ const BODY = 1;
 export class PacketDecoder {
   /** HEADER or BODY. */
   private state = HEADER;
-  /** Buffered chunks, oldest first; the first may be a view past bytes already consumed. */
-  private readonly chunks: Buffer[] = [];
-  /** Sum of the chunks' lengths, in bytes. */
-  private buffered = 0;
+  /** Buffered transfers, oldest first. */
+  private readonly queue = new ByteQueue();
   /** In BODY: the whole packet's length in bytes (from the header). */
   private packetLength = 0;
   /** Header size in bytes, set by the session when the version is known. */
@@ -92,19 +91,19 @@ export class PacketDecoder {
 
   /** Bytes buffered towards a packet not yet complete. */
   get pendingBytes(): number {
-    return this.buffered;
+    return this.queue.length;
   }
 
   /** Feed one IN transfer; the decoder keeps views of it. Zero-length transfers are ignored. */
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
+    const queue = this.queue;
+    queue.push(chunk);
     let delivered = 0;
     for (;;) {
       if (this.state === HEADER) {
-        if (this.buffered < this.headerSize) break;
-        const length = this.peekUInt32(4);
+        if (queue.length < this.headerSize) break;
+        const length = queue.peekUInt32BE(4);
         const reason = this.checkHeader(length);
         if (reason !== undefined) {
           this.resync(reason, length);
@@ -113,14 +112,19 @@ export class PacketDecoder {
         this.packetLength = length;
         this.state = BODY;
       }
-      if (this.buffered < this.packetLength) break;
-      const packet = this.consume(this.packetLength);
+      if (queue.length < this.packetLength) break;
+      if (!queue.contiguous(this.packetLength)) {
+        // COPY: the packet spans transfers; take() joins it once into a buffer of the packet's size.
+        this.stats.spanning++;
+        this.stats.copiedBytes += this.packetLength;
+      }
+      const packet = queue.take(this.packetLength);
       this.state = HEADER;
       this.stats.packets++;
       delivered++;
       this.sink.onPacket(packet);
     }
-    if (this.buffered > 0 && chunk.length % this.shortTransferQuantum !== 0) {
+    if (queue.length > 0 && chunk.length % this.shortTransferQuantum !== 0) {
       // A short transfer: the device ended its transfer here, so what is buffered can never be
       // completed by a later transfer (a later one starts new packets).
       this.stats.truncated++;
@@ -129,78 +133,30 @@ export class PacketDecoder {
     }
     // An anomaly worth counting (usbmuxd would drop such a transfer): more than one packet, or the
     // end of one packet and the start of the next, in the same transfer.
-    if (delivered > 1 || (delivered > 0 && this.buffered > 0)) this.stats.sharedTransfers++;
+    if (delivered > 1 || (delivered > 0 && queue.length > 0)) this.stats.sharedTransfers++;
   }
 
   /** Drop whatever is buffered (the session is going away). */
   reset(): void {
-    this.chunks.length = 0;
-    this.buffered = 0;
+    this.queue.clear();
     this.state = HEADER;
   }
 
   private checkHeader(length: number): string | undefined {
     if (length < this.headerSize) return 'length below header size';
     if (length > DEV_MRU) return 'length above DEV_MRU';
-    if (this.headerSize === MUX_HEADER_V2 && this.peekUInt32(8) !== MUX_MAGIC) return 'bad v2 magic';
+    if (this.headerSize === MUX_HEADER_V2 && this.queue.peekUInt32BE(8) !== MUX_MAGIC) return 'bad v2 magic';
     return undefined;
   }
 
   private resync(reason: string, length: number): void {
     const count = ++this.stats.malformed;
-    this.stats.droppedBytes += this.buffered;
-    const fields = { reason, length, dropped: this.buffered, headerSize: this.headerSize, malformed: count };
+    const dropped = this.queue.length;
+    this.stats.droppedBytes += dropped;
+    const fields = { reason, length, dropped, headerSize: this.headerSize, malformed: count };
     // warn on the 1st, 2nd, 4th, 8th ... occurrence so a babbling device cannot flood the log
     if ((count & (count - 1)) === 0) this.log.warn(fields, 'malformed mux packet; dropping the rest of the transfer');
     else this.log.debug(fields, 'malformed mux packet; dropping the rest of the transfer');
     this.reset();
-  }
-
-  /** A u32 at `offset` into the buffered bytes, which may span chunks; caller ensures presence. */
-  private peekUInt32(offset: number): number {
-    const first = this.chunks[0];
-    if (first !== undefined && first.length >= offset + 4) return first.readUInt32BE(offset);
-    let value = 0;
-    for (let i = 0; i < 4; i++) value = value * 256 + this.peekByte(offset + i);
-    return value;
-  }
-
-  private peekByte(offset: number): number {
-    let at = offset;
-    for (const chunk of this.chunks) {
-      if (at < chunk.length) return chunk[at] ?? 0;
-      at -= chunk.length;
-    }
-    return 0;
-  }
-
-  /** Take the next `n` buffered bytes: a view when one chunk holds them, else one copy. */
-  private consume(n: number): Buffer {
-    this.buffered -= n;
-    const first = this.chunks[0];
-    if (first === undefined) throw new Error('PacketDecoder: consume with nothing buffered');
-    if (first.length === n) {
-      this.chunks.shift();
-      return first;
-    }
-    if (first.length > n) {
-      this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    // COPY: the packet spans transfers; join it once into a buffer of the packet's size.
-    const packet = Buffer.allocUnsafe(n);
-    let at = 0;
-    while (at < n) {
-      const chunk = this.chunks[0];
-      if (chunk === undefined) throw new Error('PacketDecoder: buffered count out of step');
-      const take = Math.min(chunk.length, n - at);
-      chunk.copy(packet, at, 0, take);
-      at += take;
-      if (take === chunk.length) this.chunks.shift();
-      else this.chunks[0] = chunk.subarray(take);
-    }
-    this.stats.spanning++;
-    this.stats.copiedBytes += n;
-    return packet;
   }
 }

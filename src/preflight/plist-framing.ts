@@ -6,8 +6,9 @@
  *            │                                          │
  *            └── n > max: FrameTooLarge (reset) ◀───────┘ (checked before any body byte is kept)
  *
- * Decoding keeps chunks as a list plus a byte count and copies only when a message spans chunks.
+ * Decoding keeps chunks in a ByteQueue and copies only when a message spans chunks.
  */
+import { ByteQueue } from '../byte-queue.js';
 import { buildXml, isPlistDict, parsePlist, PlistParseError } from '../plist/index.js';
 import type { PlistDict, PlistLimits } from '../plist/index.js';
 import { LockdownProtocolError } from './errors.js';
@@ -28,8 +29,7 @@ export function encodePlistFrame(message: PlistDict): Buffer {
 /** Splits a byte stream into message bodies; throws LockdownProtocolError for an oversized one. */
 export class PlistFrameDecoder {
   private readonly maxBody: number;
-  private readonly chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly queue = new ByteQueue();
   /** Body length of the message in progress, or -1 while the header is incomplete. */
   private need = -1;
 
@@ -39,52 +39,26 @@ export class PlistFrameDecoder {
 
   /** Bytes held that do not yet form a whole message. */
   get pendingBytes(): number {
-    return this.buffered;
+    return this.queue.length;
   }
 
   /** Feed bytes; returns the bodies completed by them, in order. */
   push(chunk: Buffer): Buffer[] {
     const out: Buffer[] = [];
-    if (chunk.length > 0) {
-      this.chunks.push(chunk);
-      this.buffered += chunk.length;
-    }
+    this.queue.push(chunk);
     for (;;) {
       if (this.need < 0) {
-        if (this.buffered < FRAME_HEADER_BYTES) return out;
-        const length = this.take(FRAME_HEADER_BYTES).readUInt32BE(0);
+        if (this.queue.length < FRAME_HEADER_BYTES) return out;
+        const length = this.queue.take(FRAME_HEADER_BYTES).readUInt32BE(0);
         if (length > this.maxBody) {
           throw new LockdownProtocolError(`message of ${length} bytes exceeds the ${this.maxBody}-byte limit`);
         }
         this.need = length;
       }
-      if (this.buffered < this.need) return out;
-      out.push(this.take(this.need));
+      if (this.queue.length < this.need) return out;
+      out.push(this.queue.take(this.need));
       this.need = -1;
     }
-  }
-
-  /** The first `n` buffered bytes: a view when one chunk holds them, else one copy. */
-  private take(n: number): Buffer {
-    this.buffered -= n;
-    const first = this.chunks[0];
-    if (first !== undefined && first.length >= n) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let filled = 0;
-    while (filled < n) {
-      const chunk = this.chunks[0];
-      if (chunk === undefined) break;
-      const use = Math.min(chunk.length, n - filled);
-      chunk.copy(out, filled, 0, use);
-      filled += use;
-      if (use === chunk.length) this.chunks.shift();
-      else this.chunks[0] = chunk.subarray(use);
-    }
-    return out;
   }
 }
 

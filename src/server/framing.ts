@@ -10,11 +10,12 @@
  *   └─────────────────┘   frame returned      └──────────────┘
  *      length < 16 → FrameTooShortError;  length > max → FrameTooLargeError
  *
- * FrameDecoder keeps a list of chunks and a byte count (ws style). `read()` returns the next
+ * FrameDecoder keeps its chunks in a ByteQueue (ws style). `read()` returns the next
  * whole frame or undefined; the body is a view of the chunk when it lies within one chunk and
  * a copy only when it spans chunks. `takeRemaining()` hands the unparsed bytes over (Connect →
  * tunnel) and leaves the decoder empty.
  */
+import { ByteQueue } from '../byte-queue.js';
 import { FrameTooLargeError, FrameTooShortError } from './errors.js';
 
 export const HEADER_SIZE = 16;
@@ -77,9 +78,7 @@ const BODY = 1;
 export class FrameDecoder {
   private readonly maxFrameBytes: number;
   /** Unparsed chunks, oldest first. */
-  private chunks: Buffer[] = [];
-  /** Sum of the lengths of `chunks`. */
-  private buffered = 0;
+  private readonly queue = new ByteQueue();
   private state: typeof HEADER | typeof BODY = HEADER;
   /** The header of the frame whose body we wait for (state BODY). */
   private header: FrameHeader | undefined;
@@ -90,13 +89,11 @@ export class FrameDecoder {
 
   /** Bytes held and not yet returned as frames. */
   get bufferedBytes(): number {
-    return this.buffered;
+    return this.queue.length;
   }
 
   push(chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
+    this.queue.push(chunk);
   }
 
   /**
@@ -105,8 +102,8 @@ export class FrameDecoder {
    */
   read(): Frame | undefined {
     if (this.state === HEADER) {
-      if (this.buffered < HEADER_SIZE) return undefined;
-      const header = readHeader(this.consume(HEADER_SIZE));
+      if (this.queue.length < HEADER_SIZE) return undefined;
+      const header = readHeader(this.queue.take(HEADER_SIZE));
       if (header.length < HEADER_SIZE) {
         throw new FrameTooShortError(`frame length ${header.length} is shorter than the ${HEADER_SIZE}-byte header`);
       }
@@ -119,8 +116,8 @@ export class FrameDecoder {
     const header = this.header;
     if (header === undefined) throw new Error('FrameDecoder: BODY state without a header');
     const bodyLength = header.length - HEADER_SIZE;
-    if (this.buffered < bodyLength) return undefined;
-    const body = this.consume(bodyLength);
+    if (this.queue.length < bodyLength) return undefined;
+    const body = this.queue.take(bodyLength);
     this.state = HEADER;
     this.header = undefined;
     return { ...header, body };
@@ -131,43 +128,14 @@ export class FrameDecoder {
    * frame's header; the decoder is empty afterwards.
    */
   takeRemaining(): Buffer[] {
-    const out = this.chunks;
+    const out = this.queue.takeAll();
     if (this.state === BODY && this.header !== undefined) {
       const head = Buffer.allocUnsafe(HEADER_SIZE);
       writeHeader(head, this.header);
       out.unshift(head);
     }
-    this.chunks = [];
-    this.buffered = 0;
     this.state = HEADER;
     this.header = undefined;
-    return out;
-  }
-
-  /** `n` bytes off the front: a view when the first chunk holds them, else one copy. */
-  private consume(n: number): Buffer {
-    this.buffered -= n;
-    const first = this.chunks[0];
-    if (n === 0 || first === undefined) return Buffer.alloc(0);
-    if (first.length > n) {
-      this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    if (first.length === n) {
-      this.chunks.shift();
-      return first;
-    }
-    const out = Buffer.allocUnsafe(n);
-    let offset = 0;
-    while (offset < n) {
-      const chunk = this.chunks[0];
-      if (chunk === undefined) throw new Error('FrameDecoder: buffered count out of step with chunks');
-      const take = Math.min(chunk.length, n - offset);
-      chunk.copy(out, offset, 0, take);
-      offset += take;
-      if (take === chunk.length) this.chunks.shift();
-      else this.chunks[0] = chunk.subarray(take);
-    }
     return out;
   }
 }
