@@ -23,22 +23,34 @@ export default tseslint.config(
     },
   },
   {
-    // mux knows nothing of sockets, files, USB or the layers above it.
-    files: ['src/mux/**/*.ts'],
+    // the device directory: contracts and the DeviceID set, no I/O, nothing of the layers that
+    // provide devices (mux, usb, emulator) or use them (server, preflight).
+    files: ['src/devices/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {
-        paths: [...nodeBuiltinsIo.map((name) => ({ name, message: 'src/mux must not do I/O: inject it.' })), { name: 'usb', message: 'src/mux must not import usb.' }],
-        patterns: [{ group: ['../server/*', '../usb/*', '../pairrecords/*', '../emulator/*', '../main.js', '../cli/*'], message: 'src/mux sits below server, usb, pairrecords and emulator.' }],
+        paths: [...nodeBuiltinsIo.map((name) => ({ name, message: 'src/devices must not do I/O.' })), { name: 'usb', message: 'src/devices must not import usb.' }],
+        patterns: [{ group: ['../mux/*', '../usb/*', '../server/*', '../preflight/*', '../pairrecords/*', '../emulator/*', '../plist/*', '../daemon/*', '../cli/*', '../main.js'], message: 'src/devices sits below every layer; it imports only errors and log.' }],
       }],
     },
   },
   {
-    // the server never knows USB exists.
+    // mux knows the mux protocol and nothing of sockets, files, USB or the layers above it; it
+    // implements the device directory's contracts (src/devices).
+    files: ['src/mux/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [...nodeBuiltinsIo.map((name) => ({ name, message: 'src/mux must not do I/O: inject it.' })), { name: 'usb', message: 'src/mux must not import usb.' }],
+        patterns: [{ group: ['../server/*', '../usb/*', '../pairrecords/*', '../emulator/*', '../preflight/*', '../plist/*', '../daemon/*', '../main.js', '../cli/*'], message: 'src/mux sits below server, preflight, usb, pairrecords and emulator; above it only src/devices.' }],
+      }],
+    },
+  },
+  {
+    // the server reaches devices through the directory, never through a transport.
     files: ['src/server/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {
         paths: [{ name: 'usb', message: 'src/server must not import usb.' }],
-        patterns: [{ group: ['../usb/*', '../emulator/*', '../mux/*', '!../mux/index.js'], message: 'src/server sees only mux/index.js, never usb or the emulator.' }],
+        patterns: [{ group: ['../usb/*', '../emulator/*', '../mux/*', '../preflight/*', '../devices/*', '!../devices/index.js'], message: 'src/server sees only devices/index.js of the device side: never mux, usb, the emulator or preflight.' }],
       }],
     },
   },
@@ -47,29 +59,40 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', {
         paths: [{ name: 'usb', message: 'pairrecords is plain files.' }],
-        patterns: [{ group: ['../usb/*', '../mux/*', '../server/*', '../emulator/*'], message: 'pairrecords imports plist, errors and log only.' }],
+        patterns: [{ group: ['../usb/*', '../mux/*', '../devices/*', '../server/*', '../emulator/*', '../preflight/*'], message: 'pairrecords imports plist, errors and log only.' }],
       }],
     },
   },
   {
-    // the emulator depends only on its own codec (an independent check of mux/wire.ts) and the Transport port.
+    // usb implements the mux Transport and describes the devices it finds; nothing above.
+    files: ['src/usb/**/*.ts'],
+    ignores: ['src/usb/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['../mux/*', '!../mux/transport.js', '../devices/*', '!../devices/api.js', '../server/*', '../preflight/*', '../pairrecords/*', '../emulator/*', '../main.js'], message: 'src/usb may import only the Transport port (mux/transport.js) and the device contracts (devices/api.js).' }],
+      }],
+    },
+  },
+  {
+    // the emulator plays the phone: it keeps its own codec (an independent check of mux/wire.ts)
+    // and knows the host only through the Transport port and the device contracts.
     files: ['src/emulator/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {
         paths: [{ name: 'usb', message: 'the emulator plays the phone, not the host.' }],
-        patterns: [{ group: ['../mux/*', '!../mux/transport.js', '!../mux/api.js', '../server/*', '../usb/*', '../pairrecords/*'], message: 'the emulator may import only the mux contracts (transport.js, api.js) from the host side.' }],
+        patterns: [{ group: ['../mux/*', '!../mux/transport.js', '../devices/*', '!../devices/api.js', '../server/*', '../usb/*', '../pairrecords/*', '../preflight/*'], message: 'the emulator may import only the host contracts (mux/transport.js, devices/api.js).' }],
       }],
     },
   },
   {
-    // preflight is a sibling of the server: it talks to lockdownd through the mux API, never
-    // through our own socket, and never touches USB or the emulator (its tests may use the emulator).
+    // preflight is a sibling of the server: it talks to lockdownd through the device directory,
+    // never through our own socket, and never touches a transport (its tests may use the emulator).
     files: ['src/preflight/**/*.ts'],
     ignores: ['src/preflight/**/*.test.ts'],
     rules: {
       'no-restricted-imports': ['error', {
-        paths: [{ name: 'usb', message: 'preflight must not import usb.' }, { name: 'node:net', message: 'preflight reaches the device through the mux API, not a socket.' }],
-        patterns: [{ group: ['../usb/*', '../emulator/*', '../server/*', '../mux/*', '!../mux/index.js', '../main.js', '../cli/*', '../daemon/*'], message: 'preflight sees mux/index.js, pairrecords, plist, errors and log only.' }],
+        paths: [{ name: 'usb', message: 'preflight must not import usb.' }, { name: 'node:net', message: 'preflight reaches the device through the directory, not a socket.' }],
+        patterns: [{ group: ['../usb/*', '../emulator/*', '../server/*', '../mux/*', '../devices/*', '!../devices/index.js', '../main.js', '../cli/*', '../daemon/*'], message: 'preflight sees devices/index.js, pairrecords, plist, errors and log only.' }],
       }],
     },
   },

@@ -3,7 +3,7 @@
  * umockdev). Run with `npm run bench:ceiling -- [--mib 512] [--devices 32] [--tunnels 16] [--rounds 3]
  * [--window KiB]` (--window: the receive window the host advertises, default TX_WINDOW = 128).
  *
- *   server process (forked, `--serve`): DeviceRegistry + MuxdServer on a real Unix socket +
+ *   server process (forked, `--serve`): DeviceRegistry + MuxProvider + MuxdServer on a real Unix socket +
  *     N × createVirtualDevice (MemoryTransportPair, USB-sized transfers: 16 KiB IN, OUT split at
  *     16 KiB like libusb), the phone's source (19) served from a precomputed pattern;
  *   this process: the clients (plist Connect, then raw tunnels, backpressure honoured, the source
@@ -24,7 +24,8 @@ import { fileURLToPath } from 'node:url';
 import { SOURCE_PORT, createVirtualDevice } from '../src/emulator/index.js';
 import type { VirtualDevice } from '../src/emulator/index.js';
 import { silentLogger } from '../src/log.js';
-import { DeviceRegistry, TX_WINDOW } from '../src/mux/index.js';
+import { DeviceRegistry } from '../src/devices/index.js';
+import { MuxProvider, TX_WINDOW } from '../src/mux/index.js';
 import { FilePairRecordStore } from '../src/pairrecords/index.js';
 import { MuxdServer } from '../src/server/index.js';
 import { CpuMeter, boundBy, loadAverage, machineDescription, median, medianSpread, peakRssMiB } from './lib/measure.js';
@@ -45,7 +46,8 @@ type FromServer = { readonly type: 'ready' } | { readonly type: 'discardBytes'; 
 async function serve(socketPath: string, devices: number, window: number, phone: Phone): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'muxd-ceiling-'));
   const log = silentLogger();
-  const registry = new DeviceRegistry({ log, window });
+  const registry = new DeviceRegistry({ log });
+  const mux = new MuxProvider(registry, { window });
   const store = new FilePairRecordStore({ dir, log });
   await store.init();
   const server = new MuxdServer({ directory: registry, store, log });
@@ -56,11 +58,11 @@ async function serve(socketPath: string, devices: number, window: number, phone:
     const udid = `00008030-${(0x1a2b3c4d5e0000 + i).toString(16).toUpperCase().padStart(16, '0')}`;
     if (phone === 'lean') {
       const lean = new LeanPhone(udid);
-      registry.addDevice(lean, lean.info);
+      mux.addDevice(lean, lean.info);
       leanPhones.push(lean);
     } else {
       const dev = createVirtualDevice({ emulator: { udid } });
-      registry.addDevice(dev.transport, dev.info);
+      mux.addDevice(dev.transport, dev.info);
       phones.push(dev);
     }
   }
@@ -92,7 +94,7 @@ interface Options {
   devices: number;
   tunnels: number;
   rounds: number;
-  /** Receive window the host advertises per connection, KiB (DeviceRegistry `window`). */
+  /** Receive window the host advertises per connection, KiB (MuxProvider `window`). */
   windowKiB: number;
   /** Which phones: the full emulator, the lean one (daemon's share measurable), or both. */
   phones: Phone[];
@@ -341,7 +343,7 @@ async function main(): Promise<void> {
     `# ceiling ${new Date().toISOString()}`,
     '',
     `Machine: ${machineDescription()}. Load average: ${load0} at start, ${loadAverage()} at the end.`,
-    `${o.rounds} rounds of ${o.mib} MiB per row (the fan-in measured after the first 2 windows per tunnel have arrived), host window ${o.windowKiB} KiB per connection. Server process = DeviceRegistry + MuxdServer (Unix socket) + the phones; clients in this process.`,
+    `${o.rounds} rounds of ${o.mib} MiB per row (the fan-in measured after the first 2 windows per tunnel have arrived), host window ${o.windowKiB} KiB per connection. Server process = DeviceRegistry + MuxProvider + MuxdServer (Unix socket) + the phones; clients in this process.`,
     'Phones: "emulator" = src/emulator over MemoryTransportPair (its CPU is inside "server" and cannot be told apart); "lean phone" = bench/lib/lean-phone.ts (same protocol, timed on the spot): daemon = server − phone.',
     '',
     '| row | GB/s: median (min–max) | server CPU s/GB | daemon CPU s/GB (GB/s per core) | client CPU s/GB | bound by |',

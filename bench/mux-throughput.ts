@@ -16,9 +16,10 @@ import { once } from 'node:events';
 import { createVirtualDevice, DISCARD_PORT, ECHO_PORT, SOURCE_PORT } from '../src/emulator/index.js';
 import type { VirtualDeviceOptions } from '../src/emulator/index.js';
 import { silentLogger } from '../src/log.js';
-import type { CloseReason, ConnectionSink, MuxConnection } from '../src/mux/api.js';
-import { DeviceRegistry } from '../src/mux/index.js';
-import { MuxSession } from '../src/mux/session.js';
+import type { CloseReason, ConnectionSink, DeviceConnection } from '../src/devices/index.js';
+import { DeviceRegistry } from '../src/devices/index.js';
+import { MuxProvider } from '../src/mux/index.js';
+import type { MuxSession } from '../src/mux/session.js';
 import type { Transport, TransportSink } from '../src/mux/transport.js';
 import { encodeTcpPacket, encodeVersionPacket, outCopyStats } from '../src/mux/wire.js';
 
@@ -62,17 +63,22 @@ interface Row {
   copiesPerByte: string;
 }
 
-async function setup(options: VirtualDeviceOptions): Promise<{ registry: DeviceRegistry; session: MuxSession; dev: ReturnType<typeof createVirtualDevice> }> {
+function directory(): { registry: DeviceRegistry; mux: MuxProvider } {
   const registry = new DeviceRegistry({ log: silentLogger() });
+  return { registry, mux: new MuxProvider(registry) };
+}
+
+async function setup(options: VirtualDeviceOptions): Promise<{ registry: DeviceRegistry; session: MuxSession; dev: ReturnType<typeof createVirtualDevice> }> {
+  const { registry, mux } = directory();
   const dev = createVirtualDevice(options);
   const attached = once(registry, 'attached');
-  const session = registry.addDevice(dev.transport, dev.info);
-  if (!(session instanceof MuxSession)) throw new Error('DeviceRegistry.addDevice no longer returns a MuxSession');
+  const session = mux.sessionOf(mux.addDevice(dev.transport, dev.info));
+  if (session === undefined) throw new Error('MuxProvider.sessionOf found no session');
   await attached;
   return { registry, session, dev };
 }
 
-async function writeVolume(conn: MuxConnection, sink: BenchSink, volume: number): Promise<void> {
+async function writeVolume(conn: DeviceConnection, sink: BenchSink, volume: number): Promise<void> {
   const chunk = Buffer.alloc(CHUNK, 0x61);
   for (let sent = 0; sent < volume; sent += CHUNK) {
     // a fresh view each time: ownership passes to the connection
@@ -153,11 +159,11 @@ function phonePacket(ack: number, payload: Buffer | undefined, flags = 0x10): Bu
 }
 
 /** The mux engine alone: a hand-played phone, no emulator, no link. Returns [conn, transport, session]. */
-async function bareEngine(): Promise<{ conn: MuxConnection; transport: NullTransport; registry: DeviceRegistry; session: MuxSession }> {
-  const registry = new DeviceRegistry({ log: silentLogger() });
+async function bareEngine(): Promise<{ conn: DeviceConnection; transport: NullTransport; registry: DeviceRegistry; session: MuxSession }> {
+  const { registry, mux } = directory();
   const transport = new NullTransport();
-  const session = registry.addDevice(transport, { serial: 'bench', usbSerial: 'bench', productId: 0x12a8, locationId: 1, speed: 480000000 });
-  if (!(session instanceof MuxSession)) throw new Error('DeviceRegistry.addDevice no longer returns a MuxSession');
+  const session = mux.sessionOf(mux.addDevice(transport, { connectionType: 'USB', serial: 'bench', usbSerial: 'bench', productId: 0x12a8, locationId: 1, speed: 480000000 }));
+  if (session === undefined) throw new Error('MuxProvider.sessionOf found no session');
   transport.sink!.onData(encodeVersionPacket(2, 0));
   const pending = session.connect(9);
   transport.sink!.onData(phonePacket(1, undefined, 0x12));

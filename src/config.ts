@@ -3,7 +3,9 @@
  * (src/cli/args.ts), checked once by `validateConfig()` before anything is opened. Nothing in here
  * does I/O; a bad value is an InvalidConfigError at startup (exit 1), never a surprise mid-run.
  */
+import { CONNECT_TIMEOUT_MS } from './devices/constants.js';
 import { InvalidConfigError } from './errors.js';
+import { VERSION_TIMEOUT_MS } from './mux/constants.js';
 
 /** Where clients reach us. `explicitHost` is false when `-S :PORT` or `-S PORT` left the host to us. */
 export type ListenSpec =
@@ -61,9 +63,9 @@ export interface DaemonConfig {
   readonly virtualTrust: VirtualTrustMode;
   /** false with `--no-usb`: node-usb is never loaded. */
   readonly usb: boolean;
-  /** Mux connect timeout (ms) handed to the registry. */
+  /** Connect timeout (ms) handed to the device providers (CONNECT_TIMEOUT_MS: why that value). */
   readonly connectTimeoutMs: number;
-  /** Mux version-exchange timeout (ms) handed to the registry. */
+  /** Mux version-exchange timeout (ms) handed to the mux provider. */
   readonly versionTimeoutMs: number;
   /** Most concurrent socket clients. */
   readonly maxClients: number;
@@ -99,8 +101,8 @@ export const DEFAULT_CONFIG: DaemonConfig = Object.freeze<DaemonConfig>({
   virtualDevices: [],
   virtualTrust: 'auto',
   usb: true,
-  connectTimeoutMs: 5000,
-  versionTimeoutMs: 5000,
+  connectTimeoutMs: CONNECT_TIMEOUT_MS,
+  versionTimeoutMs: VERSION_TIMEOUT_MS,
   maxClients: 1024,
   shutdownFlushMs: 100,
 });

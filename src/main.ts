@@ -36,7 +36,8 @@ import type { ActivationResult } from './daemon/socket-activation.js';
 import { defaultPathProblem } from './daemon/default-paths.js';
 import { InstanceRunningError, ListenError, SignalInstanceError } from './daemon/errors.js';
 import type { Logger } from './log.js';
-import { DeviceRegistry } from './mux/index.js';
+import { DeviceRegistry } from './devices/index.js';
+import { MuxProvider } from './mux/index.js';
 import { MuxdServer } from './server/index.js';
 import type { ListenTarget } from './server/index.js';
 import { FilePairRecordStore } from './pairrecords/index.js';
@@ -170,7 +171,8 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
     }
   }
 
-  const registry = new DeviceRegistry({ log, connectTimeoutMs: config.connectTimeoutMs, versionTimeoutMs: config.versionTimeoutMs });
+  const registry = new DeviceRegistry({ log });
+  const mux = new MuxProvider(registry, { connectTimeoutMs: config.connectTimeoutMs, versionTimeoutMs: config.versionTimeoutMs });
   const store = new FilePairRecordStore({ dir: config.configDir, log });
   const maxClients = clientLimitFor(config.maxClients, readSoftNofile());
   if (maxClients < config.maxClients) log.warn({ maxClients, configured: config.maxClients }, 'client limit lowered to fit the open-file limit (raise it with ulimit -n or LimitNOFILE=)');
@@ -210,12 +212,12 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
 
   if (config.usb) {
     const { UsbBackend } = await import('./usb/index.js');
-    const usb = new UsbBackend({ log, hotplug: config.hotplug, onAttach: (transport, info) => { registry.addDevice(transport, info); } });
+    const usb = new UsbBackend({ log, hotplug: config.hotplug, onAttach: (transport, info) => { mux.addDevice(transport, info); } });
     parts.usb = usb;
     usb.start();
   }
   for (const vd of virtualDevices) {
-    registry.addDevice(vd.transport, vd.info);
+    mux.addDevice(vd.transport, vd.info);
     log.info({ udid: vd.info.serial, trust: config.virtualTrust }, 'virtual device attached');
   }
   lifecycle.ready();

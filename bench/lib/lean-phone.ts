@@ -24,7 +24,8 @@
  * unbiased estimate of the sum at an eighth of the clock reads.
  */
 import { DISCARD_PORT, SOURCE_PORT, sourceByte } from '../../src/emulator/index.js';
-import type { DeviceInfo, Transport, TransportSink } from '../../src/mux/index.js';
+import type { UsbDeviceInfo } from '../../src/devices/index.js';
+import type { Transport, TransportSink } from '../../src/mux/index.js';
 
 const VERSION = 0;
 const TCP = 6;
@@ -83,7 +84,7 @@ let nextAddress = 1;
 
 export class LeanPhone implements Transport {
   readonly maxPacketSize = 49152;
-  readonly info: DeviceInfo;
+  readonly info: UsbDeviceInfo;
   /** Bytes the discard service has taken. */
   discardBytes = 0;
   /** Host packets that carried payload (each would be one USB OUT transfer). */
@@ -108,7 +109,7 @@ export class LeanPhone implements Transport {
   };
 
   constructor(udid: string) {
-    this.info = { serial: udid, usbSerial: udid.replace('-', ''), productId: 0x12a8, locationId: (0xfe << 16) | nextAddress++, speed: 480_000_000 };
+    this.info = { connectionType: 'USB', serial: udid, usbSerial: udid.replace('-', ''), productId: 0x12a8, locationId: (0xfe << 16) | nextAddress++, speed: 480_000_000 };
   }
 
   start(sink: TransportSink): void {

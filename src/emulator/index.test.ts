@@ -41,6 +41,7 @@ describe('createVirtualDevice', () => {
   it('describes the device like a USB iPhone', () => {
     const dev = createVirtualDevice({ locationId: 0x10002 });
     expect(dev.info).toEqual({
+      connectionType: 'USB',
       serial: '00008030-001A2B3C4D5E802E',
       usbSerial: '00008030001A2B3C4D5E802E',
       productId: 0x12a8,

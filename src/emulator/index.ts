@@ -3,11 +3,11 @@
  * component tests and the benchmarks use.
  *
  *   const dev = createVirtualDevice({ emulator: { udid } });
- *   registry.add(dev.transport, dev.info);   // the host side sees an ordinary Transport
+ *   mux.addDevice(dev.transport, dev.info);  // the host side sees an ordinary Transport
  *   dev.emulator.faults.withholdAcks = true; // poke the phone
  *   dev.unplug();                            // the transport closes with VirtualDeviceUnpluggedError
  */
-import type { DeviceInfo } from '../mux/api.js';
+import type { UsbDeviceInfo } from '../devices/api.js';
 import type { Transport } from '../mux/transport.js';
 import { EmulatedIPhone } from './device.js';
 import type { EmulatorOptions } from './options.js';
@@ -55,7 +55,7 @@ export interface VirtualDeviceOptions {
 export interface VirtualDevice {
   /** The host end: hand this to the mux engine like a USB transport. */
   readonly transport: Transport;
-  readonly info: DeviceInfo;
+  readonly info: UsbDeviceInfo;
   readonly emulator: EmulatedIPhone;
   readonly pair: MemoryTransportPair;
   /** Pull the virtual cable (transport closes with VirtualDeviceUnpluggedError). */
@@ -66,7 +66,8 @@ export interface VirtualDevice {
 export function createVirtualDevice(options: VirtualDeviceOptions = {}): VirtualDevice {
   const emulator = new EmulatedIPhone(options.emulator);
   const pair = new MemoryTransportPair(emulator, options.transport);
-  const info: DeviceInfo = {
+  const info: UsbDeviceInfo = {
+    connectionType: 'USB',
     serial: emulator.udid,
     usbSerial: usbSerialOf(emulator.udid),
     productId: VIRTUAL_PRODUCT_ID,

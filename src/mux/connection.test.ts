@@ -1,11 +1,12 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../log.js';
-import type { CloseReason, ConnectionSink } from './api.js';
+import type { CloseReason, ConnectionSink } from '../devices/api.js';
+import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError } from '../devices/errors.js';
 import { Connection } from './connection.js';
 import type { ConnectionHost } from './connection.js';
 import { TAIL_HOLD_MS, TcpFlag, TX_WINDOW } from './constants.js';
-import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError } from './errors.js';
+import { MuxProtocolError, SequenceGapError, WindowOverrunError } from './errors.js';
 import type { TcpHeader } from './wire.js';
 
 const { SYN, ACK, RST, FIN } = TcpFlag;
@@ -17,40 +18,55 @@ interface Sent {
   len: number;
 }
 
-/** A stub session: records segments, lets the test make the transport busy and run the ACK flush. */
+/**
+ * A stub session: records segments, lets the test fill the transport (a send into a full transport
+ * still goes, answers false and queues the connection for drainTurn, as MuxSession does) and run
+ * the per-turn flush.
+ */
 class StubHost implements ConnectionHost {
   sent: Sent[] = [];
   busy = false;
-  /** Make the transport busy as a side effect of the next segment sent. */
+  /** The next segment sent fills the transport. */
   busyOnNextSend = false;
-  acks = new Set<Connection>();
+  turns = new Set<Connection>();
   drains = new Set<Connection>();
   releasedCount = 0;
-  sendSegment(conn: Connection, flags: number, payload: Buffer | readonly Buffer[] | undefined): void {
+  send(conn: Connection, tcp: TcpHeader, payload: Buffer | readonly Buffer[] | undefined): boolean {
     let len = 0;
     if (payload !== undefined) len = Buffer.isBuffer(payload) ? payload.length : payload.reduce((n, p) => n + p.length, 0);
-    this.sent.push({ flags, seq: conn.txSeq, ack: conn.txAck, len });
-    conn.noteSent(len);
+    expect([tcp.sport, tcp.dport, tcp.window]).toEqual([1, 7, TX_WINDOW]);
+    this.sent.push({ flags: tcp.flags, seq: tcp.seq, ack: tcp.ack, len });
     if (this.busyOnNextSend) {
       this.busyOnNextSend = false;
       this.busy = true;
     }
-  }
-  isBusy(): boolean {
-    return this.busy;
-  }
-  ackOwed(conn: Connection): void {
-    this.acks.add(conn);
-  }
-  wantsDrain(conn: Connection): void {
+    if (!this.busy) return true;
     this.drains.add(conn);
+    return false;
   }
-  released(): void {
+  wantsTurn(conn: Connection): void {
+    this.turns.add(conn);
+  }
+  released(conn: Connection): void {
     this.releasedCount++;
+    this.turns.delete(conn);
+    this.drains.delete(conn);
   }
-  flushAcks(): void {
-    for (const c of this.acks) c.flushAck();
-    this.acks.clear();
+  flushTurns(): void {
+    for (const c of this.turns) c.flushTurn();
+    this.turns.clear();
+  }
+  /** The transport drained: round-robin drainTurn until it is full again or nobody wants a turn. */
+  drain(): void {
+    this.busy = false;
+    for (const c of this.drains) {
+      if (this.isBusy()) break;
+      if (!c.drainTurn()) this.drains.delete(c);
+    }
+  }
+  /** A method: drainTurn may fill the transport under the loop's narrowing. */
+  private isBusy(): boolean {
+    return this.busy;
   }
 }
 
@@ -95,12 +111,12 @@ function data(conn: Connection, payload: Buffer, window = TX_WINDOW, ack = 1): v
   conn.onSegment(seg(ACK, window, ack, seq), payload);
 }
 
-function make(maxPayload = 1000): { conn: Connection; host: StubHost; result: { conn?: Connection; err?: Error } } {
+function make(maxPayload = 1000, connectTimeoutMs = 10_000): { conn: Connection; host: StubHost; result: { conn?: Connection; err?: Error } } {
   const host = new StubHost();
   const result: { conn?: Connection; err?: Error } = {};
   const conn = new Connection(
     host,
-    { deviceId: 1, localPort: 1, remotePort: 7, window: TX_WINDOW, maxPayload, ackDelayMs: 30, log: silentLogger() },
+    { deviceId: 1, localPort: 1, remotePort: 7, window: TX_WINDOW, maxPayload, ackDelayMs: 30, connectTimeoutMs, log: silentLogger() },
     { resolve: (c) => (result.conn = c), reject: (e) => (result.err = e) },
   );
   return { conn, host, result };
@@ -153,8 +169,7 @@ describe('Connection handshake (table)', () => {
 
   it('connect timeout → RST and ConnectTimeoutError', () => {
     vi.useFakeTimers();
-    const { conn, host, result } = make();
-    conn.armConnectTimer(50);
+    const { conn, host, result } = make(1000, 50);
     conn.sendSyn();
     vi.advanceTimersByTime(49);
     expect(result.err).toBeUndefined();
@@ -163,6 +178,18 @@ describe('Connection handshake (table)', () => {
     expect((result.err as ConnectTimeoutError).timeoutMs).toBe(50);
     expect(conn.currentState).toBe('timeout');
     expect(host.sent.map((s) => s.flags)).toEqual([SYN, RST]);
+  });
+
+  it('timeout or reset before the SYN went out (session still in its handshake) → nothing on the wire', () => {
+    vi.useFakeTimers();
+    const a = make(1000, 50);
+    vi.advanceTimersByTime(50);
+    expect(a.result.err).toBeInstanceOf(ConnectTimeoutError);
+    const b = make();
+    b.conn.reset();
+    expect(b.result.err).toBeInstanceOf(DeviceGoneError);
+    b.conn.sendSyn();
+    expect([a.host.sent, b.host.sent]).toEqual([[], []]);
   });
 
   it('device gone while connecting → DeviceGoneError, nothing on the wire', () => {
@@ -203,16 +230,16 @@ describe('Connection established (table)', () => {
     expect(conn.unconsumedBytes).toBe(11);
     r.dones[0]!();
     r.dones[1]!();
-    expect(host.acks.size).toBe(1);
-    host.flushAcks();
+    expect(host.turns.size).toBe(1);
+    host.flushTurns();
     // 11 bytes are less than a quarter window: the flush stays quiet (the timer or a data segment acks)
     expect(host.sent).toEqual([]);
     expect(conn.unconsumedBytes).toBe(0);
     data(conn, Buffer.alloc(TX_WINDOW / 4 - 11));
     r.dones[2]!();
-    host.flushAcks();
+    host.flushTurns();
     expect(host.sent).toEqual([{ flags: ACK, seq: 1, ack: 1 + TX_WINDOW / 4, len: 0 }]);
-    host.flushAcks();
+    host.flushTurns();
     expect(host.sent).toHaveLength(1);
     expect(conn.unconsumedBytes).toBe(0);
   });
@@ -224,7 +251,7 @@ describe('Connection established (table)', () => {
     data(conn, Buffer.alloc(10));
     r.dones[0]!();
     conn.write(Buffer.from('abc'));
-    host.flushAcks();
+    host.flushTurns();
     expect(host.sent).toEqual([{ flags: ACK, seq: 1, ack: 11, len: 3 }]);
   });
 
@@ -239,7 +266,7 @@ describe('Connection established (table)', () => {
     expect(host.sent).toEqual([]);
     vi.advanceTimersByTime(1);
     expect(host.sent).toEqual([{ flags: ACK, seq: 1, ack: 11, len: 0 }]);
-    host.flushAcks();
+    host.flushTurns();
     expect(host.sent).toHaveLength(1);
   });
 
@@ -254,26 +281,38 @@ describe('Connection established (table)', () => {
     expect(r.closes).toEqual(['device-reset']);
   });
 
-  it('device payload out of sequence (bytes lost on the way) → RST and protocol-error, nothing delivered', () => {
+  it('device payload out of sequence (bytes lost on the way) → SequenceGapError, nothing delivered; resetForViolation → RST, protocol-error', () => {
     const { conn, host } = established();
     const r = recorder();
     conn.attach(r.sink);
     data(conn, Buffer.from('abc'));
-    conn.onSegment(seg(ACK, TX_WINDOW, 1, DEVICE_ISN + 1 + 3 + 5), Buffer.from('later'));
+    expect(() => {
+      conn.onSegment(seg(ACK, TX_WINDOW, 1, DEVICE_ISN + 1 + 3 + 5), Buffer.from('later'));
+    }).toThrow(SequenceGapError);
     expect(r.data.map((b) => b.toString())).toEqual(['abc']);
+    expect(host.sent).toEqual([]);
+    conn.resetForViolation();
+    conn.resetForViolation();
     expect(host.sent.map((x) => x.flags)).toEqual([RST]);
     expect(r.closes).toEqual(['protocol-error']);
   });
 
-  it('window overrun → RST and protocol-error', () => {
+  it('window overrun → WindowOverrunError (rst-connection), nothing delivered', () => {
     const { conn, host } = established();
     const r = recorder();
     conn.attach(r.sink);
     data(conn, Buffer.alloc(TX_WINDOW));
     expect(r.closes).toEqual([]);
-    data(conn, Buffer.alloc(1));
-    expect(r.closes).toEqual(['protocol-error']);
-    expect(host.sent.map((s) => s.flags)).toEqual([RST]);
+    let thrown: unknown;
+    try {
+      data(conn, Buffer.alloc(1));
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(WindowOverrunError);
+    expect((thrown as WindowOverrunError).wire).toBe('rst-connection');
+    expect(r.data).toHaveLength(1);
+    expect(host.sent).toEqual([]);
   });
 
   it('write sends what the peer window allows, keeps the rest (no 48-byte sliver), flushes on ACK, then onWritable', () => {
@@ -344,9 +383,9 @@ describe('Connection established (table)', () => {
       [1001, 1000],
     ]);
     expect(conn.pendingWriteBytes).toBe(500);
-    expect(host.acks.has(conn)).toBe(true);
+    expect(host.turns.has(conn)).toBe(true);
     expect(conn.write(Buffer.alloc(700))).toBe(true); // 500 + 700: one more full segment, tail 200
-    host.flushAcks();
+    host.flushTurns();
     expect(host.sent.map((s) => [s.seq, s.len])).toEqual([
       [1, 1000],
       [1001, 1000],
@@ -361,7 +400,7 @@ describe('Connection established (table)', () => {
     conn.attach(recorder().sink);
     expect(conn.write(Buffer.alloc(2500), true)).toBe(true);
     expect(conn.write(Buffer.alloc(700), true)).toBe(true);
-    host.flushAcks();
+    host.flushTurns();
     // The 200-byte tail of the bulk stream is held while our bytes are in flight (Nagle)...
     expect(host.sent.map((s) => [s.seq, s.len])).toEqual([
       [1, 1000],
@@ -381,7 +420,7 @@ describe('Connection established (table)', () => {
     const { conn, host } = established(1000);
     conn.attach(recorder().sink);
     conn.write(Buffer.alloc(1300), true);
-    host.flushAcks();
+    host.flushTurns();
     expect(host.sent.map((s) => s.len)).toEqual([1000]);
     vi.advanceTimersByTime(TAIL_HOLD_MS - 1);
     expect(host.sent.map((s) => s.len)).toEqual([1000]); // still held: an ACK or a read may come
@@ -395,10 +434,10 @@ describe('Connection established (table)', () => {
     const { conn, host } = established(1000);
     conn.attach(recorder().sink);
     conn.write(Buffer.alloc(1300), true); // hold 1 of 300 bytes begins at t=0
-    host.flushAcks();
+    host.flushTurns();
     vi.advanceTimersByTime(TAIL_HOLD_MS - 1);
     conn.write(Buffer.alloc(900), true); // 1200: a full segment goes, hold 2 of 200 bytes begins
-    host.flushAcks();
+    host.flushTurns();
     expect(host.sent.map((s) => s.len)).toEqual([1000, 1000]);
     vi.advanceTimersByTime(1); // the timer of hold 1 fires: hold 2 is 1 ms old, it stays
     expect(host.sent.map((s) => s.len)).toEqual([1000, 1000]);
@@ -410,10 +449,10 @@ describe('Connection established (table)', () => {
     const { conn, host } = established(1000);
     conn.attach(recorder().sink);
     expect(conn.write(Buffer.alloc(1300), true)).toBe(true);
-    host.flushAcks();
+    host.flushTurns();
     expect(conn.write(Buffer.alloc(200), true)).toBe(true); // a small write joins the held tail: 500
     expect(conn.write(Buffer.alloc(1300), true)).toBe(true); // 1800: one full segment, tail 800
-    host.flushAcks();
+    host.flushTurns();
     expect(host.sent.map((s) => s.len)).toEqual([1000, 1000]);
     expect(conn.pendingWriteBytes).toBe(800);
     expect(conn.write(Buffer.alloc(100))).toBe(true); // the client ran dry: 900 go at once
@@ -424,7 +463,7 @@ describe('Connection established (table)', () => {
     const { conn, host } = established(1000);
     conn.attach(recorder().sink);
     conn.write(Buffer.alloc(1300), true);
-    host.flushAcks();
+    host.flushTurns();
     conn.reset();
     expect(host.sent.map((s) => [s.flags, s.len])).toEqual([
       [ACK, 1000],
@@ -433,18 +472,21 @@ describe('Connection established (table)', () => {
     ]);
   });
 
-  it('a deferred tail that meets a busy transport at the turn flush waits for drainTurn', () => {
+  it('a bulk write that fills the transport keeps its tail for drainTurn, and the writer waits', () => {
     const { conn, host } = established(1000);
     const r = recorder();
     conn.attach(r.sink);
-    expect(conn.write(Buffer.alloc(1300))).toBe(true);
-    host.busy = true;
-    host.flushAcks();
+    host.busyOnNextSend = true;
+    expect(conn.write(Buffer.alloc(1300))).toBe(false);
     expect(host.sent.map((s) => s.len)).toEqual([1000]);
     expect(host.drains.has(conn)).toBe(true);
-    host.busy = false;
-    expect(conn.drainTurn()).toBe(false);
-    expect(host.sent.map((s) => s.len)).toEqual([1000, 300]);
+    expect(host.turns.has(conn)).toBe(false); // no deferred tail: it waits for the drain
+    expect(conn.write(Buffer.alloc(100))).toBe(false); // nothing more goes into a full transport
+    expect(host.sent.map((s) => s.len)).toEqual([1000]);
+    host.drain();
+    expect(host.sent.map((s) => s.len)).toEqual([1000, 400]);
+    expect(host.drains.has(conn)).toBe(false);
+    expect(r.writable).toBe(1);
   });
 
   it('packs several small pending writes into one segment', () => {
@@ -458,15 +500,15 @@ describe('Connection established (table)', () => {
     expect(host.sent).toEqual([{ flags: ACK, seq: 1, ack: 1, len: 6 }]);
   });
 
-  it('a busy transport parks data until drainTurn, one segment per turn', () => {
+  it('a transport another connection filled takes one segment; the rest waits for drainTurn, one segment per turn', () => {
     const { conn, host } = established(100);
     const r = recorder();
     conn.attach(r.sink);
     host.busy = true;
     expect(conn.write(Buffer.alloc(250))).toBe(false);
+    expect(host.sent.map((s) => s.len)).toEqual([100]);
     expect(host.drains.has(conn)).toBe(true);
     host.busy = false;
-    expect(conn.drainTurn()).toBe(true);
     expect(conn.drainTurn()).toBe(true);
     expect(r.writable).toBe(0);
     expect(conn.drainTurn()).toBe(false);
@@ -474,15 +516,26 @@ describe('Connection established (table)', () => {
     expect(r.writable).toBe(1);
   });
 
-  it('with more to follow, a busy transport drains full segments and holds the short tail while bytes are in flight', () => {
+  it('a drainTurn whose segment fills the transport again keeps its place in the drain queue', () => {
+    const { conn, host } = established(100);
+    conn.attach(recorder().sink);
+    host.busy = true;
+    expect(conn.write(Buffer.alloc(250))).toBe(false);
+    host.busy = false;
+    host.busyOnNextSend = true;
+    expect(conn.drainTurn()).toBe(true);
+    expect(host.drains.has(conn)).toBe(true);
+    expect(host.sent.map((s) => s.len)).toEqual([100, 100]);
+  });
+
+  it('with more to follow, a full transport drains full segments and holds the short tail while bytes are in flight', () => {
     const { conn, host } = established(100);
     const r = recorder();
     conn.attach(r.sink);
     host.busy = true;
     expect(conn.write(Buffer.alloc(250), true)).toBe(false);
+    expect(host.sent.map((s) => s.len)).toEqual([100]);
     host.busy = false;
-    expect(conn.drainTurn()).toBe(true);
-    expect(r.writable).toBe(0);
     expect(conn.drainTurn()).toBe(false); // the 50-byte tail is held (200 in flight), not the client
     expect(host.sent.map((s) => s.len)).toEqual([100, 100]);
     expect(r.writable).toBe(1);
@@ -502,8 +555,7 @@ describe('Connection established (table)', () => {
     expect(conn.pendingWriteBytes).toBe(0);
     expect(r.writable).toBe(0);
     expect(host.drains.has(conn)).toBe(true);
-    host.busy = false;
-    expect(conn.drainTurn()).toBe(false);
+    host.drain();
     expect(r.writable).toBe(1);
   });
 
@@ -563,8 +615,14 @@ describe('Connection properties', () => {
         for (const action of actions) {
           switch (action.kind) {
             case 'segment':
-              if (action.inSequence && action.flags === ACK && action.len > 0) data(conn, Buffer.alloc(action.len), action.window, action.ack);
-              else conn.onSegment(seg(action.flags, action.window, action.ack), Buffer.alloc(action.len));
+              try {
+                if (action.inSequence && action.flags === ACK && action.len > 0) data(conn, Buffer.alloc(action.len), action.window, action.ack);
+                else conn.onSegment(seg(action.flags, action.window, action.ack), Buffer.alloc(action.len));
+              } catch (err) {
+                // what the session does with a violation (MuxSession.onViolation)
+                if (!(err instanceof MuxProtocolError)) throw err;
+                conn.resetForViolation();
+              }
               break;
             case 'done': {
               // dones are called in delivery order, as a socket's write callbacks are
@@ -593,10 +651,10 @@ describe('Connection properties', () => {
               host.busy = action.on;
               break;
             case 'drain':
-              for (const c of host.drains) if (!c.drainTurn()) host.drains.delete(c);
+              host.drain();
               break;
             case 'flush':
-              host.flushAcks();
+              host.flushTurns();
               break;
           }
           const delivered = r.data.reduce((n, b) => n + b.length, 0);
@@ -658,15 +716,14 @@ describe('Connection properties', () => {
             written += step.len;
           } else if (step.kind === 'ack') ack(step.upTo);
           else if (step.kind === 'busy') host.busy = step.on;
-          else if (step.kind === 'drain') for (const c of host.drains) if (!c.drainTurn()) host.drains.delete(c);
-          else host.flushAcks();
+          else if (step.kind === 'drain') host.drain();
+          else host.flushTurns();
           check();
         }
         // Quiet end: the transport drains, turns flush, the device acks everything it got.
-        host.busy = false;
         for (let i = 0; i < 10_000 && sentUpTo - 1 < written; i++) {
-          for (const c of host.drains) if (!c.drainTurn()) host.drains.delete(c);
-          host.flushAcks();
+          host.drain();
+          host.flushTurns();
           check();
           ack(0);
         }

@@ -1,64 +1,51 @@
 /**
- * One TCP-like connection to a device port (docs/usbmux-protocol.md §2.7–2.9). The session owns
- * the port pair and the wire; the connection owns its counters, its state and its sink. Its parent's
- * capabilities are injected as a `ConnectionHost` (yamux style): it never imports the session.
+ * One TCP-like connection to a device port (docs/usbmux-protocol.md §2.7–2.9). The session owns the
+ * port pair and the wire; the connection owns its counters, its state, its send queue and its sink,
+ * fills in the TCP header of every segment it sends and hands it to the session (`host.send`),
+ * which answers whether the transport takes more. It never imports the session (yamux style).
  *
- *                 SYN|ACK exactly: seq = ack = 1, bare ACK
- *   syn-sent ──────────────────────────────────────────────▶ established
- *     │  │                                                    │      │
- *     │  │ anything else (RST back unless it was RST)         │      │ transport gone (nothing sent)
- *     │  ▼                                                    │      ▼
- *     │ refused                                               │    closed
- *     │                                                       │
- *     │ connect timer (RST)     device RST (no RST back); FIN or other flags,
- *     ▼                         window overrun, reset() (RST from us)
- *   timeout                                                   ▼
- *                                                           reset
- *
- *   (syn-sent → closed as well when the device goes away while connecting.)
+ *              session active          SYN|ACK exactly: seq = ack = 1, bare ACK
+ *   pending ─────────────────▶ syn-sent ──────────────────────────────────────▶ established
+ *     │                         │  anything else: refused (RST back unless it was RST)  │
+ *     │                         │  connect timer: timeout (RST)                        │
+ *     │                         │  reset(): reset (RST); device gone: closed           │
+ *     │ timer, reset(),         ▼                                                      │
+ *     └─ device gone ─────▶   ended ◀───────────────────────────────────────────────────┘
+ *                                device RST: reset; FIN or other flags, a protocol violation
+ *                                (the session's onViolation), reset(): reset (RST from us);
+ *                                transport gone: closed (nothing sent)
  *
  * There is no FIN in this protocol: connections end with RST. Data from the device is delivered as
- * views; our ack advances only when the sink calls `done` (consumed), and the window-opening ACK is
- * coalesced by the session (one flush per event-loop turn). The flush sends a bare ACK only once a
- * quarter of our window (ACK_EVERY_WINDOW_FRACTION) has been consumed since the last ack we sent:
- * the device then still has ≥ 3/4 of the window open, so it never waits on us, and smaller amounts
- * ride on our next data segment (request/response traffic) or the `ackDelayMs` safety-net timer.
- * Every bare ACK is a USB OUT transfer; this halves them on bulk transfers towards the host.
- *
- * Towards the device, a write smaller than a segment goes out at once (request/response traffic).
- * A bulk write (a segment's worth or more pending) sends full segments at once and leaves a short
- * tail for the same per-turn flush, so the next client read of that turn can fill it. Two rules
- * keep segments full on a bulk stream (every segment is a USB OUT transfer, a device ACK, a fresh
- * buffer and a copy):
- *   - silly-window avoidance (RFC 1122 §4.2.3.4): while bytes are in flight, a segment the window
- *     would cut below min(max payload, window / 2) waits for the device's next ACK;
- *   - Nagle for streams known to go on (RFC 896): when the writer says more follows at once
- *     (`write(chunk, more)`: the tunnel's read filled Node's 64 KiB buffer), a short tail waits
- *     while bytes are in flight for the next read to join it, at most about TAIL_HOLD_MS (5 ms)
- *     when neither the read nor the device's ACK comes. A read that emptied the socket sends its
- *     tail at once, so request/response traffic never waits on an ACK.
- * With the phone's 128 KiB window, 64 KiB socket reads then make 48 KiB packets, not 48 + 16 KiB
- * pairs and 32 KiB window remnants (USB bench: 34 → 21.7 OUT transfers per MiB).
+ * views; our ack advances only when the sink calls `done` (consumed). The window-opening ACK waits
+ * for the session's once-per-turn flush (`flushTurn`), which sends a bare ACK only once a quarter
+ * of our window (ACK_EVERY_WINDOW_FRACTION) has been consumed since the last ack we sent: the
+ * device still has at least 3/4 of the window open then, so it never waits on us, and smaller
+ * amounts ride on our next data segment or the `ackDelayMs` safety-net timer. Towards the device,
+ * segment sizes follow the rules of send-queue.ts.
  */
+import type { CloseReason, ConnectionSink, DeviceConnection } from '../devices/api.js';
+import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError } from '../devices/errors.js';
 import type { Logger } from '../log.js';
-import type { CloseReason, ConnectionSink, MuxConnection } from './api.js';
-import { ACK_EVERY_WINDOW_FRACTION, TAIL_HOLD_MS, TcpFlag } from './constants.js';
-import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError, SequenceGapError, WindowOverrunError } from './errors.js';
+import { ACK_EVERY_WINDOW_FRACTION, TcpFlag } from './constants.js';
+import { SequenceGapError, WindowOverrunError } from './errors.js';
+import { SendQueue } from './send-queue.js';
 import type { TcpHeader } from './wire.js';
 import { formatTcpFlags } from './wire.js';
 
-export type ConnectionState = 'syn-sent' | 'established' | 'closed' | 'reset' | 'refused' | 'timeout';
+/** How a connection ended. */
+type Outcome = 'closed' | 'reset' | 'refused' | 'timeout';
+type Phase = 'pending' | 'syn-sent' | 'established' | 'ended';
+export type ConnectionState = Exclude<Phase, 'ended'> | Outcome;
 
 /** What a connection may ask of its session. */
 export interface ConnectionHost {
-  /** Encode and send one TCP segment from `conn` (control segments go even when busy). */
-  sendSegment(conn: Connection, flags: number, payload: Buffer | readonly Buffer[] | undefined): void;
-  /** True while the transport is above its high-water mark: data waits for `wantsDrain`. */
-  isBusy(): boolean;
-  /** `conn` owes the device an ACK or has a deferred data tail; the session calls `flushAck` once this event-loop turn. */
-  ackOwed(conn: Connection): void;
-  /** `conn` has data (or a writable notice) waiting for the transport to drain. */
-  wantsDrain(conn: Connection): void;
+  /**
+   * Encode and send one segment of `conn` with the TCP header it filled in. Returns whether the
+   * transport takes more: after false, the session calls `conn.drainTurn()` once it has drained.
+   */
+  send(conn: Connection, tcp: TcpHeader, payload: Buffer | readonly Buffer[] | undefined): boolean;
+  /** `conn` wants `flushTurn()` at the end of this event-loop turn (an owed ACK or a short tail). */
+  wantsTurn(conn: Connection): void;
   /** `conn` has ended; forget its port pair. */
   released(conn: Connection): void;
 }
@@ -73,6 +60,8 @@ export interface ConnectionOptions {
   readonly maxPayload: number;
   /** Safety-net delayed-ACK timer, in ms (ACK_TIMEOUT_MS). */
   readonly ackDelayMs: number;
+  /** Give up on the handshake after this many ms (ConnectTimeoutError). */
+  readonly connectTimeoutMs: number;
   /** Child logger bound to `{ dev, sport, dport }`. */
   readonly log: Logger;
 }
@@ -83,29 +72,29 @@ export interface ConnectWaiter {
   reject(err: Error): void;
 }
 
-export class Connection implements MuxConnection {
+export class Connection implements DeviceConnection {
   readonly localPort: number;
   readonly remotePort: number;
-  readonly deviceId: number;
-  private state: ConnectionState = 'syn-sent';
+  private phase: Phase = 'pending';
+  private outcome: Outcome | undefined;
 
-  /** u32: our next sequence number. 0 for the SYN, 1 after SYN|ACK, then + each payload sent. */
-  private seqOut = 0;
-  /** u32: our ack number = 1 + bytes the sink has consumed. Moved only by `done`. */
-  private ackOut = 0;
-  /** u32: the ack value carried by the last segment we sent (an ACK is owed while ≠ txAck). */
-  private ackSent = 0;
+  /** u32: our next sequence number: 0 for the SYN, 1 after the handshake, then + each payload sent. */
+  private txSeq = 0;
+  /** u32: the ack we send: 1 + bytes the sink has consumed. Moved only by `done`. */
+  private txAck = 0;
+  /** u32: the ack the last segment we sent carried (an ACK is owed while it differs from txAck). */
+  private txAckSent = 0;
   /** u32: how much of our data the device has acknowledged; from every incoming segment. */
   private rxAck = 0;
   /**
-   * u32: the device sequence number the next payload must carry (its SYN|ACK seq + 1, then + each
+   * u32: the sequence number the device's next payload must carry (its SYN|ACK seq + 1, then + each
    * payload). usbmuxd ignores the device's seq; we check it so that payload lost between the phone
    * and us (a packet swallowed by a lying length field, say) resets the connection instead of
    * silently leaving a hole in the client's byte stream.
    */
-  private rxSeqExpected = 0;
+  private rxSeq = 0;
   /** Bytes the device can take beyond rxAck (window field << 8); from every incoming segment. */
-  private peerWindow = 0;
+  private rxWindow = 0;
   /** Bytes delivered to the sink (or held for it) and not yet consumed; ≤ our window. */
   private unconsumed = 0;
   /**
@@ -116,29 +105,16 @@ export class Connection implements MuxConnection {
   private readonly consumeQueue: number[] = [];
   /** Device payload received before `attach`. */
   private held: Buffer[] = [];
-  /** Client bytes not yet sent, as views; oldest first. */
-  private pending: Buffer[] = [];
-  /** Sum of `pending` lengths, in bytes. */
-  private pendingBytes = 0;
+  /** Client bytes not yet sent, and the rules that size segments. */
+  private readonly queue: SendQueue;
+  /** Our last send found the transport full: no data until the session's `drainTurn`. */
+  private stalled = false;
   /** `write` returned false and the sink is owed `onWritable`. */
   private wantWritable = false;
-  /** Already in the session's per-turn flush set (an owed ACK or a deferred tail). */
-  private ackQueued = false;
-  /** `write` left a short tail of a bulk write for this turn's flush (`flushAck`). */
+  /** Already in the session's per-turn set. */
+  private turnQueued = false;
+  /** `write` left a bulk write's short tail for this turn's flush (send-queue.ts rule 3). */
   private tailDeferred = false;
-  /**
-   * The latest write said more bytes follow at once (`write(chunk, more)`: the client's read filled
-   * its buffer). A pending tail shorter than a segment then waits while our bytes are in flight
-   * (Nagle, RFC 896, limited to a stream that is known to go on): the next read joins it into a
-   * full segment, or the device's ACK of everything sends it alone, or after TAIL_HOLD_MS its
-   * timer does (a phone that delays ACKs). It does not hold the client
-   * back (`blocked`). A write without `more` (the client's data ran out) sends it at once.
-   */
-  private bulkTail = false;
-  /** When the current hold of a bulk tail began (Date.now()); undefined while nothing is held. */
-  private holdStartedAt: number | undefined;
-  private tailTimer: NodeJS.Timeout | undefined;
-  private tailTimerArmed = false;
   private sink: ConnectionSink | undefined;
   /** Set when the connection ended before it had a sink; delivered by `attach`. */
   private closeReason: CloseReason | undefined;
@@ -146,15 +122,17 @@ export class Connection implements MuxConnection {
   private ackTimer: NodeJS.Timeout | undefined;
   private ackTimerArmed = false;
   private connectTimer: NodeJS.Timeout | undefined;
-  private connectTimeoutMs = 0;
   private waiter: ConnectWaiter | undefined;
-  private synSent = false;
+  /** The TCP header of our next segment: ports and window fixed, the rest filled per send. */
+  private readonly header: TcpHeader;
 
-  readonly window: number;
+  private readonly deviceId: number;
+  /** The receive window we advertise, in bytes. */
+  private readonly window: number;
   /** Consumed-but-unacked bytes at which the per-turn flush sends a bare ACK (window / 4). */
   private readonly ackThreshold: number;
-  private readonly maxPayload: number;
   private readonly ackDelayMs: number;
+  private readonly connectTimeoutMs: number;
   private readonly log: Logger;
 
   constructor(
@@ -166,30 +144,19 @@ export class Connection implements MuxConnection {
     this.localPort = options.localPort;
     this.remotePort = options.remotePort;
     this.window = options.window;
+    this.header = { sport: options.localPort, dport: options.remotePort, seq: 0, ack: 0, flags: 0, window: options.window };
     this.ackThreshold = Math.floor(options.window / ACK_EVERY_WINDOW_FRACTION);
-    this.maxPayload = options.maxPayload;
+    this.queue = new SendQueue(options.maxPayload, this.onHoldExpired);
     this.ackDelayMs = options.ackDelayMs;
+    this.connectTimeoutMs = options.connectTimeoutMs;
     this.log = options.log;
     this.waiter = waiter;
-  }
-
-  /** A method, not a field read: callees may change the state under the caller's narrowing. */
-  private isEstablished(): boolean {
-    return this.state === 'established';
-  }
-
-  /** Sequence number for the next segment we send (read by the session's encoder). */
-  get txSeq(): number {
-    return this.seqOut;
-  }
-
-  /** Ack number for the next segment we send (read by the session's encoder). */
-  get txAck(): number {
-    return this.ackOut;
+    this.connectTimer = setTimeout(this.onConnectTimeout, options.connectTimeoutMs);
+    this.connectTimer.unref();
   }
 
   get currentState(): ConnectionState {
-    return this.state;
+    return this.outcome ?? (this.phase === 'ended' ? 'closed' : this.phase);
   }
 
   /** Bytes delivered to (or held for) the sink and not yet consumed. */
@@ -199,100 +166,64 @@ export class Connection implements MuxConnection {
 
   /** Client bytes accepted by `write` and not yet sent. */
   get pendingWriteBytes(): number {
-    return this.pendingBytes;
+    return this.queue.length;
   }
 
-  /** Arm the connect timer; the SYN goes out with `sendSyn` once the session is active. */
-  armConnectTimer(timeoutMs: number): void {
-    this.connectTimeoutMs = timeoutMs;
-    this.connectTimer = setTimeout(this.onConnectTimeout, timeoutMs);
-    this.connectTimer.unref();
-  }
-
-  /** Send our SYN: seq 0, ack 0, our window. */
+  /** Send our SYN (seq 0, ack 0, our window); the session calls this once it is active. */
   sendSyn(): void {
-    if (this.state !== 'syn-sent' || this.synSent) return;
-    this.synSent = true;
-    this.host.sendSegment(this, TcpFlag.SYN, undefined);
+    if (this.phase !== 'pending') return;
+    this.phase = 'syn-sent';
+    this.transmit(TcpFlag.SYN, undefined, 0);
+  }
+
+  /** One segment out through the session. False: the transport is full, data waits for drainTurn. */
+  private transmit(flags: number, payload: Buffer | readonly Buffer[] | undefined, length: number): boolean {
+    const header = this.header;
+    header.seq = this.txSeq;
+    header.ack = this.txAck;
+    header.flags = flags;
+    const more = this.host.send(this, header, payload);
+    this.txAckSent = this.txAck;
+    this.txSeq = (this.txSeq + length) >>> 0;
+    if (!more) this.stalled = true;
+    return more;
   }
 
   /** Our bytes the device has not acknowledged yet. */
   private inFlight(): number {
     // Signed u32 distance: an ack beyond what we sent (a device bug) counts as nothing in flight
     // rather than as 4 GiB in flight, which would stall the connection for good.
-    return Math.max(0, (this.seqOut - this.rxAck) | 0);
-  }
-
-  /** Bytes we may send now: peer window minus bytes in flight, capped by the max payload. */
-  sendable(): number {
-    const room = this.peerWindow - this.inFlight();
-    return room <= 0 ? 0 : Math.min(room, this.maxPayload);
-  }
-
-  /**
-   * Size of the next segment, or 0 to wait. Sender-side silly-window avoidance (RFC 1122
-   * §4.2.3.4): while bytes are in flight, a segment the window would cut short of both the
-   * pending data and a useful size (a full payload, or half the window when that is smaller) waits
-   * for the device's next ACK, which reopens the window and re-pumps us. With the phone's
-   * 128 KiB window and 48 KiB payloads, the third segment would otherwise go out as 32 KiB and
-   * every later one at whatever the last ACK freed: a USB OUT transfer and a device ACK each.
-   */
-  private nextSegmentSize(): number {
-    const room = this.sendable();
-    if (room === 0) return 0;
-    if (room >= this.pendingBytes) {
-      if (!this.bulkTail || this.pendingBytes >= this.maxPayload || this.inFlight() === 0) return this.pendingBytes;
-      this.holdTail();
-      return 0;
-    }
-    const useful = Math.min(this.maxPayload, Math.max(1, this.peerWindow >>> 1));
-    return room < useful && this.inFlight() > 0 ? 0 : room;
-  }
-
-  /** The session tells us the ack value it just put on the wire for us. */
-  noteSent(payloadLength: number): void {
-    this.ackSent = this.ackOut;
-    this.seqOut = (this.seqOut + payloadLength) >>> 0;
+    return Math.max(0, (this.txSeq - this.rxAck) | 0);
   }
 
   // ── device → host ────────────────────────────────────────────────────────────────────────
 
-  /** One TCP segment from the device for this port pair; `payload` is a view. */
+  /**
+   * One TCP segment from the device for this port pair; `payload` is a view. Throws
+   * SequenceGapError or WindowOverrunError (nothing delivered); the session acts on it.
+   */
   onSegment(tcp: TcpHeader, payload: Buffer): void {
     // Every segment updates these before the state is looked at (§2.7).
     this.rxAck = tcp.ack;
-    this.peerWindow = tcp.window;
-    switch (this.state) {
+    this.rxWindow = tcp.window;
+    switch (this.phase) {
+      case 'pending':
+        return; // the session dispatches TCP only once active, when every SYN has gone out
       case 'syn-sent':
-        this.rxSeqExpected = (tcp.seq + 1) >>> 0;
+        this.rxSeq = (tcp.seq + 1) >>> 0;
         this.onHandshakeReply(tcp.flags);
         return;
       case 'established':
-        if (tcp.flags === TcpFlag.ACK) {
-          if (payload.length > 0) {
-            if (tcp.seq !== this.rxSeqExpected) {
-              this.onSequenceGap(tcp.seq);
-              return;
-            }
-            this.rxSeqExpected = (this.rxSeqExpected + payload.length) >>> 0;
-            this.receive(payload);
-          }
-          if (this.isEstablished()) this.onWindowUpdate(); // receive() may have reset us
+        if (tcp.flags !== TcpFlag.ACK) {
+          this.onEndFromDevice(tcp.flags);
           return;
         }
-        if ((tcp.flags & TcpFlag.RST) === 0) {
-          // FIN or any other combination ends the connection, as in usbmuxd: RST from us.
-          this.log.debug({ flags: formatTcpFlags(tcp.flags) }, 'unexpected flags from device; resetting');
-          this.host.sendSegment(this, TcpFlag.RST, undefined);
-        } else {
-          this.log.debug('device reset the connection');
-        }
-        this.finish('reset', 'device-reset');
+        if (payload.length > 0) this.receive(tcp.seq, payload);
+        // The device acked or opened its window: send what now fits, then maybe onWritable.
+        if (this.queue.length > 0) this.pump(Number.POSITIVE_INFINITY, false);
+        this.notifyWritable();
         return;
-      case 'closed':
-      case 'reset':
-      case 'refused':
-      case 'timeout':
+      case 'ended':
         return;
     }
   }
@@ -300,39 +231,38 @@ export class Connection implements MuxConnection {
   private onHandshakeReply(flags: number): void {
     if (flags === (TcpFlag.SYN | TcpFlag.ACK)) {
       // The device's own sequence number is not used (§2.7).
-      this.seqOut = 1;
-      this.ackOut = 1;
-      this.state = 'established';
+      this.txSeq = 1;
+      this.txAck = 1;
+      this.phase = 'established';
       this.clearConnectTimer();
-      this.host.sendSegment(this, TcpFlag.ACK, undefined);
+      this.transmit(TcpFlag.ACK, undefined, 0);
       this.log.debug('connected');
       const waiter = this.waiter;
       this.waiter = undefined;
       waiter?.resolve(this);
       return;
     }
-    if ((flags & TcpFlag.RST) === 0) this.host.sendSegment(this, TcpFlag.RST, undefined);
+    if ((flags & TcpFlag.RST) === 0) this.transmit(TcpFlag.RST, undefined, 0);
     this.log.debug({ flags: formatTcpFlags(flags) }, 'connection refused');
     this.failConnect('refused', new ConnectionRefusedError(this.remotePort));
   }
 
-  /** Device payload out of sequence: bytes went missing on the way, so the stream cannot go on. */
-  private onSequenceGap(seq: number): void {
-    const err = new SequenceGapError(this.rxSeqExpected, seq);
-    this.log.warn({ err }, 'device data out of sequence; resetting');
-    this.host.sendSegment(this, TcpFlag.RST, undefined);
-    this.finish('reset', 'protocol-error');
+  /** RST ends the connection; FIN or any other combination does too, as in usbmuxd, with RST from us. */
+  private onEndFromDevice(flags: number): void {
+    if ((flags & TcpFlag.RST) === 0) {
+      this.log.debug({ flags: formatTcpFlags(flags) }, 'unexpected flags from device; resetting');
+      this.transmit(TcpFlag.RST, undefined, 0);
+    } else {
+      this.log.debug('device reset the connection');
+    }
+    this.finish('reset', 'device-reset');
   }
 
-  private receive(payload: Buffer): void {
+  private receive(seq: number, payload: Buffer): void {
     const length = payload.length;
-    if (this.unconsumed + length > this.window) {
-      const err = new WindowOverrunError(this.unconsumed, length, this.window);
-      this.log.warn({ err }, 'device overran our window; resetting');
-      this.host.sendSegment(this, TcpFlag.RST, undefined);
-      this.finish('reset', 'protocol-error');
-      return;
-    }
+    if (seq !== this.rxSeq) throw new SequenceGapError(this.rxSeq, seq);
+    if (this.unconsumed + length > this.window) throw new WindowOverrunError(this.unconsumed, length, this.window);
+    this.rxSeq = (this.rxSeq + length) >>> 0;
     this.unconsumed += length;
     const sink = this.sink;
     if (sink === undefined) {
@@ -343,13 +273,20 @@ export class Connection implements MuxConnection {
     sink.onData(payload, this.onConsumed);
   }
 
+  /** The session acts on a protocol violation of this connection: RST, and the sink hears protocol-error. */
+  resetForViolation(): void {
+    if (this.phase !== 'established') return;
+    this.transmit(TcpFlag.RST, undefined, 0);
+    this.finish('reset', 'protocol-error');
+  }
+
   /** The `done` callback handed with every payload: one function per connection, not per packet. */
   private readonly onConsumed = (): void => {
     const length = this.consumeQueue.shift();
     if (length === undefined) return;
     this.unconsumed -= length;
-    if (this.state !== 'established') return;
-    this.ackOut = (this.ackOut + length) >>> 0;
+    if (this.phase !== 'established') return;
+    this.txAck = (this.txAck + length) >>> 0;
     this.queueTurn();
     if (!this.ackTimerArmed) {
       this.ackTimerArmed = true;
@@ -362,177 +299,89 @@ export class Connection implements MuxConnection {
     }
   };
 
-  /** Pending bytes the client must wait for: any, except a bulk stream's held tail. */
-  private blocked(): boolean {
-    return this.pendingBytes > 0 && !(this.bulkTail && this.pendingBytes < this.maxPayload);
-  }
-
-  /** Ask for this turn's flush (`flushAck`), once. */
+  /** Ask for this turn's flush (`flushTurn`), once. */
   private queueTurn(): void {
-    if (this.ackQueued) return;
-    this.ackQueued = true;
-    this.host.ackOwed(this);
+    if (this.turnQueued) return;
+    this.turnQueued = true;
+    this.host.wantsTurn(this);
   }
 
   /**
-   * Called by the session's once-per-turn flush: first a deferred short tail of client data (it
-   * carries our ack), then the owed ACK unless data carried it, or it is less than a quarter window
-   * (the safety-net timer armed in onConsumed covers that).
+   * The session's once-per-turn flush: first a deferred short tail of client data (it carries our
+   * ack), then the owed ACK unless data carried it or it is less than a quarter window (the
+   * safety-net timer armed in onConsumed covers that).
    */
-  flushAck(): void {
-    this.ackQueued = false;
-    if (this.tailDeferred && this.state === 'established') {
-      this.pump(Number.POSITIVE_INFINITY, false);
-      if (this.host.isBusy() && this.pendingBytes > 0) this.host.wantsDrain(this);
-    }
-    if (this.state === 'established' && this.ackOut !== this.ackSent) {
-      if (((this.ackOut - this.ackSent) >>> 0) < this.ackThreshold) return;
-      this.host.sendSegment(this, TcpFlag.ACK, undefined);
-    }
+  flushTurn(): void {
+    this.turnQueued = false;
+    if (this.phase !== 'established') return;
+    if (this.tailDeferred) this.pump(Number.POSITIVE_INFINITY, false);
+    if (((this.txAck - this.txAckSent) >>> 0) >= this.ackThreshold) this.transmit(TcpFlag.ACK, undefined, 0);
   }
-
-  /**
-   * The bulk tail is held (Nagle): note when the hold began and make sure a timer looks at it
-   * within TAIL_HOLD_MS. One timer per connection, armed at most once per period; a hold that
-   * ends (a segment went out) just clears `holdStartedAt`, so no clearTimeout per hold.
-   */
-  private holdTail(): void {
-    this.holdStartedAt ??= Date.now();
-    if (this.tailTimerArmed) return;
-    this.tailTimerArmed = true;
-    if (this.tailTimer === undefined) {
-      this.tailTimer = setTimeout(this.onTailTimer, TAIL_HOLD_MS);
-      this.tailTimer.unref();
-    } else {
-      this.tailTimer.refresh();
-    }
-  }
-
-  /** A tail held for TAIL_HOLD_MS goes out alone; a younger hold is looked at again later. */
-  private readonly onTailTimer = (): void => {
-    this.tailTimerArmed = false;
-    const since = this.holdStartedAt;
-    if (since === undefined || this.state !== 'established' || this.pendingBytes === 0) return;
-    if (Date.now() - since < TAIL_HOLD_MS) {
-      this.holdTail();
-      return;
-    }
-    this.log.debug({ pending: this.pendingBytes }, 'held bulk tail sent by its timer (no ACK, no further read)');
-    this.bulkTail = false;
-    this.pump(Number.POSITIVE_INFINITY, false);
-    if (this.host.isBusy() && this.pendingBytes > 0) this.host.wantsDrain(this);
-  };
 
   /** Safety net: if the coalesced flush has not carried the ACK out yet, send it now. */
   private readonly onAckTimer = (): void => {
     this.ackTimerArmed = false;
-    if (this.state === 'established' && this.ackOut !== this.ackSent) {
+    if (this.phase === 'established' && this.txAck !== this.txAckSent) {
       this.log.debug('delayed-ACK timer sent an owed ACK');
-      this.host.sendSegment(this, TcpFlag.ACK, undefined);
+      this.transmit(TcpFlag.ACK, undefined, 0);
     }
+  };
+
+  /** A bulk tail held for TAIL_HOLD_MS goes out alone (send-queue.ts rule 4). */
+  private readonly onHoldExpired = (): void => {
+    if (this.phase !== 'established') return;
+    this.log.debug({ pending: this.queue.length }, 'held bulk tail sent by its timer (no ACK, no further read)');
+    this.pump(Number.POSITIVE_INFINITY, false);
   };
 
   // ── host → device ────────────────────────────────────────────────────────────────────────
 
   write(chunk: Buffer, more = false): boolean {
-    if (this.state !== 'established') return false; // ended: the bytes are dropped with the connection
+    if (this.phase !== 'established') return false; // ended: the bytes are dropped with the connection
     if (chunk.length > 0) {
-      this.pending.push(chunk);
-      this.pendingBytes += chunk.length;
-      this.bulkTail = more;
-      if (this.pendingBytes < this.maxPayload) {
-        // Small write: out at once (interactive traffic), unless more follows at once.
-        this.pump(Number.POSITIVE_INFINITY, false);
-      } else {
-        // Bulk: full segments now; a short tail waits for this turn's flush, where the next read
-        // of the same turn may fill it, and past it while our bytes are in flight if more follows
-        // (`bulkTail`; bench/results/2026-11-26-full-segments.md: USB OUT transfers per MiB 34 → 21.7).
-        this.pump(Number.POSITIVE_INFINITY, true);
-        if (this.pendingBytes > 0 && !this.host.isBusy() && this.sendable() > this.pendingBytes) {
-          this.tailDeferred = true;
-          this.queueTurn();
-          return true;
-        }
+      const bulk = this.queue.push(chunk, more);
+      this.pump(Number.POSITIVE_INFINITY, bulk);
+      if (bulk && !this.stalled && this.queue.hasShortTail(this.rxWindow, this.inFlight())) {
+        this.tailDeferred = true;
+        this.queueTurn();
+        return true;
       }
     }
-    if (!this.blocked() && !this.host.isBusy()) return true;
+    if (!this.stalled && !this.queue.blocked) return true;
     this.wantWritable = true;
-    if (this.host.isBusy()) this.host.wantsDrain(this);
     return false;
-  }
-
-  /** The device opened its window (or acked): send what now fits, then maybe `onWritable`. */
-  private onWindowUpdate(): void {
-    if (this.pendingBytes > 0 && !this.host.isBusy()) this.pump(Number.POSITIVE_INFINITY, false);
-    if (this.host.isBusy()) {
-      // Pending bytes, or an owed `onWritable`, now wait for the transport to drain. Forgetting the
-      // owed notice here (when our own send just filled the transport) paused the client for good.
-      if (this.pendingBytes > 0 || this.wantWritable) this.host.wantsDrain(this);
-      return;
-    }
-    this.notifyWritable();
   }
 
   /**
    * One turn of the session's round-robin drain: at most one segment. Returns true while this
-   * connection still wants turns (data that fits the window, or a writable notice on a busy pipe).
+   * connection still wants turns (the transport filled again, or data that fits the window).
    */
   drainTurn(): boolean {
-    if (this.state !== 'established') return false;
-    this.pump(1, false);
-    if (this.host.isBusy()) return this.pendingBytes > 0 || this.wantWritable;
-    if (this.pendingBytes > 0 && this.nextSegmentSize() > 0) return true;
+    if (this.phase !== 'established') return false;
+    this.stalled = false;
+    if (!this.pump(1, false)) return true;
+    if (this.queue.length > 0 && this.queue.nextSegment(this.rxWindow, this.inFlight(), false) > 0) return true;
     this.notifyWritable();
     return false;
   }
 
   /**
-   * Send up to `maxSegments` segments from `pending` while window and transport allow. With
-   * `fullOnly`, stop at a tail shorter than a segment could be (max payload, or the window).
+   * Send up to `maxSegments` segments while window and transport allow (`fullOnly`: rule 3 of
+   * send-queue.ts). Returns false when the transport is full.
    */
-  private pump(maxSegments: number, fullOnly: boolean): void {
-    let sent = 0;
+  private pump(maxSegments: number, fullOnly: boolean): boolean {
     this.tailDeferred = false;
-    while (this.pendingBytes > 0 && sent < maxSegments && this.state === 'established' && !this.host.isBusy()) {
-      const n = this.nextSegmentSize();
-      if (n === 0) return;
-      if (fullOnly && this.pendingBytes < this.sendable()) return;
-      this.host.sendSegment(this, TcpFlag.ACK, this.takePending(n));
-      this.holdStartedAt = undefined;
-      if (this.pendingBytes === 0) this.bulkTail = false;
-      sent++;
+    if (this.stalled) return false;
+    for (let sent = 0; sent < maxSegments && this.phase === 'established'; sent++) {
+      const n = this.queue.nextSegment(this.rxWindow, this.inFlight(), fullOnly);
+      if (n === 0) break;
+      if (!this.transmit(TcpFlag.ACK, this.queue.take(n), n)) return false;
     }
-  }
-
-  /** Remove the first `n` pending bytes: one view when one chunk holds them, else a list of views. */
-  private takePending(n: number): Buffer | Buffer[] {
-    this.pendingBytes -= n;
-    const first = this.pending[0];
-    if (first !== undefined && first.length >= n) {
-      if (first.length === n) this.pending.shift();
-      else this.pending[0] = first.subarray(n);
-      return first.length === n ? first : first.subarray(0, n);
-    }
-    const parts: Buffer[] = [];
-    let left = n;
-    while (left > 0) {
-      const chunk = this.pending[0];
-      if (chunk === undefined) break;
-      if (chunk.length <= left) {
-        parts.push(chunk);
-        this.pending.shift();
-        left -= chunk.length;
-      } else {
-        parts.push(chunk.subarray(0, left));
-        this.pending[0] = chunk.subarray(left);
-        left = 0;
-      }
-    }
-    return parts;
+    return true;
   }
 
   private notifyWritable(): void {
-    if (!this.wantWritable || this.blocked() || this.host.isBusy() || this.state !== 'established') return;
+    if (!this.wantWritable || this.stalled || this.queue.blocked || this.phase !== 'established') return;
     this.wantWritable = false;
     this.sink?.onWritable();
   }
@@ -540,7 +389,7 @@ export class Connection implements MuxConnection {
   // ── lifecycle ────────────────────────────────────────────────────────────────────────────
 
   attach(sink: ConnectionSink): void {
-    if (this.sink !== undefined) throw new Error('MuxConnection.attach called twice');
+    if (this.sink !== undefined) throw new Error('DeviceConnection.attach called twice');
     this.sink = sink;
     const held = this.held;
     this.held = [];
@@ -553,71 +402,72 @@ export class Connection implements MuxConnection {
   }
 
   reset(): void {
-    switch (this.state) {
+    switch (this.phase) {
       case 'established':
         // A held bulk tail was accepted from the client: it goes before the RST (what the window
-        // and a busy transport allow, as it would have without the hold).
-        this.bulkTail = false;
-        if (this.pendingBytes > 0) this.pump(Number.POSITIVE_INFINITY, false);
-        this.host.sendSegment(this, TcpFlag.RST, undefined);
+        // and the transport allow, as it would have without the hold).
+        this.queue.release();
+        if (this.queue.length > 0) this.pump(Number.POSITIVE_INFINITY, false);
+        this.transmit(TcpFlag.RST, undefined, 0);
         this.finish('reset', 'local-reset');
         return;
       case 'syn-sent':
-        if (this.synSent) this.host.sendSegment(this, TcpFlag.RST, undefined);
+        this.transmit(TcpFlag.RST, undefined, 0);
         this.failConnect('reset', new DeviceGoneError(this.deviceId));
         return;
-      case 'closed':
-      case 'reset':
-      case 'refused':
-      case 'timeout':
+      case 'pending':
+        this.failConnect('reset', new DeviceGoneError(this.deviceId));
+        return;
+      case 'ended':
         return;
     }
   }
 
   /** The transport is gone: end without anything on the wire. */
   deviceGone(cause?: Error): void {
-    switch (this.state) {
+    switch (this.phase) {
       case 'established':
         this.finish('closed', 'device-gone');
         return;
+      case 'pending':
       case 'syn-sent':
         this.failConnect('closed', new DeviceGoneError(this.deviceId, cause === undefined ? undefined : { cause }));
         return;
-      case 'closed':
-      case 'reset':
-      case 'refused':
-      case 'timeout':
+      case 'ended':
         return;
     }
   }
 
   private readonly onConnectTimeout = (): void => {
     this.connectTimer = undefined;
-    if (this.state !== 'syn-sent') return;
-    if (this.synSent) this.host.sendSegment(this, TcpFlag.RST, undefined);
-    const timeoutMs = this.connectTimeoutMs;
-    this.log.debug({ timeoutMs }, 'connect timed out');
-    this.failConnect('timeout', new ConnectTimeoutError(this.remotePort, timeoutMs));
+    if (this.phase !== 'pending' && this.phase !== 'syn-sent') return;
+    if (this.phase === 'syn-sent') this.transmit(TcpFlag.RST, undefined, 0);
+    this.log.debug({ timeoutMs: this.connectTimeoutMs }, 'connect timed out');
+    this.failConnect('timeout', new ConnectTimeoutError(this.remotePort, this.connectTimeoutMs));
   };
 
-  private failConnect(state: 'refused' | 'timeout' | 'closed' | 'reset', err: Error): void {
-    this.state = state;
-    this.clearTimers();
-    this.host.released(this);
+  private failConnect(outcome: Outcome, err: Error): void {
+    this.end(outcome);
     const waiter = this.waiter;
     this.waiter = undefined;
     waiter?.reject(err);
   }
 
-  private finish(state: 'reset' | 'closed', reason: CloseReason): void {
-    this.state = state;
-    this.clearTimers();
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.bulkTail = false;
-    this.host.released(this);
+  private finish(outcome: 'reset' | 'closed', reason: CloseReason): void {
+    this.end(outcome);
     if (this.sink === undefined) this.closeReason = reason;
     else this.deliverClose(reason);
+  }
+
+  private end(outcome: Outcome): void {
+    this.phase = 'ended';
+    this.outcome = outcome;
+    this.queue.clear();
+    this.clearConnectTimer();
+    if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    this.ackTimerArmed = false;
+    this.host.released(this);
   }
 
   private deliverClose(reason: CloseReason): void {
@@ -631,16 +481,5 @@ export class Connection implements MuxConnection {
   private clearConnectTimer(): void {
     if (this.connectTimer !== undefined) clearTimeout(this.connectTimer);
     this.connectTimer = undefined;
-  }
-
-  private clearTimers(): void {
-    this.clearConnectTimer();
-    if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
-    this.ackTimer = undefined;
-    this.ackTimerArmed = false;
-    if (this.tailTimer !== undefined) clearTimeout(this.tailTimer);
-    this.tailTimer = undefined;
-    this.tailTimerArmed = false;
-    this.holdStartedAt = undefined;
   }
 }

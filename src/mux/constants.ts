@@ -76,21 +76,14 @@ export const WINDOW_SHIFT = 8;
 export const TX_WINDOW_FIELD = TX_WINDOW >>> WINDOW_SHIFT;
 
 /**
- * A bare ACK goes out once 1/this of our window has been consumed since the last ack we sent (ours:
- * bench/results/2026-11-25.md; usbmuxd acks on every write plus its timer, §2.8).
+ * A bare ACK goes out once 1/this of our window has been consumed since the last ack we sent (ours,
+ * see connection.ts; usbmuxd acks on every write plus its timer, §2.8).
  */
 export const ACK_EVERY_WINDOW_FRACTION = 4;
 /** Delayed-ACK timer in ms, kept only as a safety net behind the coalesced ACK (usbmuxd `ACK_TIMEOUT`, §2.8). */
 export const ACK_TIMEOUT_MS = 30;
-/**
- * Longest, in ms, a bulk stream's held short tail waits for the device's ACK or the client's next
- * read (about twice this at worst). Nagle's rule alone would wait for the ACK however late a phone
- * sends it; this bounds what a phone that delays its ACKs can cost a request that ends on a
- * 64 KiB read boundary.
- */
+/** Longest, in ms, a held bulk tail waits (rule 4 of send-queue.ts; about twice this at worst). */
 export const TAIL_HOLD_MS = 5;
-/** Default connect timeout in ms (ours; usbmuxd has none, libusbmuxd gives up after 5 s, §2.7). */
-export const CONNECT_TIMEOUT_MS = 10000;
 /** Default wait in ms for the device's VERSION reply before dropping it (ours; usbmuxd waits forever). */
 export const VERSION_TIMEOUT_MS = 5000;
 /** Longest wait in ms at shutdown for RSTs to leave a busy transport (usbmuxd runs USB events 100 ms, §2.10). */

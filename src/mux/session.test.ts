@@ -4,11 +4,11 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fromHex } from '../../test/support/reference-codec.js';
 import { silentLogger } from '../log.js';
 import type { Logger } from '../log.js';
-import type { CloseReason, DeviceInfo, MuxConnection } from './api.js';
+import type { CloseReason, DeviceConnection, LinkContext } from '../devices/api.js';
+import { ConnectionRefusedError, DeviceGoneError } from '../devices/errors.js';
 import { MUX_HEADER_V1, MUX_HEADER_V2, Protocol, TcpFlag, TX_WINDOW } from './constants.js';
-import { ConnectionRefusedError, DeviceGoneError, NoFreePortError, UnsupportedVersionError, VersionTimeoutError } from './errors.js';
+import { NoFreePortError, UnsupportedVersionError, VersionTimeoutError } from './errors.js';
 import { MuxSession } from './session.js';
-import type { SessionOwner } from './session.js';
 import type { Transport, TransportSink } from './transport.js';
 import { decodeMuxHeader, decodeTcpHeader, encodeTcpPacket, encodeVersionPacket, writeMuxHeader } from './wire.js';
 import type { MuxHeaderSize, TcpHeader } from './wire.js';
@@ -46,26 +46,24 @@ class FakeTransport implements Transport {
   }
 }
 
-const info: DeviceInfo = { serial: 'test', usbSerial: 'test', productId: 0x12a8, locationId: 0x10001, speed: 480000000 };
-
-class Owner implements SessionOwner {
+/** The directory's side, recording the session's reports. */
+class Owner implements LinkContext {
+  readonly id = 1;
   active = 0;
   dead: (Error | undefined)[] = [];
-  onActive(): void {
+  constructor(readonly log: Logger) {}
+  ready(): void {
     this.active++;
   }
-  onDead(_session: MuxSession, err: Error | undefined): void {
+  gone(err?: Error): void {
     this.dead.push(err);
   }
 }
 
 function setup(log: Logger = silentLogger()): { session: MuxSession; transport: FakeTransport; owner: Owner } {
   const transport = new FakeTransport();
-  const owner = new Owner();
+  const owner = new Owner(log);
   const session = new MuxSession(transport, owner, {
-    id: 1,
-    info,
-    log,
     connectTimeoutMs: 1000,
     versionTimeoutMs: 500,
     ackDelayMs: 30,
@@ -95,18 +93,24 @@ function active(version: 1 | 2 = 2): ReturnType<typeof setup> {
 }
 
 /** Connect and answer with SYN|ACK; returns the established connection. */
-async function open(s: ReturnType<typeof setup>, port = 7): Promise<MuxConnection> {
+async function open(s: ReturnType<typeof setup>, port = 7): Promise<DeviceConnection> {
   const promise = s.session.connect(port);
   const syn = s.transport.tcp().at(-1)!;
   s.transport.sink!.onData(deviceTcp({ sport: port, dport: syn.sport, seq: 0, ack: 1, flags: SYN | ACK, window: TX_WINDOW }));
   return promise;
 }
 
-function logCapture(level = 'debug'): { log: Logger; lines: { level: number; msg: string }[] } {
-  const lines: { level: number; msg: string }[] = [];
+interface LogLine {
+  level: number;
+  msg: string;
+  err?: { code?: string };
+}
+
+function logCapture(level = 'debug'): { log: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      lines.push(JSON.parse(chunk.toString()) as { level: number; msg: string });
+      lines.push(JSON.parse(chunk.toString()) as LogLine);
       cb();
     },
   });
@@ -126,7 +130,7 @@ describe('MuxSession handshake', () => {
   it('v2: sends SETUP, becomes active, and the first SYN is the captured one (tx_seq 1, rx_seq 0xffff)', async () => {
     const s = active(2);
     expect(s.transport.sent[1]!.toString('hex')).toBe(fromHex('00000002 00000011 FEEDFACE 0000 FFFF 07').toString('hex'));
-    expect(s.session.visible).toBe(true);
+    expect(s.session.currentState).toBe('active');
     expect(s.owner.active).toBe(1);
     void s.session.connect(62078).catch(() => undefined);
     expect(s.transport.sent[2]!.toString('hex')).toBe(fromHex('0000000600000024feedface0001ffff 0001f27e 00000000 00000000 5002020000000000').toString('hex'));
@@ -171,7 +175,7 @@ describe('MuxSession handshake', () => {
     expect(s.owner.dead).toEqual([]);
     vi.advanceTimersByTime(1);
     expect(s.owner.dead[0]).toBeInstanceOf(VersionTimeoutError);
-    expect(lines.some((l) => l.level === 40 && l.msg.includes('no VERSION reply'))).toBe(true);
+    expect(lines.filter((l) => l.level === 40 && l.msg === 'device dropped for a protocol violation' && l.err?.code === 'MUXD_ERR_VERSION_TIMEOUT')).toHaveLength(1);
     expect(s.transport.closed).toBe(1);
   });
 
@@ -258,8 +262,8 @@ describe('MuxSession packets', () => {
 
   it('allocates source ports from 1, skips ports in use, wraps, never uses 0, and runs out', async () => {
     const s = active(2);
-    const conns: Promise<MuxConnection>[] = [];
-    for (let i = 0; i < 65535; i++) conns.push(s.session.connect(7).catch(() => undefined as unknown as MuxConnection));
+    const conns: Promise<DeviceConnection>[] = [];
+    for (let i = 0; i < 65535; i++) conns.push(s.session.connect(7).catch(() => undefined as unknown as DeviceConnection));
     const ports = new Set(s.transport.sent.slice(2).map((p) => p.readUInt16BE(16)));
     expect(ports.size).toBe(65535);
     expect(ports.has(0)).toBe(false);
@@ -298,6 +302,46 @@ describe('MuxSession data plane', () => {
     await s.session.shutdown();
   });
 
+  it.each([
+    ['out of sequence', 'MUXD_ERR_SEQUENCE_GAP', 5, 4],
+    ['past our window', 'MUXD_ERR_WINDOW_OVERRUN', 1, TX_WINDOW + 1],
+  ])('device data %s: that one connection is reset (RST, protocol-error), logged once at warn; the device and its other connections go on', async (_what, code, seq, length) => {
+    const { log, lines } = logCapture();
+    const s = setup(log);
+    s.transport.sink!.onData(encodeVersionPacket(2, 0));
+    const a = await open(s, 7);
+    const b = await open(s, 9);
+    const closes: string[] = [];
+    const received: number[] = [];
+    // a's client reads nothing (its window fills); b's reads everything
+    const sink = (name: string) => ({
+      onData: (p: Buffer, done: () => void) => {
+        received.push(p.length);
+        if (name === 'b') done();
+      },
+      onWritable: () => undefined,
+      onClose: (r: CloseReason) => closes.push(`${name} ${r}`),
+    });
+    a.attach(sink('a'));
+    b.attach(sink('b'));
+    const before = s.transport.tcp().length;
+    // A packet is at most 64 KiB: an overrun comes as several in-sequence segments.
+    let at = seq;
+    for (let left = length; left > 0; left -= 60000) {
+      const size = Math.min(left, 60000);
+      s.transport.sink!.onData(deviceTcp({ sport: 7, dport: a.localPort, seq: at, ack: 1, flags: ACK, window: TX_WINDOW }, Buffer.alloc(size)));
+      at += size;
+    }
+    expect(closes).toEqual(['a protocol-error']);
+    expect(s.transport.tcp().slice(before).map((t) => [t.sport, t.flags])).toEqual([[a.localPort, RST]]);
+    expect(lines.filter((l) => l.level >= 40).map((l) => [l.level, l.msg, l.err?.code])).toEqual([[40, 'connection reset for a protocol violation', code]]);
+    expect(s.session.currentState).toBe('active');
+    s.transport.sink!.onData(deviceTcp({ sport: 9, dport: b.localPort, seq: 1, ack: 1, flags: ACK, window: TX_WINDOW }, Buffer.from('fine')));
+    expect(received.at(-1)).toBe(4);
+    expect(closes).toEqual(['a protocol-error']);
+    await s.session.shutdown();
+  });
+
   it('a busy transport is drained round-robin, one packet per connection per turn', async () => {
     const s = active(2);
     const a = await open(s, 7);
@@ -307,18 +351,23 @@ describe('MuxSession data plane', () => {
     b.attach(quiet);
     s.transport.busy = true;
     const start = s.transport.tcp().length;
-    expect(a.write(Buffer.alloc(49116 * 3))).toBe(false); // the first segment goes out, then busy
+    // Each connection's first segment goes into the full transport (one past its high-water mark
+    // each); the answer false stops them both until the drain.
+    expect(a.write(Buffer.alloc(49116 * 3))).toBe(false);
     expect(b.write(Buffer.alloc(49116 * 3))).toBe(false);
-    expect(s.transport.tcp().length - start).toBe(1);
+    expect(s.transport.tcp().slice(start).map((t) => t.sport)).toEqual([1, 2]);
+    expect(a.write(Buffer.alloc(10))).toBe(false);
+    expect(s.transport.tcp().length - start).toBe(2);
     s.transport.busy = false;
     s.transport.sink!.onDrain();
     const order = s.transport.tcp().slice(start).map((t) => t.sport);
-    // a's first segment went before busy; then a, b, b. The third segment of each would be cut to
-    // the window's last 32 KiB: it waits for the device's ACK instead (silly-window avoidance).
-    expect(order).toEqual([1, 1, 2, 2]);
-    // The device acks a's first segment: the window reopens and a's third segment goes, whole.
+    // Then one each in turn. The third segment of each would be cut to the window's last 32 KiB:
+    // it waits for the device's ACK instead (silly-window avoidance).
+    expect(order).toEqual([1, 2, 1, 2]);
+    // The device acks a's first segment: the window reopens and a's third segment goes, whole,
+    // then its 10 bytes.
     s.transport.sink!.onData(deviceTcp({ sport: 7, dport: 1, seq: 1, ack: 1 + 49116, flags: ACK, window: TX_WINDOW }));
-    expect(s.transport.tcp().slice(start).map((t) => t.sport)).toEqual([1, 1, 2, 2, 1]);
+    expect(s.transport.tcp().slice(start).map((t) => [t.sport, t.len])).toEqual([[1, 49116], [2, 49116], [1, 49116], [2, 49116], [1, 49116], [1, 10]]);
     await s.session.shutdown();
   });
 

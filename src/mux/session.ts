@@ -17,12 +17,17 @@
  * For rx_seq we copy the rx_seq field of the device's most recent packet, as usbmuxd does (§2.3);
  * usbmuxd2 puts the device's tx_seq there instead. Real devices accept both.
  *
+ * The session is the device's link in the directory (src/devices): `context.ready()` once the
+ * handshake is done, `context.gone()` once it is dead. A device that breaks the protocol is dealt
+ * with in one place, `onViolation`, as its error's `wire` says (mux/errors.ts).
+ *
  * Departures from usbmuxd, on purpose: a connect timeout and a VERSION timeout (usbmuxd waits
  * forever), round-robin fairness when the transport is busy, a Map for port-pair lookup, and the
  * tolerant packet decoder (packet-decoder.ts).
  */
+import type { ConnectOptions, DeviceConnection, DeviceLink, LinkContext } from '../devices/api.js';
+import { DeviceGoneError } from '../devices/errors.js';
 import type { Logger } from '../log.js';
-import type { ConnectOptions, DeviceInfo, MuxConnection, MuxDevice } from './api.js';
 import { Connection } from './connection.js';
 import type { ConnectionHost } from './connection.js';
 import {
@@ -39,7 +44,7 @@ import {
   VERSION_MAJOR,
   VERSION_MINOR,
 } from './constants.js';
-import { DeviceGoneError, NoFreePortError, UnsupportedVersionError, VersionTimeoutError } from './errors.js';
+import { MuxProtocolError, NoFreePortError, UnsupportedVersionError, VersionTimeoutError } from './errors.js';
 import { PacketDecoder } from './packet-decoder.js';
 import type { PacketSink } from './packet-decoder.js';
 import type { Transport, TransportSink } from './transport.js';
@@ -57,19 +62,7 @@ import {
 
 export type SessionState = 'awaiting-version' | 'active' | 'dead';
 
-/** The registry's side of a session. */
-export interface SessionOwner {
-  /** Handshake complete. */
-  onActive(session: MuxSession): void;
-  /** The session is over (called once); `err` says why when it was not an orderly close. */
-  onDead(session: MuxSession, err: Error | undefined): void;
-}
-
 export interface SessionOptions {
-  readonly id: number;
-  readonly info: DeviceInfo;
-  /** Logger bound to `{ dev }`. */
-  readonly log: Logger;
   readonly connectTimeoutMs: number;
   readonly versionTimeoutMs: number;
   readonly ackDelayMs: number;
@@ -95,12 +88,9 @@ function pairKey(localPort: number, remotePort: number): number {
   return localPort * 0x10000 + remotePort;
 }
 
-export class MuxSession implements MuxDevice, TransportSink, PacketSink, ConnectionHost {
+export class MuxSession implements DeviceLink, TransportSink, PacketSink, ConnectionHost {
   readonly id: number;
-  readonly info: DeviceInfo;
   private state: SessionState = 'awaiting-version';
-  /** Set once the handshake completed; stays true for the registry's `detached` decision. */
-  private announced = false;
   private headerSize: MuxHeaderSize = MUX_HEADER_V1;
   /** u16: tx_seq of our next v2 packet. */
   private txSeq = 0;
@@ -108,7 +98,7 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
   private rxSeq = SETUP_RX_SEQ;
   /** Reused for every outgoing packet's mux sequence fields (no allocation per packet). */
   private readonly outSeq: MuxSeq = { headerSize: MUX_HEADER_V1, txSeq: 0, rxSeq: 0 };
-  /** Reused for every outgoing TCP header. */
+  /** Reused for anonymous RSTs (connections keep their own header). */
   private readonly outTcp: TcpHeader = { sport: 0, dport: 0, seq: 0, ack: 0, flags: 0, window: 0 };
   /** The transport returned false from send and has not drained yet. */
   private busy = false;
@@ -120,9 +110,9 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
   private readonly localPorts = new Set<number>();
   /** Next source port to try: from 1, u16, wraps, never 0. */
   private nextPort = 1;
-  /** Connections owing an ACK; flushed once per event-loop turn. */
-  private readonly ackDirty = new Set<Connection>();
-  private ackFlushScheduled = false;
+  /** Connections that asked for `flushTurn` this event-loop turn. */
+  private readonly turnSet = new Set<Connection>();
+  private turnScheduled = false;
   /** Connections waiting for the transport to drain, served round-robin. */
   private readonly drainQueue = new Set<Connection>();
   private readonly drainWaiters: (() => void)[] = [];
@@ -134,27 +124,17 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
 
   constructor(
     private readonly transport: Transport,
-    private readonly owner: SessionOwner,
+    private readonly context: LinkContext,
     private readonly options: SessionOptions,
   ) {
-    this.id = options.id;
-    this.info = options.info;
-    this.log = options.log;
+    this.id = context.id;
+    this.log = context.log;
     this.decoder = new PacketDecoder(this, this.log, this.options.shortTransferQuantum);
     this.maxPayload = transport.maxPacketSize - TCP_OVERHEAD;
   }
 
-  get visible(): boolean {
-    return this.state === 'active';
-  }
-
   get currentState(): SessionState {
     return this.state;
-  }
-
-  /** True once `attached` was announced for this device. */
-  get wasAnnounced(): boolean {
-    return this.announced;
   }
 
   /** The packet decoder's counters (anomalies, copies). */
@@ -171,9 +151,9 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
     this.transmit(encodeVersionPacket(VERSION_MAJOR, VERSION_MINOR));
   }
 
-  // ── MuxDevice ────────────────────────────────────────────────────────────────────────────
+  // ── DeviceLink ───────────────────────────────────────────────────────────────────────────
 
-  connect(port: number, options?: ConnectOptions): Promise<MuxConnection> {
+  connect(port: number, options?: ConnectOptions): Promise<DeviceConnection> {
     if (this.state === 'dead') return Promise.reject(new DeviceGoneError(this.id));
     // Any u16 goes to the phone, port 0 included: usbmuxd sends that SYN too and the phone's RST
     // makes it ConnectionRefusedError (Result 3). Anything else is a caller bug, not wire input.
@@ -182,7 +162,7 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
     }
     const localPort = this.allocatePort();
     if (localPort === undefined) return Promise.reject(new NoFreePortError(this.id));
-    return new Promise<MuxConnection>((resolve, reject) => {
+    return new Promise<DeviceConnection>((resolve, reject) => {
       const conn = new Connection(
         this,
         {
@@ -192,13 +172,13 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
           window: this.options.window,
           maxPayload: this.maxPayload,
           ackDelayMs: this.options.ackDelayMs,
+          connectTimeoutMs: options?.timeoutMs ?? this.options.connectTimeoutMs,
           log: this.log.child({ sport: localPort, dport: port }),
         },
         { resolve, reject },
       );
       this.connections.set(pairKey(localPort, port), conn);
       this.localPorts.add(localPort);
-      conn.armConnectTimer(options?.timeoutMs ?? this.options.connectTimeoutMs);
       // Before the handshake completes the SYN waits; `activate` sends it.
       if (this.state === 'active') conn.sendSyn();
     });
@@ -279,9 +259,7 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
     } else if (body.major === 1) {
       this.log.info({ major: body.major, minor: body.minor }, 'device speaks mux v1');
     } else {
-      const err = new UnsupportedVersionError(body.major, body.minor);
-      this.log.error({ err }, 'unsupported mux version; dropping the device');
-      this.die(err);
+      this.onViolation(new UnsupportedVersionError(body.major, body.minor), undefined);
       return;
     }
     this.activate();
@@ -289,20 +267,35 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
 
   private activate(): void {
     this.state = 'active';
-    this.announced = true;
     if (this.versionTimer !== undefined) clearTimeout(this.versionTimer);
     this.versionTimer = undefined;
     for (const conn of this.connections.values()) conn.sendSyn();
-    this.owner.onActive(this);
+    this.context.ready();
   }
 
   private readonly onVersionTimeout = (): void => {
     this.versionTimer = undefined;
     if (this.state !== 'awaiting-version') return;
-    const err = new VersionTimeoutError(this.options.versionTimeoutMs);
-    this.log.warn({ err }, 'no VERSION reply; dropping the device');
-    this.die(err);
+    this.onViolation(new VersionTimeoutError(this.options.versionTimeoutMs), undefined);
   };
+
+  /**
+   * The one place a device's protocol violation is logged and acted on, as its `wire` says: reset
+   * the connection it happened on, or drop the device. Anything else thrown here is a bug of ours.
+   */
+  private onViolation(err: unknown, conn: Connection | undefined): void {
+    if (!(err instanceof MuxProtocolError)) throw err;
+    switch (err.wire) {
+      case 'rst-connection':
+        this.log.warn({ err, sport: conn?.localPort, dport: conn?.remotePort }, 'connection reset for a protocol violation');
+        conn?.resetForViolation();
+        return;
+      case 'drop-device':
+        this.log.warn({ err }, 'device dropped for a protocol violation');
+        this.die(err);
+        return;
+    }
+  }
 
   private onControl(packet: Buffer): void {
     const body = decodeControlBody(packet, this.headerSize);
@@ -336,7 +329,11 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
     // Incoming: our port is the packet's destination, the device's port its source.
     const conn = this.connections.get(pairKey(tcp.dport, tcp.sport));
     if (conn !== undefined) {
-      conn.onSegment(tcp, payload);
+      try {
+        conn.onSegment(tcp, payload);
+      } catch (err) {
+        this.onViolation(err, conn);
+      }
       return;
     }
     if ((tcp.flags & TcpFlag.RST) !== 0) return;
@@ -358,45 +355,37 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
 
   // ── ConnectionHost ───────────────────────────────────────────────────────────────────────
 
-  sendSegment(conn: Connection, flags: number, payload: Buffer | readonly Buffer[] | undefined): void {
-    const tcp = this.outTcp;
-    tcp.sport = conn.localPort;
-    tcp.dport = conn.remotePort;
-    tcp.seq = conn.txSeq;
-    tcp.ack = conn.txAck;
-    tcp.flags = flags;
-    tcp.window = conn.window;
-    const length = this.sendTcp(tcp, payload);
-    conn.noteSent(length);
-  }
-
-  isBusy(): boolean {
-    return this.busy;
-  }
-
-  ackOwed(conn: Connection): void {
-    this.ackDirty.add(conn);
-    if (this.ackFlushScheduled) return;
-    this.ackFlushScheduled = true;
-    setImmediate(this.flushAcks);
-  }
-
-  wantsDrain(conn: Connection): void {
+  /**
+   * A connection whose send finds the transport full waits for its drain: it is queued for
+   * `drainTurn`, and it sends nothing more until then. One segment per connection may thus go
+   * beyond the transport's high-water mark (a Node stream's `write` accepts past it too).
+   */
+  send(conn: Connection, tcp: TcpHeader, payload: Buffer | readonly Buffer[] | undefined): boolean {
+    this.sendTcp(tcp, payload);
+    if (!this.busy) return true;
     this.drainQueue.add(conn);
+    return false;
+  }
+
+  wantsTurn(conn: Connection): void {
+    this.turnSet.add(conn);
+    if (this.turnScheduled) return;
+    this.turnScheduled = true;
+    setImmediate(this.flushTurns);
   }
 
   released(conn: Connection): void {
     this.connections.delete(pairKey(conn.localPort, conn.remotePort));
     this.localPorts.delete(conn.localPort);
-    this.ackDirty.delete(conn);
+    this.turnSet.delete(conn);
     this.drainQueue.delete(conn);
   }
 
-  /** Once per event-loop turn: every connection owing an ACK sends one (unless data carried it). */
-  private readonly flushAcks = (): void => {
-    this.ackFlushScheduled = false;
-    for (const conn of this.ackDirty) conn.flushAck();
-    this.ackDirty.clear();
+  /** Once per event-loop turn: owed ACKs and deferred short tails (Connection.flushTurn). */
+  private readonly flushTurns = (): void => {
+    this.turnScheduled = false;
+    for (const conn of this.turnSet) conn.flushTurn();
+    this.turnSet.clear();
   };
 
   /** Round-robin: one segment per waiting connection per pass, until busy again or all served. */
@@ -411,13 +400,16 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
 
   // ── sending ──────────────────────────────────────────────────────────────────────────────
 
-  /** Encode (the one copy, see wire.ts) and send one TCP packet; returns the payload length. */
-  private sendTcp(tcp: TcpHeader, payload: Buffer | readonly Buffer[] | undefined): number {
+  /** A method, not a field read: a send inside the caller's loop may change it under narrowing. */
+  private isBusy(): boolean {
+    return this.busy;
+  }
+
+  /** Encode (the one copy, see wire.ts) and send one TCP packet. */
+  private sendTcp(tcp: TcpHeader, payload: Buffer | readonly Buffer[] | undefined): void {
     const packet = encodeTcpPacket(this.nextSeq(), tcp, payload);
-    const payloadLength = packet.length - this.headerSize - TCP_HEADER_SIZE;
-    if (this.log.isLevelEnabled('trace')) this.traceTcp('[OUT]', tcp, payloadLength);
+    if (this.log.isLevelEnabled('trace')) this.traceTcp('[OUT]', tcp, packet.length - this.headerSize - TCP_HEADER_SIZE);
     this.transmit(packet);
-    return payloadLength;
   }
 
   private nextSeq(): MuxSeq {
@@ -478,10 +470,10 @@ export class MuxSession implements MuxDevice, TransportSink, PacketSink, Connect
     this.versionTimer = undefined;
     this.decoder.reset();
     for (const conn of [...this.connections.values()]) conn.deviceGone(err);
-    this.ackDirty.clear();
+    this.turnSet.clear();
     this.drainQueue.clear();
     for (const wake of this.drainWaiters.splice(0)) wake();
-    this.owner.onDead(this, err);
+    this.context.gone(err);
     this.closeTransport().catch((closeErr: unknown) => {
       this.log.warn({ err: closeErr }, 'closing the transport failed');
     });

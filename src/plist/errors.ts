@@ -4,18 +4,16 @@
  * the pair-record store answers 22 to undecodable record data).
  */
 import { MuxdError } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
 
-export type PlistErrorCode =
-  /** Not XML nor binary plist, or the parser rejected it. */
-  | 'MUXD_ERR_PLIST_MALFORMED'
-  /** The input is longer than `maxBytes`. */
-  | 'MUXD_ERR_PLIST_TOO_LARGE'
-  /** Containers nest deeper than `maxDepth` (or a binary plist references itself). */
-  | 'MUXD_ERR_PLIST_TOO_DEEP'
-  /** More than `maxObjects` values in total. */
-  | 'MUXD_ERR_PLIST_TOO_MANY_OBJECTS'
-  /** A value has no plist representation (null, UID, a `__proto__` key, undefined). */
-  | 'MUXD_ERR_PLIST_UNSUPPORTED';
+/**
+ * MUXD_ERR_PLIST_MALFORMED: not XML nor binary plist, or the parser rejected it;
+ * MUXD_ERR_PLIST_TOO_LARGE: the input is longer than `maxBytes`;
+ * MUXD_ERR_PLIST_TOO_DEEP: containers nest deeper than `maxDepth` (or a binary plist references itself);
+ * MUXD_ERR_PLIST_TOO_MANY_OBJECTS: more than `maxObjects` values in total;
+ * MUXD_ERR_PLIST_UNSUPPORTED: a value has no plist representation (null, UID, a `__proto__` key, undefined).
+ */
+export type PlistErrorCode = Extract<ErrorCode, `MUXD_ERR_PLIST_${string}`>;
 
 export class PlistParseError extends MuxdError {
   readonly code: PlistErrorCode;

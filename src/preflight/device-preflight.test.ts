@@ -1,5 +1,5 @@
 /**
- * The preflight state machine against a scripted phone (in-memory MuxDevice/MuxConnection, no
+ * The preflight state machine against a scripted phone (in-memory Device/DeviceConnection, no
  * TLS, no RSA): a fast-check property over stored record × StartSession answer × Pair answers ×
  * trust notifications, checked against a small model of §5.3 with the "always announced" rule,
  * plus: no connection left open after cancel, no unhandled rejection.
@@ -7,8 +7,8 @@
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../log.js';
-import type { CloseReason, ConnectionSink, MuxConnection, MuxDevice } from '../mux/index.js';
-import { ConnectionRefusedError } from '../mux/index.js';
+import type { CloseReason, ConnectionSink, DeviceConnection, Device } from '../devices/index.js';
+import { ConnectionRefusedError } from '../devices/index.js';
 import type { PairRecordStore } from '../pairrecords/index.js';
 import { PairRecordNotFoundError } from '../pairrecords/index.js';
 import { buildXml } from '../plist/index.js';
@@ -33,7 +33,7 @@ const PROXY_PORT = 1000;
 const UDID = '00008030-001A2B3C4D5E802E';
 
 /** One side of a scripted connection; replies go out on a later turn, like a real device. */
-class ScriptedConnection implements MuxConnection {
+class ScriptedConnection implements DeviceConnection {
   readonly localPort = 1;
   sink: ConnectionSink | undefined;
   closed = false;
@@ -65,12 +65,12 @@ class ScriptedPhone {
   readonly requests: string[] = [];
   proxy: ScriptedConnection | undefined;
   private readonly pairs: PairAnswer[];
-  readonly device: MuxDevice;
+  readonly device: Device;
   constructor(private readonly scenario: Scenario, lockdownUp = true) {
     this.pairs = [...scenario.pairs];
     this.device = {
       id: 7,
-      info: { serial: UDID, usbSerial: UDID.replace('-', ''), productId: 0x12a8, locationId: 1, speed: 480_000_000 },
+      info: { connectionType: 'USB', serial: UDID, usbSerial: UDID.replace('-', ''), productId: 0x12a8, locationId: 1, speed: 480_000_000 },
       visible: true,
       connect: (port: number) => {
         if (!lockdownUp) return Promise.reject(new ConnectionRefusedError(port));

@@ -37,7 +37,7 @@
  * idle mux connection). Notifications are handled one at a time, in order.
  */
 import type { Logger } from '../log.js';
-import type { MuxDevice } from '../mux/index.js';
+import type { Device } from '../devices/index.js';
 import type { PairRecordStore } from '../pairrecords/index.js';
 import { PairRecordNotFoundError } from '../pairrecords/index.js';
 import { buildXml } from '../plist/index.js';
@@ -97,7 +97,7 @@ type Attempt = 'done' | 'restart';
 
 export class DevicePreflight {
   private stateValue: PreflightState = 'idle';
-  private readonly device: MuxDevice;
+  private readonly device: Device;
   private readonly ctx: PreflightContext;
   private readonly log: Logger;
   private readonly abort = new AbortController();
@@ -111,7 +111,7 @@ export class DevicePreflight {
   /** Serializes the main run and the notification handlers; settles when nothing is in flight. */
   private work: Promise<void> = Promise.resolve();
 
-  constructor(device: MuxDevice, ctx: PreflightContext) {
+  constructor(device: Device, ctx: PreflightContext) {
     this.device = device;
     this.ctx = ctx;
     this.log = ctx.log.child({ dev: device.id, udid: device.info.serial });

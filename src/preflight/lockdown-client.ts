@@ -12,7 +12,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log.js';
-import type { MuxDevice } from '../mux/index.js';
+import type { Device } from '../devices/index.js';
 import { isPlistInteger } from '../plist/index.js';
 import type { PlistDict, PlistValue } from '../plist/index.js';
 import { LockdownClosedError, LockdownError, LockdownProtocolError, LockdownTimeoutError } from './errors.js';
@@ -63,7 +63,7 @@ export class LockdownClient implements PlistConnectionHandler {
   private sessionId: string | undefined;
 
   /** Open a mux connection to lockdownd on `device`. */
-  static async connect(device: MuxDevice, options: LockdownClientOptions): Promise<LockdownClient> {
+  static async connect(device: Device, options: LockdownClientOptions): Promise<LockdownClient> {
     const conn = await device.connect(LOCKDOWN_PORT, { timeoutMs: options.timeoutMs ?? LOCKDOWN_TIMEOUT_MS });
     return new LockdownClient(new MuxDuplex(conn), options);
   }

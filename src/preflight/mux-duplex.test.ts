@@ -3,14 +3,14 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createVirtualDevice, ECHO_PORT } from '../emulator/index.js';
 import type { VirtualDevice } from '../emulator/index.js';
-import { silentLogger } from '../log.js';
-import { DeviceRegistry } from '../mux/index.js';
-import type { CloseReason, ConnectionSink, MuxConnection, MuxDevice } from '../mux/index.js';
+import type { DeviceRegistry } from '../devices/index.js';
+import { muxDevices } from '../../test/support/mux-devices.js';
+import type { CloseReason, ConnectionSink, DeviceConnection, Device } from '../devices/index.js';
 import { LockdownClosedError, MuxStreamError } from './errors.js';
 import { MuxDuplex } from './mux-duplex.js';
 
-/** A MuxConnection whose write verdict and events the test controls. */
-class FakeConnection implements MuxConnection {
+/** A DeviceConnection whose write verdict and events the test controls. */
+class FakeConnection implements DeviceConnection {
   readonly localPort = 1;
   readonly remotePort = 2;
   sink: ConnectionSink | undefined;
@@ -129,11 +129,12 @@ describe('MuxDuplex over the emulated iPhone (echo service)', () => {
     vd?.unplug();
   });
 
-  async function device(): Promise<MuxDevice> {
-    registry = new DeviceRegistry({ log: silentLogger() });
+  async function device(): Promise<Device> {
+    const devices = muxDevices();
+    registry = devices.registry;
     vd = createVirtualDevice();
-    const attached = once(registry, 'attached') as Promise<[MuxDevice]>;
-    registry.addDevice(vd.transport, vd.info);
+    const attached = once(registry, 'attached') as Promise<[Device]>;
+    devices.mux.addDevice(vd.transport, vd.info);
     return (await attached)[0];
   }
 

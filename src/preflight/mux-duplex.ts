@@ -1,8 +1,8 @@
 /**
- * A node:stream Duplex over one MuxConnection, so that stream consumers (node:tls, the plist
+ * A node:stream Duplex over one DeviceConnection, so that stream consumers (node:tls, the plist
  * framing readers) can talk to a device port without a socket.
  *
- *   MuxConnection                         MuxDuplex                          reader / writer
+ *   DeviceConnection                         MuxDuplex                          reader / writer
  *   onData(payload, done) ─────────────▶ push(payload)
  *                                          ├ buffer below highWaterMark: done() at once
  *                                          └ buffer full: done held until _read ──▶ done()
@@ -18,11 +18,11 @@
  * device anything; the connection stays open until the stream is destroyed (RST).
  */
 import { Duplex } from 'node:stream';
-import type { CloseReason, ConnectionSink, MuxConnection } from '../mux/index.js';
+import type { CloseReason, ConnectionSink, DeviceConnection } from '../devices/index.js';
 import { LockdownClosedError, MuxStreamError } from './errors.js';
 
 export class MuxDuplex extends Duplex implements ConnectionSink {
-  private readonly conn: MuxConnection;
+  private readonly conn: DeviceConnection;
   /** `done` callbacks of payloads pushed while the readable buffer was full, oldest first. */
   private readonly heldDone: (() => void)[] = [];
   /** The write callback waiting for `onWritable`. */
@@ -30,7 +30,7 @@ export class MuxDuplex extends Duplex implements ConnectionSink {
   /** The connection has ended (onClose seen): no more writes, no reset needed. */
   private connClosed = false;
 
-  constructor(conn: MuxConnection) {
+  constructor(conn: DeviceConnection) {
     super({ allowHalfOpen: true });
     this.conn = conn;
     conn.attach(this);

@@ -12,7 +12,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log.js';
-import type { MuxDevice } from '../mux/index.js';
+import type { Device } from '../devices/index.js';
 import type { PlistDict } from '../plist/index.js';
 import { LockdownClosedError, NotificationProxyGoneError } from './errors.js';
 import { MuxDuplex } from './mux-duplex.js';
@@ -41,7 +41,7 @@ export class NotificationProxyClient implements PlistConnectionHandler {
   private gone = false;
 
   /** Open the proxy on the port StartService returned. */
-  static async connect(device: MuxDevice, port: number, listener: NotificationListener, log: Logger, timeoutMs: number): Promise<NotificationProxyClient> {
+  static async connect(device: Device, port: number, listener: NotificationListener, log: Logger, timeoutMs: number): Promise<NotificationProxyClient> {
     const conn = await device.connect(port, { timeoutMs });
     return new NotificationProxyClient(new MuxDuplex(conn), listener, log);
   }

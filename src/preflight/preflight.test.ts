@@ -13,8 +13,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createVirtualDevice, LOCKDOWN_PORT, MemoryTransportPair } from '../emulator/index.js';
 import type { TrustMode, VirtualDevice } from '../emulator/index.js';
 import type { Logger } from '../log.js';
-import { DeviceRegistry } from '../mux/index.js';
-import type { MuxDevice } from '../mux/index.js';
+import type { DeviceRegistry } from '../devices/index.js';
+import type { MuxProvider } from '../mux/index.js';
+import { muxDevices } from '../../test/support/mux-devices.js';
+import type { Device } from '../devices/index.js';
 import { FilePairRecordStore } from '../pairrecords/index.js';
 import { isPlistDict, parsePlist } from '../plist/index.js';
 import { Preflight } from './preflight.js';
@@ -25,6 +27,7 @@ import type { PreflightState } from './device-preflight.js';
 
 interface Harness {
   registry: DeviceRegistry;
+  mux: MuxProvider;
   store: FilePairRecordStore;
   preflight: Preflight;
   logs: Record<string, unknown>[];
@@ -67,7 +70,7 @@ function captureLogger(lines: Record<string, unknown>[]): Logger {
 function setup(timeoutMs = 10_000): Harness {
   const logs: Record<string, unknown>[] = [];
   const log = captureLogger(logs);
-  const registry = new DeviceRegistry({ log: log.child({ layer: 'mux' }) });
+  const { registry, mux } = muxDevices({ log: log.child({ layer: 'mux' }) });
   const store = new FilePairRecordStore({ dir, log });
   const preflight = new Preflight({ directory: registry, store, log, timeoutMs });
   const events: string[] = [];
@@ -75,7 +78,7 @@ function setup(timeoutMs = 10_000): Harness {
   registry.on('attached', (d) => events.push(`attached ${d.id} ${preflight.stateOf(d.id) ?? 'none'}`));
   registry.on('paired', (d) => events.push(`paired ${d.id}`));
   registry.on('detached', (d) => events.push(`detached ${d.id}`));
-  harness = { registry, store, preflight, logs, events };
+  harness = { registry, mux, store, preflight, logs, events };
   return harness;
 }
 
@@ -85,14 +88,14 @@ function phone(mode: TrustMode, autoTapMs = 30): VirtualDevice {
   return vd;
 }
 
-async function plug(h: Harness, transport: VirtualDevice['transport'], info: VirtualDevice['info']): Promise<MuxDevice> {
-  const attached = once(h.registry, 'attached') as Promise<[MuxDevice]>;
-  h.registry.addDevice(transport, info);
+async function plug(h: Harness, transport: VirtualDevice['transport'], info: VirtualDevice['info']): Promise<Device> {
+  const attached = once(h.registry, 'attached') as Promise<[Device]>;
+  h.mux.addDevice(transport, info);
   return (await attached)[0];
 }
 
 /** Plug the same phone again (it remembers its trusted hosts). */
-async function replug(h: Harness, vd: VirtualDevice): Promise<MuxDevice> {
+async function replug(h: Harness, vd: VirtualDevice): Promise<Device> {
   vd.unplug();
   await new Promise((r) => setTimeout(r, 10));
   const pair = new MemoryTransportPair(vd.emulator);
@@ -130,7 +133,7 @@ describe('preflight with the emulated iPhone', () => {
   it('first plug: Attached at once, Trust tapped → Pair → record saved 0600 → Paired', async () => {
     const h = setup();
     const vd = phone('auto');
-    const paired = once(h.registry, 'paired') as Promise<[MuxDevice]>;
+    const paired = once(h.registry, 'paired') as Promise<[Device]>;
     const dev = await plug(h, vd.transport, vd.info);
     // Announced before preflight did anything at all.
     expect(h.events[0]).toBe(`attached ${dev.id} idle`);
@@ -233,7 +236,7 @@ describe('preflight with the emulated iPhone', () => {
     await paired;
     const oldHostId = await savedHostId(vd);
     expect(vd.emulator.pairing.invalidateSessionCertificates(oldHostId)).toBe(true);
-    const pairedAgain = once(h.registry, 'paired') as Promise<[MuxDevice]>;
+    const pairedAgain = once(h.registry, 'paired') as Promise<[Device]>;
     const dev2 = await replug(h, vd);
     expect((await pairedAgain)[0].id).toBe(dev2.id);
     const newHostId = await savedHostId(vd);
@@ -306,10 +309,10 @@ describe('preflight with the emulated iPhone', () => {
     devices.push(b);
     const pairedIds = new Set<number>();
     h.registry.on('paired', (d) => pairedIds.add(d.id));
-    h.registry.addDevice(a.transport, a.info);
-    h.registry.addDevice(b.transport, b.info);
+    h.mux.addDevice(a.transport, a.info);
+    h.mux.addDevice(b.transport, b.info);
     await until(() => h.registry.list().length === 2);
-    const [da, db] = h.registry.list() as [MuxDevice, MuxDevice];
+    const [da, db] = h.registry.list() as [Device, Device];
     await until(() => pairedIds.size === 2, 25_000);
     expect([...pairedIds].sort()).toEqual([da.id, db.id].sort());
     expect(a.emulator.pairing.stats.pairSuccesses).toBe(1);
@@ -321,7 +324,7 @@ describe('LockdownClient against the emulated iPhone', () => {
   it('StartSession with the record preflight saved → TLS → GetValue → StopSession → plain text again', async () => {
     const h = setup();
     const vd = phone('setup');
-    const paired = once(h.registry, 'paired') as Promise<[MuxDevice]>;
+    const paired = once(h.registry, 'paired') as Promise<[Device]>;
     await plug(h, vd.transport, vd.info);
     const [dev] = await paired;
     const creds = sessionCredentials(await h.store.read(vd.info.serial));

@@ -8,11 +8,11 @@
  *   registry 'detached' ──▶ preflight.cancel()                     (connections reset, forgotten)
  *   stop()              ──▶ cancel all, wait (bounded) until no step is in flight
  *
- * It talks to lockdownd through the mux API directly (MuxDevice.connect), not through our own
+ * It talks to lockdownd through the device directory (Device.connect), not through our own
  * client socket as usbmuxd does, so it never competes with clients for the socket's limits.
  */
 import type { Logger } from '../log.js';
-import type { DeviceDirectory, MuxDevice } from '../mux/index.js';
+import type { DeviceDirectory, Device } from '../devices/index.js';
 import type { PairRecordStore } from '../pairrecords/index.js';
 import { DevicePreflight } from './device-preflight.js';
 import type { PreflightState } from './device-preflight.js';
@@ -83,7 +83,7 @@ export class Preflight {
     clearTimeout(timer);
   }
 
-  private readonly onAttached = (device: MuxDevice): void => {
+  private readonly onAttached = (device: Device): void => {
     if (this.running.has(device.id)) return;
     const preflight = new DevicePreflight(device, {
       store: this.store,
@@ -95,14 +95,14 @@ export class Preflight {
     preflight.start();
   };
 
-  private readonly onDetached = (device: MuxDevice): void => {
+  private readonly onDetached = (device: Device): void => {
     const preflight = this.running.get(device.id);
     if (preflight === undefined) return;
     this.running.delete(device.id);
     preflight.cancel('device detached');
   };
 
-  private readonly onPaired = (device: MuxDevice): void => {
+  private readonly onPaired = (device: Device): void => {
     this.running.get(device.id)?.pairedElsewhere();
   };
 }

@@ -18,13 +18,13 @@
  * always precedes tunnel bytes.
  */
 import type { Socket } from 'node:net';
-import type { DeviceDirectory, MuxConnection, MuxDevice } from '../mux/index.js';
-import { InvalidPairRecordDataError, InvalidPairRecordIdError, PairRecordIoError } from '../pairrecords/index.js';
+import type { Device, DeviceConnection, DeviceDirectory } from '../devices/index.js';
+import { PairRecordIoError } from '../pairrecords/index.js';
 import type { PairRecordStore } from '../pairrecords/index.js';
 import type { PlistDict } from '../plist/index.js';
 import type { Logger } from '../log.js';
 import { isMuxdError } from '../errors.js';
-import { BadCommandError, errorToResult, InputWhileListeningError, ListenerOverflowError, Result, UnknownDeviceError } from './errors.js';
+import { errorToResult, InputWhileListeningError, ListenerOverflowError, Result, UnknownDeviceError } from './errors.js';
 import { FrameDecoder } from './framing.js';
 import type { Frame } from './framing.js';
 import {
@@ -62,15 +62,8 @@ export interface SessionContext {
   onClosed(session: ClientSession): void;
 }
 
-export function deviceRecord(device: MuxDevice): DeviceRecord {
-  return {
-    deviceId: device.id,
-    productId: device.info.productId,
-    serial: device.info.serial,
-    usbSerial: device.info.usbSerial,
-    locationId: device.info.locationId,
-    speed: device.info.speed,
-  };
+export function deviceRecord(device: Device): DeviceRecord {
+  return { deviceId: device.id, info: device.info };
 }
 
 export class ClientSession {
@@ -109,15 +102,15 @@ export class ClientSession {
 
   // ---- listener notifications (called by the server for `listening` sessions) ----------------
 
-  notifyAttached(device: MuxDevice): void {
+  notifyAttached(device: Device): void {
     this.notify(encodeAttached(this.dialect, deviceRecord(device)));
   }
 
-  notifyDetached(device: MuxDevice): void {
+  notifyDetached(device: Device): void {
     this.notify(encodeDetached(this.dialect, device.id));
   }
 
-  notifyPaired(device: MuxDevice): void {
+  notifyPaired(device: Device): void {
     this.notify(encodePaired(this.dialect, device.id));
   }
 
@@ -196,8 +189,7 @@ export class ClientSession {
     try {
       decoded = decodeRequest(frame);
     } catch (err) {
-      this.log.info({ err, tag: frame.tag }, 'bad request');
-      this.replyResult(frame.tag, errorToResult(err));
+      this.replyError(frame.tag, err);
       return;
     }
     Object.assign(this.identity, decoded.identity);
@@ -229,37 +221,17 @@ export class ClientSession {
       case 'ReadBUID':
         this.runAsync(tag, this.ctx.store.systemBuid().then((buid) => ({ BUID: buid })));
         return;
-      case 'ReadPairRecord': {
-        const id = request.pairRecordId;
-        if (id === undefined) {
-          this.replyError(tag, new InvalidPairRecordIdError('ReadPairRecord without PairRecordID'));
-          return;
-        }
-        this.runAsync(tag, this.ctx.store.read(id).then((data) => ({ PairRecordData: data })));
+      case 'ReadPairRecord':
+        this.runAsync(tag, this.ctx.store.read(request.pairRecordId).then((data) => ({ PairRecordData: data })));
         return;
-      }
       case 'SavePairRecord': {
         const { pairRecordId, data, deviceId } = request;
-        if (pairRecordId === undefined) {
-          this.replyError(tag, new InvalidPairRecordIdError('SavePairRecord without PairRecordID'));
-          return;
-        }
-        if (data === undefined) {
-          this.replyError(tag, new InvalidPairRecordDataError('SavePairRecord without PairRecordData'));
-          return;
-        }
         this.runAsync(tag, this.ctx.store.save(pairRecordId, data).then(() => this.afterSave(pairRecordId, deviceId)));
         return;
       }
-      case 'DeletePairRecord': {
-        const id = request.pairRecordId;
-        if (id === undefined) {
-          this.replyError(tag, new InvalidPairRecordIdError('DeletePairRecord without PairRecordID'));
-          return;
-        }
-        this.runAsync(tag, this.ctx.store.delete(id).then(() => Result.OK));
+      case 'DeletePairRecord':
+        this.runAsync(tag, this.ctx.store.delete(request.pairRecordId).then(() => Result.OK));
         return;
-      }
     }
   }
 
@@ -330,15 +302,7 @@ export class ClientSession {
 
   // ---- Connect --------------------------------------------------------------------------------
 
-  private connect(deviceId: number | undefined, port: number | undefined, tag: number): void {
-    if (deviceId === undefined) {
-      this.replyError(tag, new UnknownDeviceError('Connect without DeviceID'));
-      return;
-    }
-    if (port === undefined) {
-      this.replyError(tag, new BadCommandError('Connect without PortNumber'));
-      return;
-    }
+  private connect(deviceId: number, port: number, tag: number): void {
     const device = this.ctx.directory.get(deviceId);
     if (device === undefined) {
       this.replyError(tag, new UnknownDeviceError(`Connect to unknown device ${deviceId}`));
@@ -356,7 +320,7 @@ export class ClientSession {
     );
   }
 
-  private onConnected(conn: MuxConnection, tag: number, deviceId: number, port: number): void {
+  private onConnected(conn: DeviceConnection, tag: number, deviceId: number, port: number): void {
     if (this.state !== 'connecting') {
       // The client left while we were connecting: abort at the device.
       conn.reset();
@@ -382,7 +346,7 @@ export class ClientSession {
    * listener goes, the decoder's unparsed bytes (everything the client sent after Connect) are
    * taken, the decoder is dropped, and the tunnel delivers those bytes to the device first.
    */
-  private handOff(conn: MuxConnection): void {
+  private handOff(conn: DeviceConnection): void {
     if (this.state !== 'connecting' || this.decoder === undefined || this.tunnel !== undefined) {
       throw new Error(`handOff in state ${this.state}`);
     }
@@ -396,10 +360,11 @@ export class ClientSession {
 
   // ---- output ---------------------------------------------------------------------------------
 
-  /** A request we refuse without doing anything: logged (info) and answered via errorToResult. */
-  private replyError(tag: number, err: Error): void {
+  /** A request we refuse without doing anything: logged (info; error when not one of ours) and answered via errorToResult. */
+  private replyError(tag: number, err: unknown): void {
     const result = errorToResult(err);
-    this.log.info({ err, tag, result }, 'request refused');
+    if (isMuxdError(err)) this.log.info({ err, tag, result }, 'request refused');
+    else this.log.error({ err, tag, result }, 'request refused unexpectedly');
     this.replyResult(tag, result);
   }
 

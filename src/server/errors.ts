@@ -2,7 +2,8 @@
  * Errors of the client-facing server, and `errorToResult()`: the ONE place where an error
  * becomes a usbmuxd Result number.
  */
-import { MuxdError } from '../errors.js';
+import { isMuxdError, MuxdError } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
 import { PairRecordIoError } from '../pairrecords/index.js';
 
 /** usbmuxd's Result numbers (pair-record commands also use Linux errno values). */
@@ -63,41 +64,30 @@ export class SocketPathOccupiedError extends MuxdError {
   readonly code = 'MUXD_ERR_SOCKET_PATH_OCCUPIED';
 }
 
+/** The Result for each code a failed command can carry; any other code is a BADCOMMAND. */
+const RESULT_OF: Partial<Record<ErrorCode, number>> = {
+  MUXD_ERR_BAD_COMMAND: Result.BADCOMMAND,
+  MUXD_ERR_MALFORMED_PLIST_REQUEST: Result.BADCOMMAND,
+  MUXD_ERR_INPUT_WHILE_LISTENING: Result.BADCOMMAND,
+  MUXD_ERR_BAD_VERSION: Result.BADVERSION,
+  MUXD_ERR_UNKNOWN_DEVICE: Result.BADDEV,
+  MUXD_ERR_DEVICE_GONE: Result.BADDEV,
+  MUXD_ERR_NO_FREE_PORT: Result.BADDEV,
+  MUXD_ERR_CONNECTION_REFUSED: Result.CONNREFUSED,
+  MUXD_ERR_CONNECT_TIMEOUT: Result.CONNREFUSED,
+  MUXD_ERR_INVALID_PAIR_RECORD_ID: Result.EINVAL,
+  MUXD_ERR_INVALID_PAIR_RECORD_DATA: Result.EINVAL,
+  MUXD_ERR_PAIR_RECORD_NOT_FOUND: Result.ENOENT,
+};
+
 /**
- * The Result number for a failed command. Matches on `code` (mux and pairrecords errors included),
- * never on messages. Anything unrecognised is a BADCOMMAND, and the caller logs it.
+ * The Result number for a failed command: the one place an error becomes one. Looks up the typed
+ * `code` (so a misspelt code does not compile), never the message. Anything that is not one of
+ * ours is a BADCOMMAND, and the caller logs it.
  */
 export function errorToResult(err: unknown): number {
-  const code = errorCode(err);
-  switch (code) {
-    case 'MUXD_ERR_BAD_COMMAND':
-    case 'MUXD_ERR_MALFORMED_PLIST_REQUEST':
-    case 'MUXD_ERR_INPUT_WHILE_LISTENING':
-      return Result.BADCOMMAND;
-    case 'MUXD_ERR_BAD_VERSION':
-      return Result.BADVERSION;
-    case 'MUXD_ERR_UNKNOWN_DEVICE':
-    case 'MUXD_ERR_DEVICE_GONE':
-    case 'MUXD_ERR_NO_FREE_PORT':
-      return Result.BADDEV;
-    case 'MUXD_ERR_CONNECTION_REFUSED':
-    case 'MUXD_ERR_CONNECT_TIMEOUT':
-      return Result.CONNREFUSED;
-    case 'MUXD_ERR_INVALID_PAIR_RECORD_ID':
-    case 'MUXD_ERR_INVALID_PAIR_RECORD_DATA':
-      return Result.EINVAL;
-    case 'MUXD_ERR_PAIR_RECORD_NOT_FOUND':
-      return Result.ENOENT;
-    case 'MUXD_ERR_PAIR_RECORD_IO':
-      // usbmuxd answers 2 to any failed write, and the errno of remove() to a failed delete.
-      return err instanceof PairRecordIoError && err.operation === 'delete' ? err.errno : Result.ENOENT;
-    case undefined:
-    default:
-      return Result.BADCOMMAND;
-  }
-}
-
-function errorCode(err: unknown): string | undefined {
-  if (err instanceof Error && 'code' in err && typeof err.code === 'string') return err.code;
-  return undefined;
+  if (!isMuxdError(err)) return Result.BADCOMMAND;
+  // usbmuxd answers 2 to any failed write, and the errno of remove() to a failed delete.
+  if (err instanceof PairRecordIoError) return err.operation === 'delete' ? err.errno : Result.ENOENT;
+  return RESULT_OF[err.code] ?? Result.BADCOMMAND;
 }

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { buildBinary, buildXml, parsePlist } from '../plist/index.js';
 import type { PlistDict } from '../plist/index.js';
-import { BadCommandError, BadVersionError, errorToResult, MalformedPlistRequestError, Result } from './errors.js';
+import { InvalidPairRecordDataError, InvalidPairRecordIdError } from '../pairrecords/index.js';
+import { BadCommandError, BadVersionError, errorToResult, MalformedPlistRequestError, Result, UnknownDeviceError } from './errors.js';
 import { encodeFrame, FrameDecoder, readHeader } from './framing.js';
 import type { Frame } from './framing.js';
 import {
@@ -33,11 +34,14 @@ function plistRequest(dict: PlistDict, tag = 1, binary = false): Frame {
 
 const DEVICE: DeviceRecord = {
   deviceId: 3,
-  productId: 0x12a8,
-  serial: '00008030-001A2B3C4D5E6F70',
-  usbSerial: '00008030001A2B3C4D5E6F70',
-  locationId: 0x00010005,
-  speed: 480000000,
+  info: {
+    connectionType: 'USB',
+    productId: 0x12a8,
+    serial: '00008030-001A2B3C4D5E6F70',
+    usbSerial: '00008030001A2B3C4D5E6F70',
+    locationId: 0x00010005,
+    speed: 480000000,
+  },
 };
 
 describe('binary replies (hex fixtures)', () => {
@@ -57,7 +61,7 @@ describe('binary replies (hex fixtures)', () => {
     const rec = frame.subarray(16);
     expect(rec.subarray(0, 4).toString('hex')).toBe('03000000');
     expect(rec.subarray(4, 6).toString('hex')).toBe('a812');
-    expect(rec.subarray(6, 31).toString('latin1')).toBe(DEVICE.serial);
+    expect(rec.subarray(6, 31).toString('latin1')).toBe(DEVICE.info.serial);
     expect(rec[31]).toBe(0);
     expect(rec[6 + 255]).toBe(0);
     expect(rec.subarray(262, 264).toString('hex')).toBe('0000');
@@ -65,7 +69,7 @@ describe('binary replies (hex fixtures)', () => {
   });
 
   it('a 300-character serial is cut to 255 bytes so byte 255 stays NUL', () => {
-    const rec = encodeBinaryDeviceRecord({ ...DEVICE, serial: 'A'.repeat(300) });
+    const rec = encodeBinaryDeviceRecord({ ...DEVICE, info: { ...DEVICE.info, serial: 'A'.repeat(300) } });
     expect(rec[6 + 254]).toBe(0x41);
     expect(rec[6 + 255]).toBe(0);
   });
@@ -94,8 +98,8 @@ describe('plist replies', () => {
         DeviceID: 3,
         LocationID: 0x10005,
         ProductID: 0x12a8,
-        SerialNumber: DEVICE.serial,
-        USBSerialNumber: DEVICE.usbSerial,
+        SerialNumber: DEVICE.info.serial,
+        USBSerialNumber: DEVICE.info.usbSerial,
       },
     });
   });
@@ -120,11 +124,12 @@ describe('decodeRequest', () => {
     expect(swapPort(0xf27e)).toBe(0x7ef2);
   });
 
-  it('plist Connect: a non-integer field reads as missing', () => {
-    expect(decodeRequest(plistRequest({ MessageType: 'Connect', DeviceID: '1', PortNumber: 'x' })).request)
-      .toEqual({ type: 'Connect', deviceId: undefined, port: undefined });
-    expect(decodeRequest(plistRequest({ MessageType: 'Connect', DeviceID: 1.5, PortNumber: 32498 })).request)
-      .toEqual({ type: 'Connect', deviceId: undefined, port: 62078 });
+  it('plist Connect: a missing or non-integer DeviceID is an unknown device (2), PortNumber a bad command (1)', () => {
+    expect(() => decodeRequest(plistRequest({ MessageType: 'Connect', DeviceID: '1', PortNumber: 'x' }))).toThrow(UnknownDeviceError);
+    expect(() => decodeRequest(plistRequest({ MessageType: 'Connect', DeviceID: 1.5, PortNumber: 32498 }))).toThrow(UnknownDeviceError);
+    expect(() => decodeRequest(plistRequest({ MessageType: 'Connect', PortNumber: 32498 }))).toThrow(UnknownDeviceError);
+    expect(() => decodeRequest(plistRequest({ MessageType: 'Connect', DeviceID: 1, PortNumber: 'x' }))).toThrow(BadCommandError);
+    expect(() => decodeRequest(plistRequest({ MessageType: 'Connect', DeviceID: 1 }))).toThrow(BadCommandError);
   });
 
   it('accepts a binary plist body and keeps the identity keys', () => {
@@ -136,13 +141,15 @@ describe('decodeRequest', () => {
     });
   });
 
-  it('pair-record requests keep string ids and data only', () => {
-    expect(decodeRequest(plistRequest({ MessageType: 'ReadPairRecord', PairRecordID: 7 })).request)
-      .toEqual({ type: 'ReadPairRecord', pairRecordId: undefined });
+  it('pair-record requests keep string ids and data only; a missing one is refused with 22', () => {
+    expect(() => decodeRequest(plistRequest({ MessageType: 'ReadPairRecord', PairRecordID: 7 }))).toThrow(InvalidPairRecordIdError);
+    expect(() => decodeRequest(plistRequest({ MessageType: 'DeletePairRecord' }))).toThrow(InvalidPairRecordIdError);
+    expect(() => decodeRequest(plistRequest({ MessageType: 'SavePairRecord', PairRecordData: Buffer.from('x') }))).toThrow(InvalidPairRecordIdError);
     expect(decodeRequest(plistRequest({ MessageType: 'SavePairRecord', PairRecordID: 'abc', PairRecordData: Buffer.from('x'), DeviceID: 4 })).request)
       .toEqual({ type: 'SavePairRecord', pairRecordId: 'abc', data: Buffer.from('x'), deviceId: 4 });
-    expect(decodeRequest(plistRequest({ MessageType: 'SavePairRecord', PairRecordID: 'abc', PairRecordData: 'not data' })).request)
-      .toEqual({ type: 'SavePairRecord', pairRecordId: 'abc', data: undefined, deviceId: undefined });
+    expect(decodeRequest(plistRequest({ MessageType: 'SavePairRecord', PairRecordID: 'abc', PairRecordData: Buffer.from('x') })).request)
+      .toEqual({ type: 'SavePairRecord', pairRecordId: 'abc', data: Buffer.from('x'), deviceId: undefined });
+    expect(() => decodeRequest(plistRequest({ MessageType: 'SavePairRecord', PairRecordID: 'abc', PairRecordData: 'not data' }))).toThrow(InvalidPairRecordDataError);
     expect(decodeRequest(plistRequest({ MessageType: 'DeletePairRecord', PairRecordID: 'abc' })).request)
       .toEqual({ type: 'DeletePairRecord', pairRecordId: 'abc' });
   });
@@ -162,6 +169,10 @@ describe('decodeRequest', () => {
     expect(resultOf(plistRequest({ MessageType: 'Bogus' }))).toBe(Result.BADCOMMAND);
     expect(resultOf(plistRequest({ Number: 1 }))).toBe(Result.BADCOMMAND);
     expect(resultOf(frameOf(encodeFrame(1, 8, 1, Buffer.from('<plist><dict>'))))).toBe(Result.BADCOMMAND);
+    expect(resultOf(plistRequest({ MessageType: 'Connect', PortNumber: 1 }))).toBe(Result.BADDEV);
+    expect(resultOf(plistRequest({ MessageType: 'Connect', DeviceID: 1 }))).toBe(Result.BADCOMMAND);
+    expect(resultOf(plistRequest({ MessageType: 'ReadPairRecord' }))).toBe(Result.EINVAL);
+    expect(resultOf(plistRequest({ MessageType: 'SavePairRecord', PairRecordID: 'abc' }))).toBe(Result.EINVAL);
     expect(() => decodeRequest(frameOf(encodeFrame(5, 8, 1)))).toThrow(BadVersionError);
     expect(() => decodeRequest(frameOf(encodeFrame(1, 8, 1, buildXml([1]))))).toThrow(MalformedPlistRequestError);
   });
@@ -169,11 +180,14 @@ describe('decodeRequest', () => {
 
 const recordArb = fc.record({
   deviceId: fc.integer({ min: 0, max: 0xffffffff }),
-  productId: fc.integer({ min: 0, max: 0xffff }),
-  serial: fc.string({ unit: fc.constantFrom('0', '1', '9', 'A', 'F', '-'), maxLength: 255 }),
-  usbSerial: fc.string({ maxLength: 40 }),
-  locationId: fc.integer({ min: 0, max: 0xffffffff }),
-  speed: fc.integer({ min: 0, max: 0xffffffff }),
+  info: fc.record({
+    connectionType: fc.constant('USB' as const),
+    productId: fc.integer({ min: 0, max: 0xffff }),
+    serial: fc.string({ unit: fc.constantFrom('0', '1', '9', 'A', 'F', '-'), maxLength: 255 }),
+    usbSerial: fc.string({ maxLength: 40 }),
+    locationId: fc.integer({ min: 0, max: 0xffffffff }),
+    speed: fc.integer({ min: 0, max: 0xffffffff }),
+  }),
 });
 
 describe('round trips', () => {
@@ -181,7 +195,7 @@ describe('round trips', () => {
     fc.assert(fc.property(recordArb, (rec) => {
       const buf = encodeBinaryDeviceRecord(rec);
       expect(buf.length).toBe(BINARY_DEVICE_RECORD_SIZE);
-      expect(decodeBinaryDeviceRecord(buf)).toEqual({ deviceId: rec.deviceId, productId: rec.productId, serial: rec.serial, locationId: rec.locationId });
+      expect(decodeBinaryDeviceRecord(buf)).toEqual({ deviceId: rec.deviceId, productId: rec.info.productId, serial: rec.info.serial, locationId: rec.info.locationId });
     }));
   });
 

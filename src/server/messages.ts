@@ -3,12 +3,16 @@
  * binary (header version 0: RESULT, CONNECT, LISTEN, DEVICE_ADD/REMOVE/PAIRED) and plist
  * (message 8; XML bodies out, XML or binary accepted in).
  *
- * Pure functions, no I/O. Decoding throws the server's errors; `errorToResult()` turns them into
- * the Result a client gets.
+ * Pure functions, no I/O. Decoding yields a complete request, every field it needs present and
+ * typed, or throws the error whose Result the client gets (`errorToResult()`): a missing DeviceID
+ * is UnknownDeviceError (2), a missing PortNumber BadCommandError (1), a missing PairRecordID or
+ * PairRecordData InvalidPairRecordId/DataError (22), as usbmuxd answers them.
  */
+import type { DeviceInfo } from '../devices/index.js';
+import { InvalidPairRecordDataError, InvalidPairRecordIdError } from '../pairrecords/index.js';
 import { buildXml, isPlistDict, isPlistInteger, parsePlist, PlistParseError } from '../plist/index.js';
 import type { PlistDict, PlistValue } from '../plist/index.js';
-import { BadCommandError, BadVersionError, MalformedPlistRequestError } from './errors.js';
+import { BadCommandError, BadVersionError, MalformedPlistRequestError, UnknownDeviceError } from './errors.js';
 import { encodeFrame, MAX_FRAME_BYTES, MessageType, ProtocolVersion } from './framing.js';
 import type { Frame } from './framing.js';
 
@@ -22,19 +26,15 @@ export interface ClientIdentity {
 
 export type Request =
   | { readonly type: 'Listen' }
-  /** `deviceId` / `port` undefined when missing or not an integer; `port` already in host order. */
-  | { readonly type: 'Connect'; readonly deviceId: number | undefined; readonly port: number | undefined }
+  /** `port` in host order. */
+  | { readonly type: 'Connect'; readonly deviceId: number; readonly port: number }
   | { readonly type: 'ListDevices' }
   | { readonly type: 'ListListeners' }
   | { readonly type: 'ReadBUID' }
-  | { readonly type: 'ReadPairRecord'; readonly pairRecordId: string | undefined }
-  | {
-      readonly type: 'SavePairRecord';
-      readonly pairRecordId: string | undefined;
-      readonly data: Buffer | undefined;
-      readonly deviceId: number | undefined;
-    }
-  | { readonly type: 'DeletePairRecord'; readonly pairRecordId: string | undefined };
+  | { readonly type: 'ReadPairRecord'; readonly pairRecordId: string }
+  /** `deviceId`: the device to raise Paired for, when the client named one (optional in the protocol). */
+  | { readonly type: 'SavePairRecord'; readonly pairRecordId: string; readonly data: Buffer; readonly deviceId: number | undefined }
+  | { readonly type: 'DeletePairRecord'; readonly pairRecordId: string };
 
 export interface DecodedRequest {
   readonly request: Request;
@@ -44,14 +44,18 @@ export interface DecodedRequest {
   readonly identity: ClientIdentity;
 }
 
-/** What a device looks like to clients (from MuxDevice). */
+/** What a device looks like to clients: its DeviceID and what the directory knows of it. */
 export interface DeviceRecord {
+  readonly deviceId: number;
+  readonly info: DeviceInfo;
+}
+
+/** The fields of a binary device record, as a client decodes them. */
+export interface BinaryDeviceRecord {
   readonly deviceId: number;
   readonly productId: number;
   readonly serial: string;
-  readonly usbSerial: string;
   readonly locationId: number;
-  readonly speed: number;
 }
 
 /** Binary device record: device_id u32, product_id u16, serial[256], padding u16, location u32. */
@@ -71,7 +75,10 @@ export function switchesToPlist(frame: Frame): boolean {
   return frame.message === MessageType.PLIST && (frame.version === ProtocolVersion.BINARY || frame.version === ProtocolVersion.PLIST);
 }
 
-/** Decode one client frame. Throws BadVersionError, BadCommandError or MalformedPlistRequestError. */
+/**
+ * Decode one client frame. Throws BadVersionError, BadCommandError, MalformedPlistRequestError,
+ * UnknownDeviceError, InvalidPairRecordIdError or InvalidPairRecordDataError.
+ */
 export function decodeRequest(frame: Frame): DecodedRequest {
   if (frame.version !== ProtocolVersion.BINARY && frame.version !== ProtocolVersion.PLIST) {
     throw new BadVersionError(`unsupported header version ${frame.version}`);
@@ -115,24 +122,30 @@ function plistRequest(messageType: string, dict: PlistDict): Request {
     case 'ReadBUID':
       return { type: messageType };
     case 'Connect': {
+      const deviceId = u32(dict['DeviceID']);
+      if (deviceId === undefined) throw new UnknownDeviceError('Connect without DeviceID');
       const port = u32(dict['PortNumber']);
-      return { type: 'Connect', deviceId: u32(dict['DeviceID']), port: port === undefined ? undefined : swapPort(port) };
+      if (port === undefined) throw new BadCommandError('Connect without PortNumber');
+      return { type: 'Connect', deviceId, port: swapPort(port) };
     }
     case 'ReadPairRecord':
     case 'DeletePairRecord':
-      return { type: messageType, pairRecordId: str(dict['PairRecordID']) };
+      return { type: messageType, pairRecordId: pairRecordId(messageType, dict) };
     case 'SavePairRecord': {
+      const id = pairRecordId(messageType, dict);
       const data = dict['PairRecordData'];
-      return {
-        type: 'SavePairRecord',
-        pairRecordId: str(dict['PairRecordID']),
-        data: Buffer.isBuffer(data) ? data : undefined,
-        deviceId: u32(dict['DeviceID']),
-      };
+      if (!Buffer.isBuffer(data)) throw new InvalidPairRecordDataError('SavePairRecord without PairRecordData');
+      return { type: 'SavePairRecord', pairRecordId: id, data, deviceId: u32(dict['DeviceID']) };
     }
     default:
       throw new BadCommandError(`unknown MessageType ${JSON.stringify(messageType.slice(0, 64))}`);
   }
+}
+
+function pairRecordId(messageType: string, dict: PlistDict): string {
+  const id = str(dict['PairRecordID']);
+  if (id === undefined) throw new InvalidPairRecordIdError(`${messageType} without PairRecordID`);
+  return id;
 }
 
 /** An integer field as usbmuxd reads it (low 32 bits); anything else counts as missing. */
@@ -175,32 +188,33 @@ export function encodeResult(dialect: Dialect, tag: number, number: number): Buf
 }
 
 export function attachedDict(device: DeviceRecord): PlistDict {
+  return { MessageType: 'Attached', DeviceID: device.deviceId, Properties: deviceProperties(device) };
+}
+
+/** The `Properties` of an Attached message or a DeviceList entry (the USB kind's keys). */
+function deviceProperties({ deviceId, info }: DeviceRecord): PlistDict {
   return {
-    MessageType: 'Attached',
-    DeviceID: device.deviceId,
-    Properties: {
-      ConnectionSpeed: device.speed,
-      ConnectionType: 'USB',
-      DeviceID: device.deviceId,
-      LocationID: device.locationId,
-      ProductID: device.productId,
-      SerialNumber: device.serial,
-      USBSerialNumber: device.usbSerial,
-    },
+    ConnectionSpeed: info.speed,
+    ConnectionType: info.connectionType,
+    DeviceID: deviceId,
+    LocationID: info.locationId,
+    ProductID: info.productId,
+    SerialNumber: info.serial,
+    USBSerialNumber: info.usbSerial,
   };
 }
 
-export function encodeBinaryDeviceRecord(device: DeviceRecord): Buffer {
+export function encodeBinaryDeviceRecord({ deviceId, info }: DeviceRecord): Buffer {
   const out = Buffer.alloc(BINARY_DEVICE_RECORD_SIZE);
-  out.writeUInt32LE(device.deviceId, 0);
-  out.writeUInt16LE(device.productId & 0xffff, 4);
+  out.writeUInt32LE(deviceId, 0);
+  out.writeUInt16LE(info.productId & 0xffff, 4);
   // At most 255 bytes: byte 255 of the field stays NUL.
-  out.write(device.serial, 6, SERIAL_FIELD - 1, 'latin1');
-  out.writeUInt32LE(device.locationId >>> 0, 264);
+  out.write(info.serial, 6, SERIAL_FIELD - 1, 'latin1');
+  out.writeUInt32LE(info.locationId >>> 0, 264);
   return out;
 }
 
-export function decodeBinaryDeviceRecord(buf: Buffer): Pick<DeviceRecord, 'deviceId' | 'productId' | 'serial' | 'locationId'> {
+export function decodeBinaryDeviceRecord(buf: Buffer): BinaryDeviceRecord {
   if (buf.length !== BINARY_DEVICE_RECORD_SIZE) throw new BadCommandError(`device record of ${buf.length} bytes`);
   const field = buf.subarray(6, 6 + SERIAL_FIELD);
   const nul = field.indexOf(0);
@@ -236,7 +250,7 @@ function encodeDeviceEvent(dialect: Dialect, name: string, message: number, devi
 
 export type Reply =
   | { readonly kind: 'result'; readonly number: number }
-  | { readonly kind: 'attached'; readonly deviceId: number; readonly dict?: PlistDict; readonly record?: ReturnType<typeof decodeBinaryDeviceRecord> }
+  | { readonly kind: 'attached'; readonly deviceId: number; readonly dict?: PlistDict; readonly record?: BinaryDeviceRecord }
   | { readonly kind: 'detached'; readonly deviceId: number }
   | { readonly kind: 'paired'; readonly deviceId: number }
   /** A plist reply without a MessageType the above cover (DeviceList, BUID, PairRecordData, ...). */

@@ -1,6 +1,6 @@
 /** The options and listen targets of MuxdServer (what main.ts fills in). */
 import type { Socket } from 'node:net';
-import type { DeviceDirectory } from '../mux/index.js';
+import type { DeviceDirectory } from '../devices/index.js';
 import type { PairRecordStore } from '../pairrecords/index.js';
 import type { Logger } from '../log.js';
 

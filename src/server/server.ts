@@ -5,7 +5,7 @@
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { chmod, chown, lstat, unlink } from 'node:fs/promises';
-import type { MuxDevice } from '../mux/index.js';
+import type { Device } from '../devices/index.js';
 import type { Logger } from '../log.js';
 import { systemErrorCode } from '../errors.js';
 import { ClientSession } from './client-session.js';
@@ -162,15 +162,15 @@ export class MuxdServer {
     this.log.error({ err }, 'accept failed');
   };
 
-  private readonly onAttached = (device: MuxDevice): void => {
+  private readonly onAttached = (device: Device): void => {
     for (const session of this.listening) session.notifyAttached(device);
   };
 
-  private readonly onDetached = (device: MuxDevice): void => {
+  private readonly onDetached = (device: Device): void => {
     for (const session of this.listening) session.notifyDetached(device);
   };
 
-  private readonly onPaired = (device: MuxDevice): void => {
+  private readonly onPaired = (device: Device): void => {
     for (const session of this.listening) session.notifyPaired(device);
   };
 }

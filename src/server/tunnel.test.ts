@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../log.js';
-import type { ConnectionSink, MuxConnection } from '../mux/index.js';
+import type { ConnectionSink, DeviceConnection } from '../devices/index.js';
 import { Tunnel } from './tunnel.js';
 
 /** A connection that takes everything and remembers its sink. */
-class FakeConnection implements MuxConnection {
+class FakeConnection implements DeviceConnection {
   readonly localPort = 1;
   readonly remotePort = 19;
   written: Buffer[] = [];

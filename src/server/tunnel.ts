@@ -1,9 +1,9 @@
 /**
- * The glue between a client socket in tunnel mode and its MuxConnection (ws style: module-level
+ * The glue between a client socket in tunnel mode and its DeviceConnection (ws style: module-level
  * named listeners reaching their Tunnel through one symbol-keyed back-reference, so no closure is
  * created per event).
  *
- *   client socket                      Tunnel                         MuxConnection
+ *   client socket                      Tunnel                         DeviceConnection
  *   'data' ── socketOnData ──────────▶ conn.write(chunk, more) ─ false ─▶ socket.pause()
  *                                      onWritable() ◀──────────────── window reopened → resume
  *   socket.write(payload, done) ◀───── onData(payload, done)   (done = bytes reached the kernel,
@@ -17,7 +17,7 @@
  * not advance, and the device's window closes. Daemon memory per tunnel stays within our window.
  */
 import type { Socket } from 'node:net';
-import type { CloseReason, ConnectionSink, MuxConnection } from '../mux/index.js';
+import type { CloseReason, ConnectionSink, DeviceConnection } from '../devices/index.js';
 import type { Logger } from '../log.js';
 
 const kTunnel = Symbol('muxd.tunnel');
@@ -29,10 +29,8 @@ const kTunnel = Symbol('muxd.tunnel');
 export const END_LINGER_MS = 30_000;
 
 /**
- * Node's net.Socket reads at most 64 KiB per call (libuv's suggested buffer). A read that filled it
- * most likely left more in the kernel, so the connection is told more follows at once and may hold
- * a short tail to pack it with the next read (MuxConnection.write `more`). A shorter read emptied
- * the socket: its bytes go out without waiting, so request/response traffic never waits on an ACK.
+ * Node's net.Socket reads at most 64 KiB per call (libuv's suggested buffer): a read that filled it
+ * most likely left more in the kernel, which is what DeviceConnection.write's `more` means.
  */
 const FULL_READ = 64 * 1024;
 
@@ -42,14 +40,14 @@ interface TunnelSocket extends Socket {
 
 export class Tunnel implements ConnectionSink {
   private readonly socket: TunnelSocket;
-  private readonly conn: MuxConnection;
+  private readonly conn: DeviceConnection;
   private readonly log: Logger;
   /** See {@link END_LINGER_MS}; a parameter so tests need not wait 30 s. */
   private readonly lingerMs: number;
   /** onClose has run: the connection takes no more writes. */
   private closed = false;
 
-  constructor(socket: Socket, conn: MuxConnection, log: Logger, lingerMs = END_LINGER_MS) {
+  constructor(socket: Socket, conn: DeviceConnection, log: Logger, lingerMs = END_LINGER_MS) {
     this.socket = socket;
     this.conn = conn;
     this.log = log;

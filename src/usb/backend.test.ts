@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { appleKeyboard, iphone, nonApple, visionProLike } from '../../test/support/usb-descriptors.js';
 import { FakeDevice, usbError } from '../../test/support/usb-fake-device.js';
 import { silentLogger } from '../log.js';
-import type { DeviceInfo } from '../mux/api.js';
+import type { UsbDeviceInfo } from '../devices/api.js';
 import type { Transport } from '../mux/transport.js';
 import { UsbBackend } from './backend.js';
 import type { BusDevice, BusListener, UsbBus } from './bus.js';
@@ -62,7 +62,7 @@ class FakeBus implements UsbBus {
 
 interface Attached {
   readonly transport: Transport;
-  readonly info: DeviceInfo;
+  readonly info: UsbDeviceInfo;
   closes: (Error | undefined)[];
 }
 
@@ -101,13 +101,14 @@ async function until(what: string, check: () => boolean, ms = 2000): Promise<voi
 }
 
 describe('UsbBackend', () => {
-  it('enumerates at start and attaches an iPhone with its DeviceInfo; watches hotplug, unref’d', async () => {
+  it('enumerates at start and attaches an iPhone with its UsbDeviceInfo; watches hotplug, unref’d', async () => {
     const bus = new FakeBus();
     bus.plug(new FakeDevice(iphone(), 1), false);
     const { backend, attached } = setup(bus);
     backend.start();
     await until('attach', () => attached.length === 1);
     expect(attached[0]?.info).toEqual({
+      connectionType: 'USB',
       serial: '00008030-001A2B3C4D5E802E',
       usbSerial: '00008030001A2B3C4D5E802E',
       productId: 0x12a8,

@@ -23,7 +23,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../log.js';
-import type { DeviceInfo } from '../mux/api.js';
+import type { UsbDeviceInfo } from '../devices/api.js';
 import type { Transport } from '../mux/transport.js';
 import { nodeUsbBus } from './bus.js';
 import type { BusDevice, UsbBus } from './bus.js';
@@ -38,7 +38,7 @@ import { UsbTransport } from './usb-transport.js';
 export interface UsbBackendOptions {
   readonly log: Logger;
   /** A device is claimed and ready: mux takes the transport from here. */
-  onAttach(transport: Transport, info: DeviceInfo): void;
+  onAttach(transport: Transport, info: UsbDeviceInfo): void;
   /** false = -n: no arrival handling after the initial scan (departures still are). Default true. */
   readonly hotplug?: boolean;
   /** Device-list poll interval in ms when libusb has no hotplug. Default 1000. */
@@ -244,7 +244,8 @@ export class UsbBackend {
     }
     entry.transport = transport;
     entry.state = 'attached';
-    const info: DeviceInfo = {
+    const info: UsbDeviceInfo = {
+      connectionType: 'USB',
       serial: serialToUdid(outcome.usbSerial),
       usbSerial: outcome.usbSerial,
       productId: device.deviceDescriptor.idProduct,

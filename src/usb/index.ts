@@ -1,6 +1,6 @@
 /**
  * The USB layer's public surface: main.ts constructs a UsbBackend and wires `onAttach` to the
- * device registry (`registry.addDevice(transport, info)`).
+ * mux provider (`mux.addDevice(transport, info)`, src/mux/provider.ts).
  */
 export { UsbBackend } from './backend.js';
 export type { UsbBackendOptions } from './backend.js';

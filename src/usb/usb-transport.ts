@@ -147,9 +147,8 @@ export function transferFailure(direction: 'in' | 'out', cause: unknown): Error 
 export class UsbTransport implements Transport {
   /**
    * One byte under usbmuxd's USB_MTU: a full-size packet (49152, a multiple of every
-   * wMaxPacketSize) would need a zero-length transfer after it; 49151 never does. Under the
-   * umockdev bench this cut host→device OUT transfers per MiB from 47 to 33 (+7% MB/s, −8% daemon
-   * CPU per GB); on real USB it saves a ZLP per bulk packet.
+   * wMaxPacketSize) would need a zero-length transfer after it; 49151 never does, which saves a
+   * ZLP (an OUT transfer) per bulk packet.
    */
   readonly maxPacketSize = USB_MTU - 1;
 

@@ -34,11 +34,12 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { ConnectionRefusedError } from '../../src/mux/index.js';
-import { FilePairRecordStore } from '../../src/pairrecords/index.js';
+import { ConnectionRefusedError } from '../../src/devices/index.js';
+import { FilePairRecordStore, InvalidPairRecordDataError, InvalidPairRecordIdError } from '../../src/pairrecords/index.js';
 import { isPlistDict, parsePlist } from '../../src/plist/index.js';
 import type { PlistDict } from '../../src/plist/index.js';
 import { MuxdServer } from '../../src/server/index.js';
+import { UnknownDeviceError } from '../../src/server/errors.js';
 import { FrameDecoder } from '../../src/server/framing.js';
 import type { Frame } from '../../src/server/framing.js';
 import { decodeRequest, encodePlistRequest } from '../../src/server/messages.js';
@@ -221,12 +222,15 @@ function splitFrames(wire: Buffer): Split {
   return { frames, fatal: false };
 }
 
-type Kind = Request['type'] | 'invalid';
+/** What a frame asks for; `invalid` when it cannot be decoded, `refused-N` when a field it needs is missing (Result N). */
+type Kind = Request['type'] | 'invalid' | 'refused-2' | 'refused-22';
 
 function classify(frame: Frame): Kind {
   try {
     return decodeRequest(frame).request.type;
-  } catch {
+  } catch (err) {
+    if (err instanceof UnknownDeviceError) return 'refused-2';
+    if (err instanceof InvalidPairRecordIdError || err instanceof InvalidPairRecordDataError) return 'refused-22';
     return 'invalid';
   }
 }
@@ -260,6 +264,12 @@ function checkReply(reply: Frame, sent: Frame, kind: Kind, dialect: Dialect): nu
   switch (kind) {
     case 'invalid':
       expect(result, context).toBeOneOf([1, 6]);
+      break;
+    case 'refused-2':
+      expect(result, context).toBe(2);
+      break;
+    case 'refused-22':
+      expect(result, context).toBe(22);
       break;
     case 'Listen':
       expect(result, context).toBe(0);

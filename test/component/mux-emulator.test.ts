@@ -1,5 +1,5 @@
 /**
- * Component tests: the mux engine (DeviceRegistry → MuxSession → Connection) against the emulated
+ * Component tests: the mux engine (device directory → MuxProvider → MuxSession → Connection) against the emulated
  * iPhone over the in-memory transport. No sockets; everything runs in this process.
  */
 import { createHash } from 'node:crypto';
@@ -7,11 +7,11 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createVirtualDevice, DISCARD_PORT, ECHO_PORT, SOURCE_PORT, sourceBytes } from '../../src/emulator/index.js';
 import type { VirtualDevice, VirtualDeviceOptions } from '../../src/emulator/index.js';
-import { silentLogger } from '../../src/log.js';
-import type { CloseReason, ConnectionSink, MuxConnection, MuxDevice } from '../../src/mux/api.js';
-import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError, DeviceRegistry, TX_WINDOW } from '../../src/mux/index.js';
-import type { DeviceRegistryOptions } from '../../src/mux/index.js';
-import { MuxSession } from '../../src/mux/session.js';
+import type { CloseReason, ConnectionSink, Device, DeviceConnection, DeviceRegistry } from '../../src/devices/index.js';
+import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError } from '../../src/devices/index.js';
+import { TX_WINDOW } from '../../src/mux/index.js';
+import type { MuxProvider, MuxProviderOptions } from '../../src/mux/index.js';
+import { muxDevices } from '../support/mux-devices.js';
 import type { Transport, TransportSink } from '../../src/mux/transport.js';
 
 const SYN = 0x02;
@@ -115,21 +115,22 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 interface Rig {
   registry: DeviceRegistry;
+  mux: MuxProvider;
   dev: VirtualDevice;
   tap: TapTransport;
-  device: MuxDevice;
+  device: Device;
 }
 
 const rigs: Rig[] = [];
 
-async function rig(options: VirtualDeviceOptions = {}, registryOptions: Partial<DeviceRegistryOptions> = {}): Promise<Rig> {
-  const registry = new DeviceRegistry({ log: silentLogger(), ...registryOptions });
+async function rig(options: VirtualDeviceOptions = {}, muxOptions: MuxProviderOptions = {}): Promise<Rig> {
+  const { registry, mux } = muxDevices(muxOptions);
   const dev = createVirtualDevice(options);
   const tap = new TapTransport(dev.transport);
   const attached = once(registry, 'attached');
-  const device = registry.addDevice(tap, dev.info);
+  const device = mux.addDevice(tap, dev.info);
   await attached;
-  const r = { registry, dev, tap, device };
+  const r = { registry, mux, dev, tap, device };
   rigs.push(r);
   return r;
 }
@@ -139,7 +140,7 @@ afterEach(async () => {
 });
 
 /** Write `data` in `chunk`-sized pieces, honouring write() === false / onWritable. */
-async function writeAll(conn: MuxConnection, sink: Collector, data: Buffer, chunk = 65536): Promise<number> {
+async function writeAll(conn: DeviceConnection, sink: Collector, data: Buffer, chunk = 65536): Promise<number> {
   let falses = 0;
   for (let at = 0; at < data.length; at += chunk) {
     if (!conn.write(data.subarray(at, at + chunk))) {
@@ -189,11 +190,11 @@ describe('handshake', () => {
   });
 
   it('a device that never answers VERSION is dropped, never announced', async () => {
-    const registry = new DeviceRegistry({ log: silentLogger(), versionTimeoutMs: 50 });
+    const { registry, mux } = muxDevices({ versionTimeoutMs: 50 });
     const dev = createVirtualDevice({ emulator: { faults: { noVersionReply: true } } });
     let attached = 0;
     registry.on('attached', () => attached++);
-    registry.addDevice(dev.transport, dev.info);
+    mux.addDevice(dev.transport, dev.info);
     expect(registry.count()).toBe(1);
     await sleep(80);
     expect(registry.count()).toBe(0);
@@ -202,9 +203,9 @@ describe('handshake', () => {
   });
 
   it('an unsupported major version drops the device', async () => {
-    const registry = new DeviceRegistry({ log: silentLogger() });
+    const { registry, mux } = muxDevices();
     const dev = createVirtualDevice({ emulator: { faults: { versionMajor: 3 } } });
-    registry.addDevice(dev.transport, dev.info);
+    mux.addDevice(dev.transport, dev.info);
     for (let i = 0; i < 10 && registry.count() > 0; i++) await tick();
     expect(registry.count()).toBe(0);
   });
@@ -388,7 +389,7 @@ describe('fairness', () => {
     const total = 16 * 1024 * 1024;
     const chunk = Buffer.alloc(65536);
     let stop = false;
-    const pump = async (conn: MuxConnection, sink: Collector): Promise<void> => {
+    const pump = async (conn: DeviceConnection, sink: Collector): Promise<void> => {
       while (!stop) {
         if (!conn.write(chunk)) {
           const seen = sink.writable;
@@ -426,8 +427,9 @@ describe('robustness and ACK timing', () => {
   });
 
   it('junk transfers from the phone are counted and dropped; the device and its connections live on', async () => {
-    const { device, dev, registry } = await rig();
-    if (!(device instanceof MuxSession)) throw new Error('expected a MuxSession');
+    const { device, dev, registry, mux } = await rig();
+    const session = mux.sessionOf(device);
+    if (session === undefined) throw new Error('expected a MuxSession');
     const conn = await device.connect(ECHO_PORT);
     const sink = new Collector();
     conn.attach(sink);
@@ -436,7 +438,7 @@ describe('robustness and ACK timing', () => {
     dev.emulator.injectGarbage(50);
     conn.write(Buffer.from('after'));
     await sink.until(() => sink.bytes === 11);
-    expect(device.decoderStats.malformed).toBeGreaterThan(0);
+    expect(session.decoderStats.malformed).toBeGreaterThan(0);
     expect(sink.closes).toEqual([]);
     expect(registry.count()).toBe(1);
   });

@@ -18,8 +18,9 @@ import { runInNewContext } from 'node:vm';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createVirtualDevice, ECHO_PORT } from '../../src/emulator/index.js';
 import { silentLogger } from '../../src/log.js';
-import type { MuxConnection, MuxDevice } from '../../src/mux/index.js';
-import { DeviceRegistry } from '../../src/mux/index.js';
+import type { Device, DeviceConnection, DeviceRegistry } from '../../src/devices/index.js';
+import type { MuxProvider } from '../../src/mux/index.js';
+import { muxDevices } from '../support/mux-devices.js';
 import type { Transport } from '../../src/mux/transport.js';
 import { FilePairRecordStore } from '../../src/pairrecords/index.js';
 import { MuxdServer } from '../../src/server/index.js';
@@ -72,9 +73,9 @@ async function turns(sleepMs: number): Promise<void> {
   if (sleepMs > 0) await new Promise((resolve) => setTimeout(resolve, sleepMs));
 }
 
-function waitFor(emitter: DeviceRegistry, event: 'attached' | 'detached', id?: number): Promise<MuxDevice> {
+function waitFor(emitter: DeviceRegistry, event: 'attached' | 'detached', id?: number): Promise<Device> {
   return new Promise((resolve) => {
-    const on = (device: MuxDevice): void => {
+    const on = (device: Device): void => {
       if (id !== undefined && device.id !== id) return;
       emitter.off(event, on);
       resolve(device);
@@ -84,7 +85,7 @@ function waitFor(emitter: DeviceRegistry, event: 'attached' | 'detached', id?: n
 }
 
 /** Write `size` bytes to an echo connection and read them back. */
-function echoOnce(conn: MuxConnection, size: number): Promise<void> {
+function echoOnce(conn: DeviceConnection, size: number): Promise<void> {
   return new Promise((resolve, reject) => {
     let got = 0;
     conn.attach({
@@ -104,14 +105,14 @@ function echoOnce(conn: MuxConnection, size: number): Promise<void> {
 
 describe('retention: mux engine + emulated iPhone', () => {
   it(`${CYCLES} attach → tunnel with data → unplug mid-stream cycles leave no session, connection, transport or emulator reachable`, async () => {
-    const registry = new DeviceRegistry({ log: silentLogger() });
+    const { registry, mux } = muxDevices();
     const tracked = new Tracked();
     let detachedCount = 0;
     registry.on('detached', () => detachedCount++);
     const cycle = async (n: number): Promise<void> => {
       const vd = createVirtualDevice();
       const attached = waitFor(registry, 'attached');
-      registry.addDevice(vd.transport, vd.info);
+      mux.addDevice(vd.transport, vd.info);
       const device = await attached;
       const conn = await device.connect(ECHO_PORT);
       await echoOnce(conn, 64 * 1024);
@@ -139,11 +140,11 @@ describe('retention: mux engine + emulated iPhone', () => {
   });
 
   it('a device that never answers VERSION, unplugged before its timeout, is not kept either', async () => {
-    const registry = new DeviceRegistry({ log: silentLogger() });
+    const { registry, mux } = muxDevices();
     const tracked = new Tracked();
     const cycle = async (): Promise<void> => {
       const vd = createVirtualDevice({ emulator: { faults: { noVersionReply: true } } });
-      const device = registry.addDevice(vd.transport, vd.info);
+      const device = mux.addDevice(vd.transport, vd.info);
       await turns(0);
       vd.unplug();
       await turns(0);
@@ -159,12 +160,13 @@ describe('retention: mux engine + emulated iPhone', () => {
 describe('retention: server clients, listeners and tunnels', () => {
   let tmp: string;
   let registry: DeviceRegistry;
+  let mux: MuxProvider;
   let server: MuxdServer;
   const accepted: WeakRef<Socket>[] = [];
 
   beforeEach(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'muxd-retention-'));
-    registry = new DeviceRegistry({ log: silentLogger() });
+    ({ registry, mux } = muxDevices());
     accepted.length = 0;
     server = new MuxdServer({
       directory: registry,
@@ -191,7 +193,7 @@ describe('retention: server clients, listeners and tunnels', () => {
     const cycle = async (): Promise<void> => {
       const vd = createVirtualDevice();
       const attached = waitFor(registry, 'attached');
-      registry.addDevice(vd.transport, vd.info);
+      mux.addDevice(vd.transport, vd.info);
       const device = await attached;
       // A listener that hears Attached for the device, then Detached.
       const listener = await MuxdClient.connect(target);

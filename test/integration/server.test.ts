@@ -1,6 +1,6 @@
 /**
  * The daemon's client side end to end: MuxdServer over a REAL Unix socket and a REAL TCP loopback
- * socket, the real DeviceRegistry (mux engine) and emulated iPhones on in-memory transports
+ * socket, the real device directory and mux engine and emulated iPhones on in-memory transports
  * (echo 7, discard 9, source 19, lockdownd 62078).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -13,8 +13,8 @@ import type { ListenTarget } from '../../src/server/index.js';
 import { encodeFrame } from '../../src/server/framing.js';
 import { encodeBinaryConnect, encodeBinaryListen, encodePlistRequest, swapPort } from '../../src/server/messages.js';
 import type { Reply } from '../../src/server/messages.js';
-import { DeviceRegistry } from '../../src/mux/index.js';
-import type { MuxDevice } from '../../src/mux/index.js';
+import type { Device, DeviceRegistry } from '../../src/devices/index.js';
+import { muxDevices } from '../support/mux-devices.js';
 import { FilePairRecordStore } from '../../src/pairrecords/index.js';
 import { buildBinary, parsePlist } from '../../src/plist/index.js';
 import { createVirtualDevice, ECHO_PORT, LOCKDOWN_PORT, SOURCE_PORT, sourceBytes } from '../../src/emulator/index.js';
@@ -28,7 +28,7 @@ interface Harness {
   readonly server: MuxdServer;
   readonly target: MuxdTarget;
   readonly devices: VirtualDevice[];
-  plug(udid?: string): Promise<{ vd: VirtualDevice; device: MuxDevice }>;
+  plug(udid?: string): Promise<{ vd: VirtualDevice; device: Device }>;
   client(): Promise<MuxdClient>;
 }
 
@@ -36,7 +36,7 @@ let tmp: string;
 let h: Harness;
 
 async function harness(kind: 'unix' | 'tcp'): Promise<Harness> {
-  const registry = new DeviceRegistry({ log: silentLogger() });
+  const { registry, mux } = muxDevices();
   const server = new MuxdServer({ directory: registry, store: new FilePairRecordStore({ dir: join(tmp, 'lockdown') }), log: silentLogger() });
   const listen: ListenTarget = kind === 'unix' ? { kind: 'unix', path: join(tmp, 'usbmuxd') } : { kind: 'tcp', host: '127.0.0.1', port: 0 };
   await server.listen(listen);
@@ -50,15 +50,15 @@ async function harness(kind: 'unix' | 'tcp'): Promise<Harness> {
     async plug(udid) {
       const vd = createVirtualDevice(udid === undefined ? {} : { emulator: { udid } });
       devices.push(vd);
-      const attached = new Promise<MuxDevice>((resolve) => {
-        const on = (d: MuxDevice): void => {
+      const attached = new Promise<Device>((resolve) => {
+        const on = (d: Device): void => {
           if (d.info.serial !== vd.info.serial) return;
           registry.off('attached', on);
           resolve(d);
         };
         registry.on('attached', on);
       });
-      registry.addDevice(vd.transport, vd.info);
+      mux.addDevice(vd.transport, vd.info);
       return { vd, device: await attached };
     },
     client: () => MuxdClient.connect(target),

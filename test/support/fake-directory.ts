@@ -7,23 +7,15 @@ import { EventEmitter } from 'node:events';
 import type {
   CloseReason,
   ConnectionSink,
+  Device,
+  DeviceConnection,
   DeviceDirectory,
+  DeviceEvents,
   DeviceInfo,
-  DeviceRegistryEvents,
-  MuxConnection,
-  MuxDevice,
-} from '../../src/mux/api.js';
+} from '../../src/devices/index.js';
+import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError } from '../../src/devices/index.js';
 
-/** An error shaped like mux's (the server matches on `code`). */
-export class FakeMuxError extends Error {
-  readonly code: string;
-  constructor(code: string) {
-    super(code);
-    this.code = code;
-  }
-}
-
-export class FakeConnection implements MuxConnection {
+export class FakeConnection implements DeviceConnection {
   readonly localPort: number;
   readonly remotePort: number;
   readonly written: Buffer[] = [];
@@ -72,7 +64,7 @@ export class FakeConnection implements MuxConnection {
 
 export type ConnectBehaviour = 'accept' | 'refuse' | 'timeout' | 'gone' | 'hang';
 
-export class FakeDevice implements MuxDevice {
+export class FakeDevice implements Device {
   readonly id: number;
   readonly info: DeviceInfo;
   visible: boolean;
@@ -88,16 +80,16 @@ export class FakeDevice implements MuxDevice {
     this.visible = visible;
   }
 
-  connect(port: number): Promise<MuxConnection> {
+  connect(port: number): Promise<DeviceConnection> {
     switch (this.behaviour) {
       case 'accept':
         return Promise.resolve(this.open(port));
       case 'refuse':
-        return Promise.reject(new FakeMuxError('MUXD_ERR_CONNECTION_REFUSED'));
+        return Promise.reject(new ConnectionRefusedError(port));
       case 'timeout':
-        return Promise.reject(new FakeMuxError('MUXD_ERR_CONNECT_TIMEOUT'));
+        return Promise.reject(new ConnectTimeoutError(port, 4000));
       case 'gone':
-        return Promise.reject(new FakeMuxError('MUXD_ERR_DEVICE_GONE'));
+        return Promise.reject(new DeviceGoneError(this.id));
       case 'hang':
         return new Promise((resolve) => {
           this.pending.push({ port, resolve });
@@ -114,10 +106,10 @@ export class FakeDevice implements MuxDevice {
 
 export function fakeInfo(n: number): DeviceInfo {
   const serial = `0000803${n % 10}-001A2B3C4D5E6F7${n % 10}`;
-  return { serial, usbSerial: serial.replace('-', ''), productId: 0x12a8, locationId: (1 << 16) | n, speed: 480000000 };
+  return { connectionType: 'USB', serial, usbSerial: serial.replace('-', ''), productId: 0x12a8, locationId: (1 << 16) | n, speed: 480000000 };
 }
 
-export class FakeDirectory extends EventEmitter<DeviceRegistryEvents> implements DeviceDirectory {
+export class FakeDirectory extends EventEmitter<DeviceEvents> implements DeviceDirectory {
   readonly devices = new Map<number, FakeDevice>();
   readonly pairedCalls: number[] = [];
   private nextId = 1;
@@ -135,11 +127,11 @@ export class FakeDirectory extends EventEmitter<DeviceRegistryEvents> implements
     this.emit('detached', device);
   }
 
-  list(): MuxDevice[] {
+  list(): Device[] {
     return [...this.devices.values()].filter((d) => d.visible);
   }
 
-  get(id: number): MuxDevice | undefined {
+  get(id: number): Device | undefined {
     return this.devices.get(id);
   }
 

@@ -295,6 +295,9 @@ describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: a stal
     const second = await waitFor('a new pair record', 20_000, async () => {
       const r = await pairRecordOf(d, 20_000);
       return r['HostID'] !== first['HostID'] ? r : undefined;
+    }).catch((err: unknown) => {
+      // Seen rarely with the reference daemon: say what the phone and the daemon did meanwhile.
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- phone ---\n${bridge.logs().slice(-4000)}\n--- ${d.kind} daemon ---\n${d.logs().slice(-4000)}`, { cause: err });
     });
     expect(typeof second['HostID']).toBe('string');
     await listener.waitFor((e) => e.type === 'Paired', 10_000, from);
