@@ -281,6 +281,10 @@ describe.skipIf(hardwareMode()).each(['reference', 'ours'] as const)('%s: a stal
     const first = await pairRecordOf(d, 20_000);
     await listener.waitFor((e) => e.type === 'Paired', 10_000);
     await stack.bridge.stop();
+    // libimobiledevice 1.3.0 (the reference's preflight) makes a HostID from rand() seeded with
+    // time(NULL): a second pairing within the same wall-clock second gets the same HostID, and the
+    // phone, knowing it, pairs without a dialog. Let the clock pass a second boundary first.
+    await new Promise((r) => setTimeout(r, 1100));
     // The phone keeps the HostID but its session certificates no longer match (invalidateSessionCertificates).
     const state: unknown = JSON.parse(readFileSync(statePath, 'utf8'));
     if (!isDict(state) || !Array.isArray(state['hosts'])) throw new Error('unexpected state file');
