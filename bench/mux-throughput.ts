@@ -233,7 +233,7 @@ async function main(): Promise<void> {
   }
   console.log('');
   console.log('Copies are counted at the only two copy sites of src/mux: encodeTcpPacket (OUT: client bytes into the');
-  console.log('packet buffer; 1 per byte by design, libusb needs header and payload contiguous) and PacketDecoder.consume');
+  console.log('packet buffer; 1 per byte by design, libusb needs header and payload contiguous) and PacketDecoder via ByteQueue.take');
   console.log('(IN: only for packets that span transfers; 0 when each transfer holds whole packets, which is what a');
   console.log('real device does with packets up to 16 KiB). Device payload then reaches the sink as a view of the transfer.');
   console.log('Rows with the emulator include its work; its source service builds every byte in a JS loop and dominates the');
