@@ -85,6 +85,18 @@ export default tseslint.config(
     },
   },
   {
+    // lockdown speaks to a device's services over any byte stream (a mux connection, a TCP socket):
+    // below preflight and the network provider, above the device contracts.
+    files: ['src/lockdown/**/*.ts'],
+    ignores: ['src/lockdown/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [{ name: 'usb', message: 'lockdown must not import usb.' }],
+        patterns: [{ group: ['../usb/*', '../emulator/*', '../server/*', '../mux/*', '../preflight/*', '../pairrecords/*', '../devices/*', '!../devices/index.js', '../main.js', '../cli/*', '../daemon/*'], message: 'lockdown sees devices/index.js, plist, errors and log only.' }],
+      }],
+    },
+  },
+  {
     // preflight is a sibling of the server: it talks to lockdownd through the device directory,
     // never through our own socket, and never touches a transport (its tests may use the emulator).
     files: ['src/preflight/**/*.ts'],
@@ -92,7 +104,7 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', {
         paths: [{ name: 'usb', message: 'preflight must not import usb.' }, { name: 'node:net', message: 'preflight reaches the device through the directory, not a socket.' }],
-        patterns: [{ group: ['../usb/*', '../emulator/*', '../server/*', '../mux/*', '../devices/*', '!../devices/index.js', '../main.js', '../cli/*', '../daemon/*'], message: 'preflight sees devices/index.js, pairrecords, plist, errors and log only.' }],
+        patterns: [{ group: ['../usb/*', '../emulator/*', '../server/*', '../mux/*', '../devices/*', '!../devices/index.js', '../lockdown/*', '!../lockdown/index.js', '../main.js', '../cli/*', '../daemon/*'], message: 'preflight sees devices/index.js, lockdown/index.js, pairrecords, plist, errors and log only.' }],
       }],
     },
   },

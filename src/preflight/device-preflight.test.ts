@@ -16,7 +16,7 @@ import type { PlistDict } from '../plist/index.js';
 import { DevicePreflight, isModernDevice } from './device-preflight.js';
 import type { PreflightState } from './device-preflight.js';
 import type { NewPairRecord } from './pair-record.js';
-import { encodePlistFrame, parsePlistMessage, PlistFrameDecoder } from './plist-framing.js';
+import { encodePlistFrame, parsePlistMessage, PlistFrameDecoder } from '../lockdown/index.js';
 
 type PairAnswer = 'ok' | 'pending' | 'denied' | 'locked' | 'drop';
 type SessionAnswer = 'ok' | 'invalid' | 'other';

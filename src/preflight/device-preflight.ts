@@ -41,13 +41,14 @@ import type { Device } from '../devices/index.js';
 import type { PairRecordStore } from '../pairrecords/index.js';
 import { PairRecordNotFoundError } from '../pairrecords/index.js';
 import { buildXml } from '../plist/index.js';
-import { DevicePublicKeyError, LockdownError, LockdownTlsError, PreflightCancelledError, UnusablePairRecordError } from './errors.js';
-import { LOCKDOWN_TYPE, LockdownClient } from './lockdown-client.js';
+import { LOCKDOWN_TYPE, LockdownClient, LockdownError, LockdownTlsError, sessionCredentials, UnusablePairRecordError } from '../lockdown/index.js';
+import type { SessionCredentials } from '../lockdown/index.js';
+import { DevicePublicKeyError, PreflightCancelledError } from './errors.js';
 import {
   NOTIFICATION_PROXY_SERVICE, NOTIFICATION_REQUEST_HOST_BUID, NOTIFICATION_REQUEST_PAIR, NotificationProxyClient,
 } from './notification-proxy.js';
-import { generatePairRecord, sessionCredentials, withEscrowBag } from './pair-record.js';
-import type { NewPairRecord, NewPairRecordInput, SessionCredentials } from './pair-record.js';
+import { generatePairRecord, withEscrowBag } from './pair-record.js';
+import type { NewPairRecord, NewPairRecordInput } from './pair-record.js';
 
 export type PreflightState =
   | 'idle' | 'connecting' | 'checking-record' | 'reading-info' | 'pairing' | 'waiting-for-trust'

@@ -7,7 +7,7 @@ import { buildBinary, buildXml } from '../plist/index.js';
 import type { PlistDict } from '../plist/index.js';
 import { NotificationProxyGoneError } from './errors.js';
 import { NOTIFICATION_REQUEST_HOST_BUID, NOTIFICATION_REQUEST_PAIR, NotificationProxyClient } from './notification-proxy.js';
-import { parsePlistMessage, PlistFrameDecoder } from './plist-framing.js';
+import { parsePlistMessage, PlistFrameDecoder } from '../lockdown/index.js';
 
 function frame(body: Buffer): Buffer {
   const h = Buffer.alloc(4);

@@ -14,10 +14,9 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../log.js';
 import type { Device } from '../devices/index.js';
 import type { PlistDict } from '../plist/index.js';
-import { LockdownClosedError, NotificationProxyGoneError } from './errors.js';
-import { MuxDuplex } from './mux-duplex.js';
-import { PlistConnection } from './plist-connection.js';
-import type { PlistConnectionHandler } from './plist-connection.js';
+import { DeviceDuplex, LockdownClosedError, PlistConnection } from '../lockdown/index.js';
+import type { PlistConnectionHandler } from '../lockdown/index.js';
+import { NotificationProxyGoneError } from './errors.js';
 
 export const NOTIFICATION_PROXY_SERVICE = 'com.apple.mobile.insecure_notification_proxy';
 /** The user tapped Trust: pair now. */
@@ -43,7 +42,7 @@ export class NotificationProxyClient implements PlistConnectionHandler {
   /** Open the proxy on the port StartService returned. */
   static async connect(device: Device, port: number, listener: NotificationListener, log: Logger, timeoutMs: number): Promise<NotificationProxyClient> {
     const conn = await device.connect(port, { timeoutMs });
-    return new NotificationProxyClient(new MuxDuplex(conn), listener, log);
+    return new NotificationProxyClient(new DeviceDuplex(conn), listener, log);
   }
 
   constructor(stream: Duplex, listener: NotificationListener, log: Logger) {

@@ -2,8 +2,9 @@ import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:cry
 import type { KeyObject } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildXml, parsePlist } from '../plist/index.js';
-import { DevicePublicKeyError, UnusablePairRecordError } from './errors.js';
-import { generatePairRecord, newHostId, sessionCredentials, withEscrowBag } from './pair-record.js';
+import { sessionCredentials } from '../lockdown/index.js';
+import { DevicePublicKeyError } from './errors.js';
+import { generatePairRecord, newHostId, withEscrowBag } from './pair-record.js';
 import type { NewPairRecord } from './pair-record.js';
 
 /** The phone's key as a real phone reports it: PEM PKCS#1 "RSA PUBLIC KEY". */
@@ -86,6 +87,7 @@ describe('generatePairRecord', () => {
     expect(creds.hostId).toBe(made.hostId);
     expect(creds.hostCertificate.equals(made.record['HostCertificate'] as Buffer)).toBe(true);
     expect(creds.hostPrivateKey.equals(made.record['HostPrivateKey'] as Buffer)).toBe(true);
+    expect(creds.deviceCertificate?.equals(made.record['DeviceCertificate'] as Buffer)).toBe(true);
   });
 
   it('accepts an SPKI "PUBLIC KEY" too and omits an unknown WiFi address', async () => {
@@ -136,13 +138,6 @@ describe('bad inputs', () => {
     const ec = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const ecPem = Buffer.from(ec.publicKey.export({ type: 'spki', format: 'pem' }));
     await expect(generatePairRecord({ devicePublicKey: ecPem, systemBuid: SYSTEM_BUID })).rejects.toThrow(/not RSA/);
-  });
-
-  it('sessionCredentials refuses records without what StartSession needs', () => {
-    expect(() => sessionCredentials(Buffer.from('garbage'))).toThrow(UnusablePairRecordError);
-    expect(() => sessionCredentials(buildXml({ HostID: 'X' }))).toThrow(/HostCertificate/);
-    expect(() => sessionCredentials(buildXml({ HostCertificate: Buffer.from('a'), HostPrivateKey: Buffer.from('b') }))).toThrow(/HostID/);
-    expect(() => sessionCredentials(buildXml(['x']))).toThrow(/dictionary/);
   });
 
   it('newHostId is fresh each time', () => {

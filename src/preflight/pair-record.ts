@@ -1,5 +1,6 @@
 /**
- * Pair records: making a new one for a phone, and reading what StartSession needs from a stored one.
+ * Pair records: making a new one for a phone (what StartSession needs from a stored one is read by
+ * src/lockdown/credentials.ts).
  *
  * A new record (docs/usbmux-protocol.md §4.3) holds three certificates, all X.509 v3, serial 0,
  * empty subject and issuer names (as the records real phones have always accepted), valid
@@ -21,9 +22,8 @@
 import { createPublicKey, generateKeyPair, randomUUID, sign } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import type Forge from 'node-forge';
-import { isPlistDict, parsePlist, PlistParseError } from '../plist/index.js';
 import type { PlistDict } from '../plist/index.js';
-import { DevicePublicKeyError, UnusablePairRecordError } from './errors.js';
+import { DevicePublicKeyError } from './errors.js';
 
 const VALIDITY_YEARS = 10;
 
@@ -45,14 +45,6 @@ export interface NewPairRecord {
   readonly record: PlistDict;
   /** The record without the private keys: the `PairRecord` of the Pair request. */
   readonly pairRequestRecord: PlistDict;
-}
-
-/** What StartSession needs from a stored record. */
-export interface SessionCredentials {
-  readonly hostId: string;
-  readonly hostCertificate: Buffer;
-  readonly hostPrivateKey: Buffer;
-  readonly deviceCertificate: Buffer | undefined;
 }
 
 function rsaKeyPair(): Promise<{ publicKey: string; privateKey: string }> {
@@ -167,32 +159,4 @@ export async function generatePairRecord(input: NewPairRecordInput): Promise<New
 /** The record to save after a successful Pair: with the phone's EscrowBag when it sent one. */
 export function withEscrowBag(record: PlistDict, escrowBag: Buffer | undefined): PlistDict {
   return escrowBag === undefined ? record : { ...record, EscrowBag: escrowBag };
-}
-
-function dataField(dict: PlistDict, key: string): Buffer | undefined {
-  const v = dict[key];
-  if (Buffer.isBuffer(v)) return v;
-  // Some tools store PEMs as strings; accept them.
-  if (typeof v === 'string' && v !== '') return Buffer.from(v, 'utf8');
-  return undefined;
-}
-
-/** HostID, host certificate and key from a stored record; UnusablePairRecordError otherwise. */
-export function sessionCredentials(stored: Buffer): SessionCredentials {
-  let value;
-  try {
-    value = parsePlist(stored);
-  } catch (err) {
-    if (err instanceof PlistParseError) throw new UnusablePairRecordError('the stored pair record does not parse', { cause: err });
-    throw err;
-  }
-  if (!isPlistDict(value)) throw new UnusablePairRecordError('the stored pair record is not a dictionary');
-  const hostId = value['HostID'];
-  if (typeof hostId !== 'string' || hostId === '') throw new UnusablePairRecordError('the stored pair record has no HostID');
-  const hostCertificate = dataField(value, 'HostCertificate');
-  const hostPrivateKey = dataField(value, 'HostPrivateKey');
-  if (hostCertificate === undefined || hostPrivateKey === undefined) {
-    throw new UnusablePairRecordError('the stored pair record has no HostCertificate or HostPrivateKey');
-  }
-  return { hostId, hostCertificate, hostPrivateKey, deviceCertificate: dataField(value, 'DeviceCertificate') };
 }

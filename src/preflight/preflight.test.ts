@@ -20,8 +20,7 @@ import type { Device } from '../devices/index.js';
 import { FilePairRecordStore } from '../pairrecords/index.js';
 import { isPlistDict, parsePlist } from '../plist/index.js';
 import { Preflight } from './preflight.js';
-import { LockdownClient } from './lockdown-client.js';
-import { sessionCredentials } from './pair-record.js';
+import { LockdownClient, sessionCredentials } from '../lockdown/index.js';
 import { silentLogger } from '../log.js';
 import type { PreflightState } from './device-preflight.js';
 

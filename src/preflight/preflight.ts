@@ -16,7 +16,7 @@ import type { DeviceDirectory, Device } from '../devices/index.js';
 import type { PairRecordStore } from '../pairrecords/index.js';
 import { DevicePreflight } from './device-preflight.js';
 import type { PreflightState } from './device-preflight.js';
-import { LOCKDOWN_TIMEOUT_MS } from './lockdown-client.js';
+import { LOCKDOWN_TIMEOUT_MS } from '../lockdown/index.js';
 
 export interface PreflightOptions {
   readonly directory: DeviceDirectory;

@@ -6,8 +6,8 @@ import type { VirtualDevice } from '../emulator/index.js';
 import type { DeviceRegistry } from '../devices/index.js';
 import { muxDevices } from '../../test/support/mux-devices.js';
 import type { CloseReason, ConnectionSink, DeviceConnection, Device } from '../devices/index.js';
-import { LockdownClosedError, MuxStreamError } from './errors.js';
-import { MuxDuplex } from './mux-duplex.js';
+import { LockdownClosedError, DeviceStreamError } from './errors.js';
+import { DeviceDuplex } from './device-duplex.js';
 
 /** A DeviceConnection whose write verdict and events the test controls. */
 class FakeConnection implements DeviceConnection {
@@ -33,10 +33,10 @@ class FakeConnection implements DeviceConnection {
   }
 }
 
-describe('MuxDuplex with a fake connection', () => {
+describe('DeviceDuplex with a fake connection', () => {
   it('calls done at once while the reader keeps up, and holds it while the buffer is full', async () => {
     const conn = new FakeConnection();
-    const d = new MuxDuplex(conn);
+    const d = new DeviceDuplex(conn);
     d.pause();
     let dones = 0;
     const big = Buffer.alloc(d.readableHighWaterMark);
@@ -55,7 +55,7 @@ describe('MuxDuplex with a fake connection', () => {
 
   it('holds the write callback until onWritable', async () => {
     const conn = new FakeConnection();
-    const d = new MuxDuplex(conn);
+    const d = new DeviceDuplex(conn);
     conn.accept = false;
     let written = false;
     d.write(Buffer.from('x'), () => { written = true; });
@@ -70,7 +70,7 @@ describe('MuxDuplex with a fake connection', () => {
 
   it('maps device-reset to a clean end of the readable side', async () => {
     const conn = new FakeConnection();
-    const d = new MuxDuplex(conn);
+    const d = new DeviceDuplex(conn);
     const chunks: Buffer[] = [];
     d.on('data', (b: Buffer) => chunks.push(b));
     conn.sink!.onData(Buffer.from('last'), () => undefined);
@@ -86,11 +86,11 @@ describe('MuxDuplex with a fake connection', () => {
   it('maps device-gone and protocol-error to an error', async () => {
     for (const reason of ['device-gone', 'protocol-error'] as const) {
       const conn = new FakeConnection();
-      const d = new MuxDuplex(conn);
+      const d = new DeviceDuplex(conn);
       const err = once(d, 'error');
       conn.close(reason);
       const [e] = (await err) as [Error];
-      expect(e).toBeInstanceOf(MuxStreamError);
+      expect(e).toBeInstanceOf(DeviceStreamError);
       expect(e.message).toContain(reason);
       expect(conn.resets).toBe(0);
     }
@@ -98,7 +98,7 @@ describe('MuxDuplex with a fake connection', () => {
 
   it('destroy() resets the connection once and fails a held write', async () => {
     const conn = new FakeConnection();
-    const d = new MuxDuplex(conn);
+    const d = new DeviceDuplex(conn);
     conn.accept = false;
     const failed = new Promise<Error | null | undefined>((resolve) => d.write(Buffer.from('z'), resolve));
     d.destroy();
@@ -110,7 +110,7 @@ describe('MuxDuplex with a fake connection', () => {
 
   it('releases held dones when destroyed, so the device window is not pinned', () => {
     const conn = new FakeConnection();
-    const d = new MuxDuplex(conn);
+    const d = new DeviceDuplex(conn);
     d.pause();
     let dones = 0;
     conn.sink!.onData(Buffer.alloc(d.readableHighWaterMark), () => dones++);
@@ -121,7 +121,7 @@ describe('MuxDuplex with a fake connection', () => {
   });
 });
 
-describe('MuxDuplex over the emulated iPhone (echo service)', () => {
+describe('DeviceDuplex over the emulated iPhone (echo service)', () => {
   let vd: VirtualDevice | undefined;
   let registry: DeviceRegistry | undefined;
   afterEach(async () => {
@@ -140,7 +140,7 @@ describe('MuxDuplex over the emulated iPhone (echo service)', () => {
 
   it('echoes 4 MiB intact through pipe() with backpressure both ways', async () => {
     const dev = await device();
-    const d = new MuxDuplex(await dev.connect(ECHO_PORT));
+    const d = new DeviceDuplex(await dev.connect(ECHO_PORT));
     const data = randomBytes(4 * 1024 * 1024);
     const want = createHash('sha256').update(data).digest('hex');
     const hash = createHash('sha256');
@@ -167,7 +167,7 @@ describe('MuxDuplex over the emulated iPhone (echo service)', () => {
 
   it('a paused reader throttles the device: no more than the window plus one buffer is held', async () => {
     const dev = await device();
-    const d = new MuxDuplex(await dev.connect(ECHO_PORT));
+    const d = new DeviceDuplex(await dev.connect(ECHO_PORT));
     d.pause();
     const data = Buffer.alloc(2 * 1024 * 1024, 7);
     d.write(data);

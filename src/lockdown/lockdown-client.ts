@@ -1,5 +1,5 @@
 /**
- * A lockdownd client (device port 62078) for preflight: one request at a time, each with a
+ * A lockdownd client (device port 62078), over any byte stream: one request at a time, each with a
  * bounded round trip, over a PlistConnection (plain, or TLS after StartSession).
  *
  *   request ──▶ { Label: "usbmuxd", Request, ... } (XML)
@@ -16,7 +16,7 @@ import type { Device } from '../devices/index.js';
 import { isPlistInteger } from '../plist/index.js';
 import type { PlistDict, PlistValue } from '../plist/index.js';
 import { LockdownClosedError, LockdownError, LockdownProtocolError, LockdownTimeoutError } from './errors.js';
-import { MuxDuplex } from './mux-duplex.js';
+import { DeviceDuplex } from './device-duplex.js';
 import { PlistConnection } from './plist-connection.js';
 import type { PlistConnectionHandler, TlsCredentials } from './plist-connection.js';
 
@@ -62,10 +62,10 @@ export class LockdownClient implements PlistConnectionHandler {
   private closeReason: Error | undefined;
   private sessionId: string | undefined;
 
-  /** Open a mux connection to lockdownd on `device`. */
+  /** Open a connection to lockdownd on `device` through the directory. */
   static async connect(device: Device, options: LockdownClientOptions): Promise<LockdownClient> {
     const conn = await device.connect(LOCKDOWN_PORT, { timeoutMs: options.timeoutMs ?? LOCKDOWN_TIMEOUT_MS });
-    return new LockdownClient(new MuxDuplex(conn), options);
+    return new LockdownClient(new DeviceDuplex(conn), options);
   }
 
   constructor(stream: Duplex, options: LockdownClientOptions) {

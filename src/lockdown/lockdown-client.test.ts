@@ -15,8 +15,8 @@ import { buildBinary, buildXml } from '../plist/index.js';
 import type { PlistDict } from '../plist/index.js';
 import { LockdownClosedError, LockdownError, LockdownProtocolError, LockdownTimeoutError, LockdownTlsError } from './errors.js';
 import { LockdownClient } from './lockdown-client.js';
-import { generatePairRecord } from './pair-record.js';
-import type { NewPairRecord } from './pair-record.js';
+import { generatePairRecord } from '../preflight/pair-record.js';
+import type { NewPairRecord } from '../preflight/pair-record.js';
 import { parsePlistMessage, PlistFrameDecoder } from './plist-framing.js';
 
 const deviceKeys = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -53,6 +53,8 @@ interface FakeOptions {
   silent?: Set<string>;
   /** Send a close_notify back after StopSession's reply, as some peers do. */
   alertAfterStop?: boolean;
+  /** Present this certificate (for the same device key) instead of the paired record's. */
+  deviceCertificate?: Buffer;
 }
 
 /** A lockdownd stand-in: one connection at a time, knows `paired` only. */
@@ -103,7 +105,7 @@ class FakeLockdownd {
             sock.on('data', (c: Buffer) => carrier?.push(c));
             tls = new TLSSocket(carrier, {
               isServer: true,
-              cert: paired.record['DeviceCertificate'] as Buffer,
+              cert: this.opts.deviceCertificate ?? paired.record['DeviceCertificate'] as Buffer,
               key: devicePrivateKeyPem,
               requestCert: true,
               rejectUnauthorized: true,
@@ -251,6 +253,22 @@ describe('LockdownClient, sessions', () => {
       lockdown.close();
       await f.close();
     }
+  });
+
+  it('with a pinned device certificate: the right one passes, any other fails the handshake', async () => {
+    const pinned = { ...creds(paired), peerCertificate: paired.record['DeviceCertificate'] as Buffer };
+    const good = await client();
+    expect(await good.lockdown.startSession(pinned)).toEqual({ sessionId: 'S1', tls: true });
+    good.lockdown.close();
+    await good.fake.close();
+    // An impostor with a certificate of its own (here: one for the same key, made by another host).
+    const bad = await client({ deviceCertificate: stranger.record['DeviceCertificate'] as Buffer });
+    const err = await bad.lockdown.startSession(pinned).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LockdownTlsError);
+    expect((err as Error).message).toMatch(/certificate other than/);
+    expect(bad.lockdown.closed).toBe(true);
+    const garbled = await client();
+    await expect(garbled.lockdown.startSession({ ...pinned, peerCertificate: Buffer.from('not a PEM') })).rejects.toThrow(/does not parse/);
   });
 
   it('InvalidHostID is a LockdownError, not a TLS error', async () => {

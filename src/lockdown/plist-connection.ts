@@ -1,6 +1,6 @@
 /**
- * One plist-framed conversation with a device service over a byte stream (a MuxDuplex), with
- * lockdown's trick of switching the SAME connection to TLS and back:
+ * One plist-framed conversation with a device service over a byte stream (a DeviceDuplex or a
+ * socket), with lockdown's trick of switching the SAME connection to TLS and back:
  *
  *            startTls() (handshake as TLS client)         stopTls() (close_notify, detach)
  *   [ plain ] ───────────────────────────────▶ [ tls ] ─────────────────────────────────▶ [ plain ]
@@ -17,12 +17,13 @@
  * 4-byte length is expected. Such a record (0x15 0x03 …, a length no lockdown message can have)
  * is skipped once instead of being taken for a giant frame.
  */
+import { X509Certificate } from 'node:crypto';
 import { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
 import type { PlistDict } from '../plist/index.js';
-import { LockdownClosedError, LockdownTlsError, MuxStreamError } from './errors.js';
+import { LockdownClosedError, LockdownTlsError, DeviceStreamError } from './errors.js';
 import { encodePlistFrame, parsePlistMessage, PlistFrameDecoder } from './plist-framing.js';
 
 export interface PlistConnectionHandler {
@@ -37,6 +38,12 @@ export interface TlsCredentials {
   readonly cert: Buffer;
   /** PEM of its private key. */
   readonly key: Buffer;
+  /**
+   * PEM of the certificate the device must present (the pair record's DeviceCertificate). Without
+   * it any certificate is accepted, which is enough on a cable; on a network, where anybody can
+   * claim to be the phone, it is what proves the peer holds the device's key.
+   */
+  readonly peerCertificate?: Buffer | undefined;
 }
 
 /** OpenSSL's security level 0: phones and old records may still use SHA-1 or small keys. */
@@ -46,6 +53,20 @@ const TLS_RECORD_HEADER = 5;
 
 function ignore(): void {
   // deliberately empty
+}
+
+/** Why the device's certificate is not the expected one, or undefined when it is (or none is expected). */
+function peerMismatch(socket: TLSSocket, expected: Buffer | undefined): string | undefined {
+  if (expected === undefined) return undefined;
+  let want: Buffer;
+  try {
+    want = new X509Certificate(expected).raw;
+  } catch {
+    return 'the pair record\'s DeviceCertificate does not parse';
+  }
+  const got = socket.getPeerX509Certificate();
+  if (got === undefined) return 'the device presented no certificate';
+  return got.raw.equals(want) ? undefined : 'the device presented a certificate other than its pair record\'s DeviceCertificate';
 }
 
 /** A Duplex that hands node:tls the raw stream's bytes without ever ending or destroying it. */
@@ -117,7 +138,10 @@ export class PlistConnection {
     else this.raw.write(frame);
   }
 
-  /** Handshake as TLS client with our certificate; the device's is not verified (no CA, no name). */
+  /**
+   * Handshake as TLS client with our certificate. The device's certificate is checked only against
+   * `credentials.peerCertificate` when given (byte for byte: there is no CA or name to check).
+   */
   startTls(credentials: TlsCredentials, timeoutMs: number): Promise<void> {
     if (this.closed) return Promise.reject(new LockdownClosedError('connection already closed'));
     if (this.tls !== undefined) return Promise.reject(new LockdownTlsError('TLS is already on'));
@@ -147,6 +171,11 @@ export class PlistConnection {
       };
       this.handshakeFailed = fail;
       socket.once('secureConnect', () => {
+        const mismatch = peerMismatch(socket, credentials.peerCertificate);
+        if (mismatch !== undefined) {
+          fail(new LockdownTlsError(mismatch));
+          return;
+        }
         clearTimeout(timer);
         this.handshakeFailed = undefined;
         this.tlsUnproven = true;
@@ -174,7 +203,7 @@ export class PlistConnection {
     this.raw.resume();
   }
 
-  /** Tear everything down (RST on the mux connection). Idempotent; `onClose` runs once. */
+  /** Tear everything down (a reset of the underlying connection). Idempotent; `onClose` runs once. */
   close(err: Error = new LockdownClosedError('connection closed')): void {
     if (this.closed) return;
     this.closed = true;
@@ -288,7 +317,7 @@ export class PlistConnection {
 
   private readonly onRawError = (err: Error): void => {
     if (this.closed) return;
-    const wrapped = err instanceof MuxStreamError || err instanceof LockdownClosedError
+    const wrapped = err instanceof DeviceStreamError || err instanceof LockdownClosedError
       ? new LockdownClosedError(`connection failed: ${err.message}`, { cause: err })
       : err;
     const fail = this.handshakeFailed;

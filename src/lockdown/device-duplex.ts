@@ -2,7 +2,7 @@
  * A node:stream Duplex over one DeviceConnection, so that stream consumers (node:tls, the plist
  * framing readers) can talk to a device port without a socket.
  *
- *   DeviceConnection                         MuxDuplex                          reader / writer
+ *   DeviceConnection                         DeviceDuplex                       reader / writer
  *   onData(payload, done) ─────────────▶ push(payload)
  *                                          ├ buffer below highWaterMark: done() at once
  *                                          └ buffer full: done held until _read ──▶ done()
@@ -11,17 +11,17 @@
  *                                            onWritable (the peer window or transport was full)
  *   onClose('device-reset')  ────────────▶ push(null): a clean end of the readable side
  *   onClose('local-reset')   ────────────▶ destroy() without error (we asked for it)
- *   onClose('device-gone' | 'protocol-error') ▶ destroy(MuxStreamError)
+ *   onClose('device-gone' | 'protocol-error') ▶ destroy(DeviceStreamError)
  *   reset() ◀───────────────────────────── destroy() (from either side of the stream)
  *
- * The mux protocol has no half-close, so `end()` finishes the writable side without telling the
- * device anything; the connection stays open until the stream is destroyed (RST).
+ * `end()` finishes the writable side without telling the device anything (the mux protocol has no
+ * half-close); the connection stays open until the stream is destroyed (a reset).
  */
 import { Duplex } from 'node:stream';
 import type { CloseReason, ConnectionSink, DeviceConnection } from '../devices/index.js';
-import { LockdownClosedError, MuxStreamError } from './errors.js';
+import { LockdownClosedError, DeviceStreamError } from './errors.js';
 
-export class MuxDuplex extends Duplex implements ConnectionSink {
+export class DeviceDuplex extends Duplex implements ConnectionSink {
   private readonly conn: DeviceConnection;
   /** `done` callbacks of payloads pushed while the readable buffer was full, oldest first. */
   private readonly heldDone: (() => void)[] = [];
@@ -66,7 +66,7 @@ export class MuxDuplex extends Duplex implements ConnectionSink {
         break;
       case 'device-gone':
       case 'protocol-error':
-        this.destroy(new MuxStreamError(`mux connection ended: ${reason}`));
+        this.destroy(new DeviceStreamError(`device connection ended: ${reason}`));
         break;
     }
   }
