@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'MUXD_ERR_CONNECTION_REFUSED',
   'MUXD_ERR_CONNECT_TIMEOUT',
   'MUXD_ERR_DEVICE_GONE',
+  'MUXD_ERR_DEVICE_UNREACHABLE',
   // mux
   'MUXD_ERR_NO_FREE_PORT',
   'MUXD_ERR_WINDOW_OVERRUN',
@@ -69,6 +70,8 @@ export const ERROR_CODES = [
   'MUXD_ERR_UNKNOWN_GROUP',
   'MUXD_ERR_LISTEN',
   'MUXD_ERR_SIGNAL_INSTANCE',
+  // network
+  'MUXD_ERR_NETWORK_IDENTITY',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

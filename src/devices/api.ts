@@ -24,8 +24,22 @@ export interface UsbDeviceInfo {
   readonly speed: number;
 }
 
-/** What clients learn of a device; `connectionType` says which kind (the network kind joins here). */
-export type DeviceInfo = UsbDeviceInfo;
+/** A device reached over the network (Wi-Fi, or any IP route): where the daemon proved it. */
+export interface NetworkDeviceInfo {
+  readonly connectionType: 'Network';
+  /** The UDID. */
+  readonly serial: string;
+  /** The IP address Connects go to, without a zone. */
+  readonly address: string;
+  readonly family: 4 | 6;
+  /** The interface it was found on (the scope of an fe80:: address); 0 when unknown. */
+  readonly interfaceIndex: number;
+  /** The mDNS instance it advertised (`<mac>@<fe80 address>._apple-mobdev2._tcp.local.`), if any. */
+  readonly escapedFullServiceName: string | undefined;
+}
+
+/** What clients learn of a device; `connectionType` says which kind. */
+export type DeviceInfo = UsbDeviceInfo | NetworkDeviceInfo;
 
 /** Why a connection ended; the tunnel maps it to what the client socket sees. */
 export type CloseReason =
@@ -102,7 +116,7 @@ export interface DeviceEvents {
 
 /** What the server and preflight see of the device set. */
 export interface DeviceDirectory extends EventEmitter<DeviceEvents> {
-  /** Visible devices, in DeviceID order. */
+  /** Visible devices: USB ones first, then network ones, each in DeviceID order. */
   list(): Device[];
   /** Any device with this id, visible or not. */
   get(id: number): Device | undefined;

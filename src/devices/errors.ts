@@ -27,3 +27,15 @@ export class DeviceGoneError extends MuxdError {
     super(`device ${deviceId} is gone`, options);
   }
 }
+
+/**
+ * The path to a network device failed (no route, host unreachable, or the connection to it timed
+ * out at the TCP level), as opposed to the device refusing the port. Result 2: to the client the
+ * device is not there, and the device's heartbeat will soon say the same.
+ */
+export class DeviceUnreachableError extends MuxdError {
+  readonly code = 'MUXD_ERR_DEVICE_UNREACHABLE';
+  constructor(readonly port: number, readonly errno: string, options?: ErrorOptions) {
+    super(`device unreachable (${errno}) on port ${port}`, options);
+  }
+}

@@ -15,9 +15,10 @@ export type {
   DeviceLink,
   DeviceSink,
   LinkContext,
+  NetworkDeviceInfo,
   UsbDeviceInfo,
 } from './api.js';
 export { DeviceRegistry } from './registry.js';
 export type { DeviceRegistryOptions } from './registry.js';
-export { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError } from './errors.js';
+export { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError, DeviceUnreachableError } from './errors.js';
 export { CONNECT_TIMEOUT_MS } from './constants.js';

@@ -86,6 +86,16 @@ describe('DeviceRegistry', () => {
     expect(events).toEqual(['attached 1']);
   });
 
+  it('lists USB devices before network ones, each kind in DeviceID order', () => {
+    const registry = new DeviceRegistry({ log: silentLogger() });
+    const net = (serial: string): DeviceInfo => ({ connectionType: 'Network', serial, address: '10.0.0.2', family: 4, interfaceIndex: 2, escapedFullServiceName: undefined });
+    registry.add(net('A'), (c) => new FakeLink(c, true));
+    add(registry, 'A', true);
+    registry.add(net('B'), (c) => new FakeLink(c, true));
+    add(registry, 'C', true);
+    expect(registry.list().map((d) => `${d.info.connectionType} ${d.id}`)).toEqual(['USB 2', 'USB 4', 'Network 1', 'Network 3']);
+  });
+
   it('DeviceIDs count from 1 and are never reused in a run', () => {
     const registry = new DeviceRegistry({ log: silentLogger() });
     const a = add(registry, 'a', true);

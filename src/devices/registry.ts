@@ -78,9 +78,16 @@ export class DeviceRegistry extends EventEmitter<DeviceEvents> implements Device
   }
 
   list(): Device[] {
-    const visible: Device[] = [];
-    for (const entry of this.devices.values()) if (entry.visible) visible.push(entry);
-    return visible;
+    // USB before network, each in DeviceID order: clients that take the first entry with a
+    // serial (appium, go-ios) then prefer the cable, as libusbmuxd's lookup does.
+    const usb: Device[] = [];
+    const network: Device[] = [];
+    for (const entry of this.devices.values()) {
+      if (!entry.visible) continue;
+      if (entry.info.connectionType === 'USB') usb.push(entry);
+      else network.push(entry);
+    }
+    return usb.concat(network);
   }
 
   get(id: number): Device | undefined {

@@ -301,6 +301,23 @@ describe('preflight with the emulated iPhone', () => {
     expect(h.events.some((e) => e.startsWith('paired'))).toBe(false);
   });
 
+  it('a network device is not preflighted (proven paired before it is announced; pairing over Wi-Fi is refused)', async () => {
+    const h = setup();
+    const connects: number[] = [];
+    const device = h.registry.add(
+      { connectionType: 'Network', serial: '00008030-001A2B3C4D5E6F70', address: '10.0.0.2', family: 4, interfaceIndex: 2, escapedFullServiceName: undefined },
+      (context) => ({
+        start: () => { context.ready(); },
+        connect: (port: number) => { connects.push(port); return Promise.reject(new Error('no')); },
+        shutdown: () => { context.gone(); return Promise.resolve(); },
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 20));
+    expect(h.events).toEqual([`attached ${device.id} none`]);
+    expect(h.preflight.stateOf(device.id)).toBeUndefined();
+    expect(connects).toEqual([]);
+  });
+
   it('one preflight per device, several devices at once', async () => {
     const h = setup();
     const a = phone('auto');

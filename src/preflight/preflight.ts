@@ -3,7 +3,8 @@
  * device (Attached has gone out already: preflight never hides a device), cancelled when it is
  * detached or the daemon stops.
  *
- *   registry 'attached' ──▶ new DevicePreflight(device).start()   (at most one per DeviceID)
+ *   registry 'attached' ──▶ new DevicePreflight(device).start()   (at most one per DeviceID;
+ *                                                                  USB devices only)
  *   registry 'paired'   ──▶ preflight.pairedElsewhere()           (a client saved a record)
  *   registry 'detached' ──▶ preflight.cancel()                     (connections reset, forgotten)
  *   stop()              ──▶ cancel all, wait (bounded) until no step is in flight
@@ -84,6 +85,9 @@ export class Preflight {
   }
 
   private readonly onAttached = (device: Device): void => {
+    // A network device is only ever announced once its pair record has been proven in a session,
+    // and phones refuse to pair over the network anyway: there is nothing to preflight.
+    if (device.info.connectionType !== 'USB') return;
     if (this.running.has(device.id)) return;
     const preflight = new DevicePreflight(device, {
       store: this.store,

@@ -38,6 +38,7 @@ import {
   switchesToPlist,
 } from './messages.js';
 import type { ClientIdentity, DeviceRecord, Dialect, Request } from './messages.js';
+import { layoutFor } from './network-address.js';
 import { Tunnel } from './tunnel.js';
 
 export type SessionState = 'command' | 'busy' | 'listening' | 'connecting' | 'tunnel' | 'closed';
@@ -103,15 +104,21 @@ export class ClientSession {
   // ---- listener notifications (called by the server for `listening` sessions) ----------------
 
   notifyAttached(device: Device): void {
-    this.notify(encodeAttached(this.dialect, deviceRecord(device)));
+    if (!this.sees(device)) return;
+    this.notify(encodeAttached(this.dialect, deviceRecord(device), layoutFor(this.identity)));
   }
 
   notifyDetached(device: Device): void {
-    this.notify(encodeDetached(this.dialect, device.id));
+    if (this.sees(device)) this.notify(encodeDetached(this.dialect, device.id));
   }
 
   notifyPaired(device: Device): void {
-    this.notify(encodePaired(this.dialect, device.id));
+    if (this.sees(device)) this.notify(encodePaired(this.dialect, device.id));
+  }
+
+  /** Binary (v0) clients' device records cannot say Network: they are told of USB devices only. */
+  private sees(device: Device): boolean {
+    return this.dialect === 'plist' || device.info.connectionType === 'USB';
   }
 
   private notify(frame: Buffer): void {
@@ -213,7 +220,7 @@ export class ClientSession {
         this.connect(request.deviceId, request.port, tag);
         return;
       case 'ListDevices':
-        this.replyPlist(tag, { DeviceList: this.ctx.directory.list().map((d) => attachedDict(deviceRecord(d))) });
+        this.replyPlist(tag, { DeviceList: this.ctx.directory.list().map((d) => attachedDict(deviceRecord(d), layoutFor(this.identity))) });
         return;
       case 'ListListeners':
         this.replyPlist(tag, { ListenerList: [...this.ctx.listeners()].map((s) => this.listenerDict(s)) });

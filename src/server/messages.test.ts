@@ -18,6 +18,7 @@ import {
   encodeResult,
   swapPort,
 } from './messages.js';
+import type { UsbDeviceInfo } from '../devices/index.js';
 import type { DeviceRecord } from './messages.js';
 
 function frameOf(buf: Buffer): Frame {
@@ -32,7 +33,7 @@ function plistRequest(dict: PlistDict, tag = 1, binary = false): Frame {
   return frameOf(encodeFrame(1, 8, tag, binary ? buildBinary(dict) : buildXml(dict)));
 }
 
-const DEVICE: DeviceRecord = {
+const DEVICE: DeviceRecord & { info: UsbDeviceInfo } = {
   deviceId: 3,
   info: {
     connectionType: 'USB',
@@ -102,6 +103,35 @@ describe('plist replies', () => {
         USBSerialNumber: DEVICE.info.usbSerial,
       },
     });
+  });
+});
+
+describe('network devices', () => {
+  const NET: DeviceRecord = {
+    deviceId: 9,
+    info: { connectionType: 'Network', serial: DEVICE.info.serial, address: '192.168.10.239', family: 4, interfaceIndex: 3, escapedFullServiceName: 'aa:bb:cc:dd:ee:ff@fe80::1._apple-mobdev2._tcp.local.' },
+  };
+
+  it('Attached carries ConnectionType Network, the service name, the interface and a 128-byte NetworkAddress', () => {
+    const dict = parsePlist(encodeAttached('plist', NET, 'bsd').subarray(16)) as Record<string, unknown>;
+    const props = dict['Properties'] as Record<string, unknown>;
+    expect(Object.keys(props).sort()).toEqual(['ConnectionType', 'DeviceID', 'EscapedFullServiceName', 'InterfaceIndex', 'NetworkAddress', 'SerialNumber']);
+    expect(props).toMatchObject({ ConnectionType: 'Network', DeviceID: 9, InterfaceIndex: 3, SerialNumber: DEVICE.info.serial, EscapedFullServiceName: NET.info.connectionType === 'Network' ? NET.info.escapedFullServiceName : '' });
+    const blob = props['NetworkAddress'] as Buffer;
+    expect(blob.length).toBe(128);
+    expect(blob.subarray(0, 8).toString('hex')).toBe('10020000c0a80aef');
+    const native = (parsePlist(encodeAttached('plist', NET, 'native').subarray(16)) as { Properties: { NetworkAddress: Buffer } }).Properties.NetworkAddress;
+    expect(native.subarray(0, 8).toString('hex')).toBe('02000000c0a80aef');
+  });
+
+  it('a manual device without an advert gets the service name other shims use', () => {
+    const manual: DeviceRecord = { deviceId: 2, info: { ...NET.info, escapedFullServiceName: undefined } as DeviceRecord['info'] };
+    const props = (parsePlist(encodeAttached('plist', manual).subarray(16)) as { Properties: Record<string, unknown> }).Properties;
+    expect(props['EscapedFullServiceName']).toBe(`${DEVICE.info.serial}._apple-mobdev2._tcp.local.`);
+  });
+
+  it('is never encoded for a binary (v0) client', () => {
+    expect(() => encodeAttached('binary', NET)).toThrow(RangeError);
   });
 });
 

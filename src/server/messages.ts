@@ -8,7 +8,9 @@
  * is UnknownDeviceError (2), a missing PortNumber BadCommandError (1), a missing PairRecordID or
  * PairRecordData InvalidPairRecordId/DataError (22), as usbmuxd answers them.
  */
-import type { DeviceInfo } from '../devices/index.js';
+import type { DeviceInfo, UsbDeviceInfo } from '../devices/index.js';
+import { encodeNetworkAddress } from './network-address.js';
+import type { AddressLayout } from './network-address.js';
 import { InvalidPairRecordDataError, InvalidPairRecordIdError } from '../pairrecords/index.js';
 import { buildXml, isPlistDict, isPlistInteger, parsePlist, PlistParseError } from '../plist/index.js';
 import type { PlistDict, PlistValue } from '../plist/index.js';
@@ -187,24 +189,39 @@ export function encodeResult(dialect: Dialect, tag: number, number: number): Buf
   return encodeFrame(ProtocolVersion.BINARY, MessageType.RESULT, tag, body);
 }
 
-export function attachedDict(device: DeviceRecord): PlistDict {
-  return { MessageType: 'Attached', DeviceID: device.deviceId, Properties: deviceProperties(device) };
+/** `layout`: how this client reads a network device's NetworkAddress (see network-address.ts). */
+export function attachedDict(device: DeviceRecord, layout: AddressLayout = 'bsd'): PlistDict {
+  return { MessageType: 'Attached', DeviceID: device.deviceId, Properties: deviceProperties(device, layout) };
 }
 
-/** The `Properties` of an Attached message or a DeviceList entry (the USB kind's keys). */
-function deviceProperties({ deviceId, info }: DeviceRecord): PlistDict {
-  return {
-    ConnectionSpeed: info.speed,
-    ConnectionType: info.connectionType,
-    DeviceID: deviceId,
-    LocationID: info.locationId,
-    ProductID: info.productId,
-    SerialNumber: info.serial,
-    USBSerialNumber: info.usbSerial,
-  };
+/** The `Properties` of an Attached message or a DeviceList entry. */
+function deviceProperties({ deviceId, info }: DeviceRecord, layout: AddressLayout): PlistDict {
+  switch (info.connectionType) {
+    case 'USB':
+      return {
+        ConnectionSpeed: info.speed,
+        ConnectionType: info.connectionType,
+        DeviceID: deviceId,
+        LocationID: info.locationId,
+        ProductID: info.productId,
+        SerialNumber: info.serial,
+        USBSerialNumber: info.usbSerial,
+      };
+    case 'Network':
+      return {
+        ConnectionType: info.connectionType,
+        DeviceID: deviceId,
+        // A manually added device was never advertised; the name other shims use then.
+        EscapedFullServiceName: info.escapedFullServiceName ?? `${info.serial}._apple-mobdev2._tcp.local.`,
+        InterfaceIndex: info.interfaceIndex,
+        NetworkAddress: encodeNetworkAddress(info.address, info.family, info.interfaceIndex, layout),
+        SerialNumber: info.serial,
+      };
+  }
 }
 
-export function encodeBinaryDeviceRecord({ deviceId, info }: DeviceRecord): Buffer {
+/** Binary (v0) device records have no connection type: those clients only ever see USB devices. */
+export function encodeBinaryDeviceRecord({ deviceId, info }: DeviceRecord & { info: UsbDeviceInfo }): Buffer {
   const out = Buffer.alloc(BINARY_DEVICE_RECORD_SIZE);
   out.writeUInt32LE(deviceId, 0);
   out.writeUInt16LE(info.productId & 0xffff, 4);
@@ -226,9 +243,12 @@ export function decodeBinaryDeviceRecord(buf: Buffer): BinaryDeviceRecord {
   };
 }
 
-export function encodeAttached(dialect: Dialect, device: DeviceRecord): Buffer {
-  if (dialect === 'plist') return encodePlistMessage(0, attachedDict(device));
-  return encodeFrame(ProtocolVersion.BINARY, MessageType.DEVICE_ADD, 0, encodeBinaryDeviceRecord(device));
+/** For a binary client, the device must be a USB one (see encodeBinaryDeviceRecord). */
+export function encodeAttached(dialect: Dialect, device: DeviceRecord, layout: AddressLayout = 'bsd'): Buffer {
+  if (dialect === 'plist') return encodePlistMessage(0, attachedDict(device, layout));
+  const { info } = device;
+  if (info.connectionType !== 'USB') throw new RangeError('binary clients get USB devices only');
+  return encodeFrame(ProtocolVersion.BINARY, MessageType.DEVICE_ADD, 0, encodeBinaryDeviceRecord({ deviceId: device.deviceId, info }));
 }
 
 export function encodeDetached(dialect: Dialect, deviceId: number): Buffer {
