@@ -85,6 +85,18 @@ export default tseslint.config(
     },
   },
   {
+    // network devices are a device provider like mux: they find phones (mDNS), prove them with
+    // lockdown sessions and hold their heartbeats; nothing of the server, USB or the emulator.
+    files: ['src/network/**/*.ts'],
+    ignores: ['src/network/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [{ name: 'usb', message: 'network devices do not touch USB.' }],
+        patterns: [{ group: ['../usb/*', '../emulator/*', '../server/*', '../mux/*', '../preflight/*', '../devices/*', '!../devices/index.js', '../lockdown/*', '!../lockdown/index.js', '../pairrecords/*', '!../pairrecords/index.js', '../main.js', '../cli/*', '../daemon/*'], message: 'src/network sees devices/index.js, lockdown/index.js, pairrecords/index.js, plist, errors and log only.' }],
+      }],
+    },
+  },
+  {
     // lockdown speaks to a device's services over any byte stream (a mux connection, a TCP socket):
     // below preflight and the network provider, above the device contracts.
     files: ['src/lockdown/**/*.ts'],

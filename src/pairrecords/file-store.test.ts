@@ -96,6 +96,17 @@ describe('records', () => {
     await expect(store.read(UDID_NEW)).rejects.toBeInstanceOf(PairRecordNotFoundError);
   });
 
+  it('list gives the ids that have a record, and nothing else in the directory', async () => {
+    const store = new FilePairRecordStore({ dir });
+    expect(await store.list()).toEqual([]);
+    await store.save(UDID_NEW, buildXml(RECORD));
+    await store.save(UDID_OLD, buildXml(RECORD));
+    await store.systemBuid();
+    await writeFile(join(dir, 'not-a-udid.plist'), 'x');
+    await writeFile(join(dir, `${UDID_NEW}.plist.bak`), 'x');
+    expect((await store.list()).sort()).toEqual([UDID_NEW, UDID_OLD].sort());
+  });
+
   it('creates a missing directory with parents', async () => {
     const store = new FilePairRecordStore({ dir: join(dir, 'a', 'b') });
     await store.save(UDID_NEW, buildXml(RECORD));

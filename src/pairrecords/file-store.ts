@@ -35,6 +35,7 @@ const DIR_MODE = 0o755;
 /** usbmuxd's minimum for PairRecordData. */
 const MIN_RECORD_BYTES = 8;
 const TEMP_FILE = /^\..+\.[0-9a-f]{16}\.tmp$/;
+const RECORD_SUFFIX = '.plist';
 
 /**
  * The UDID shapes devices report: 40 hex (older devices), 8 hex + '-' + 16 hex (newer devices,
@@ -122,12 +123,30 @@ export class FilePairRecordStore implements PairRecordStore {
     this.log.info({ udid: id }, 'pair record deleted');
   }
 
+  /** The ids that have a record (`<UDID>.plist` with a valid UDID), in no particular order. */
+  async list(): Promise<string[]> {
+    await this.init();
+    let names: string[];
+    try {
+      names = await this.fs.readdir(this.dir);
+    } catch (err) {
+      throw ioError('read', err, `listing ${this.dir} failed`);
+    }
+    const ids: string[] = [];
+    for (const name of names) {
+      if (!name.endsWith(RECORD_SUFFIX)) continue;
+      const id = name.slice(0, -RECORD_SUFFIX.length);
+      if (isValidPairRecordId(id)) ids.push(id);
+    }
+    return ids;
+  }
+
   /** Validates first: an invalid id never reaches the filesystem. */
   private recordPath(id: string): string {
     if (!isValidPairRecordId(id)) {
       throw new InvalidPairRecordIdError(`invalid pair record id ${JSON.stringify(id.slice(0, 64))}`);
     }
-    return join(this.dir, `${id}.plist`);
+    return join(this.dir, `${id}${RECORD_SUFFIX}`);
   }
 
   private async prepare(): Promise<void> {

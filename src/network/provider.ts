@@ -1,0 +1,319 @@
+/**
+ * Network devices: the provider that turns what discovery heard (and what the user named) into
+ * proven, heartbeat-held devices in the directory.
+ *
+ *   advert (mDNS) ──match by authTag, then MAC──▶ candidate UDIDs ──┐
+ *   manual address (--network-device, AddDevice) ──UniqueDeviceID──┤
+ *                                                                  ▼
+ *        one Reachability per UDID (dials its endpoints, proves, retries with backoff)
+ *                    │ up: directory.add(Network info) ─▶ Attached        │ down: Detached,
+ *                    ▼                                                     ▼ tunnels end
+ *              NetworkLink (Connect ─▶ TCP to the proven endpoint)
+ *
+ * A UDID gets a Reachability once an advert or a manual address names it, and keeps it while it
+ * has a pair record: the endpoints it was seen at stay hints for re-dialing after the advert is
+ * gone (a sleeping phone says goodbye; it comes back at the same address more often than not).
+ * Only removing its manual address (with no advert naming it) or its record ends the effort.
+ * Adverts that match no record are kept (bounded) and matched again when records may have changed.
+ */
+import type { DeviceSink, NetworkDeviceInfo } from '../devices/index.js';
+import type { Logger } from '../log.js';
+import { LockdownClient, sessionCredentials } from '../lockdown/index.js';
+import type { SessionCredentials } from '../lockdown/index.js';
+import { describeEndpoint, dialTcp } from './dial.js';
+import type { Endpoint } from './dial.js';
+import { DeviceSession, LOCKDOWN_PORT } from './device-session.js';
+import type { HeartbeatEnd } from './heartbeat.js';
+import { NetworkLink } from './link.js';
+import { Reachability } from './reachability.js';
+import { NetworkIdentityError } from './errors.js';
+import { PairRecordNotFoundError } from '../pairrecords/index.js';
+
+/** What discovery reports of one `_apple-mobdev2._tcp` instance. */
+export interface Advert {
+  /** The instance name, unescaped (`<mac>@<fe80 address>`): the key of the advert. */
+  readonly instance: string;
+  /** The full service name as clients see it in `EscapedFullServiceName`. */
+  readonly fullName: string;
+  /** The MAC of the instance name, lowercase with colons, when it has one. */
+  readonly mac: string | undefined;
+  /** TXT `identifier`, raw. */
+  readonly identifier: Buffer | undefined;
+  /** TXT `authTag`, `authTag#N` values, raw (still base64 text). */
+  readonly authTags: readonly Buffer[];
+  readonly endpoints: readonly Endpoint[];
+}
+
+/** A pair record as the provider uses it. */
+export interface KnownRecord {
+  readonly udid: string;
+  readonly credentials: SessionCredentials;
+}
+
+/** Candidate UDIDs for an advert, most likely first (src/network/identity.ts). */
+export type MatchAdvert = (advert: Advert, records: readonly KnownRecord[]) => string[];
+
+/** Where pair records come from (FilePairRecordStore). */
+export interface RecordSource {
+  list(): Promise<string[]>;
+  read(id: string): Promise<Buffer>;
+  systemBuid(): Promise<string>;
+}
+
+export interface NetworkProviderOptions {
+  readonly directory: DeviceSink;
+  readonly records: RecordSource;
+  readonly match: MatchAdvert;
+  readonly log: Logger;
+  /** Bound on each TCP connect and lockdown round trip while proving. */
+  readonly timeoutMs?: number;
+  /** Connect timeout of clients' Connects (CONNECT_TIMEOUT_MS). */
+  readonly connectTimeoutMs?: number;
+  /** Ask discovery to query again (a device could not be reached). */
+  readonly requery?: () => void;
+  readonly initialBackoffMs?: number;
+  readonly maxBackoffMs?: number;
+  /** Heartbeat grace (tests). */
+  readonly graceMs?: (intervalMs: number) => number;
+}
+
+export const PROVE_TIMEOUT_MS = 5000;
+/** Adverts matching no record that are remembered for a later match; more are dropped (a flooded LAN). */
+const MAX_UNMATCHED = 256;
+/** Manual devices; a local user cannot make the daemon dial the whole internet. */
+export const MAX_MANUAL = 64;
+
+interface Tracked {
+  readonly udid: string;
+  readonly reach: Reachability;
+  /** Adverts (by instance) that name this UDID. */
+  readonly instances: Map<string, Advert>;
+  /** Manual endpoints for this UDID. */
+  readonly manual: Endpoint[];
+  link: NetworkLink | undefined;
+}
+
+export class NetworkProvider {
+  private readonly opts: NetworkProviderOptions;
+  private readonly log: Logger;
+  private readonly timeoutMs: number;
+  private readonly tracked = new Map<string, Tracked>();
+  private readonly unmatched = new Map<string, Advert>();
+  private stopped = false;
+
+  constructor(options: NetworkProviderOptions) {
+    this.opts = options;
+    this.log = options.log;
+    this.timeoutMs = options.timeoutMs ?? PROVE_TIMEOUT_MS;
+  }
+
+  /** UDIDs the provider is trying to reach or holds, with their state (tests, diagnostics). */
+  states(): Map<string, string> {
+    return new Map([...this.tracked].map(([udid, t]) => [udid, t.reach.current]));
+  }
+
+  /** A new or changed advert. */
+  async advertUp(advert: Advert): Promise<void> {
+    if (this.stopped) return;
+    const records = await this.loadRecords();
+    if (this.isStopped()) return;
+    const udids = this.opts.match(advert, records);
+    // The instance may have named other UDIDs before (records changed): take it from them.
+    for (const t of this.tracked.values()) if (!udids.includes(t.udid) && t.instances.has(advert.instance)) this.dropInstance(t, advert.instance);
+    if (udids.length === 0) {
+      if (!this.unmatched.has(advert.instance)) {
+        this.log.info({ instance: advert.instance, tags: advert.authTags.length, mac: advert.mac }, 'network device not shown: no pair record matches its advert');
+      }
+      this.unmatched.delete(advert.instance);
+      if (this.unmatched.size < MAX_UNMATCHED) this.unmatched.set(advert.instance, advert);
+      return;
+    }
+    this.unmatched.delete(advert.instance);
+    for (const udid of udids) {
+      const t = this.track(udid);
+      t.instances.set(advert.instance, advert);
+      t.reach.setEndpoints(advert.endpoints);
+    }
+  }
+
+  /** An advert said goodbye or expired: its endpoints are no longer a reason to dial. */
+  advertDown(instance: string): void {
+    this.unmatched.delete(instance);
+    for (const t of [...this.tracked.values()]) if (t.instances.has(instance)) this.dropInstance(t, instance);
+  }
+
+  /** Records may have changed (a SavePairRecord): match the adverts nobody claimed again. */
+  async recordsChanged(): Promise<void> {
+    const pending = [...this.unmatched.values()];
+    this.unmatched.clear();
+    for (const advert of pending) await this.advertUp(advert);
+    for (const t of this.tracked.values()) t.reach.poke();
+  }
+
+  /**
+   * A device at a fixed address (VPNs, containers: where multicast does not reach). Without a
+   * UDID the device is asked for it (lockdownd answers UniqueDeviceID before a session); the
+   * session that follows proves it either way. Resolves with the UDID.
+   */
+  async addManual(endpoint: Endpoint, udid?: string): Promise<string> {
+    if (this.stopped) throw new NetworkIdentityError('the daemon is stopping');
+    const count = [...this.tracked.values()].reduce((n, t) => n + t.manual.length, 0);
+    if (count >= MAX_MANUAL) throw new NetworkIdentityError(`at most ${MAX_MANUAL} manual network devices`);
+    const id = udid ?? await this.askUdid(endpoint);
+    const records = await this.loadRecords();
+    if (!records.some((r) => r.udid === id)) throw new NetworkIdentityError(`no pair record for ${id}: pair it over USB first`);
+    const t = this.track(id);
+    if (!t.manual.some((e) => e.address === endpoint.address && e.interfaceIndex === endpoint.interfaceIndex)) t.manual.push(endpoint);
+    this.log.info({ udid: id, at: describeEndpoint(endpoint) }, 'manual network device added');
+    t.reach.setEndpoints([endpoint]);
+    return id;
+  }
+
+  /** Forget manual endpoints by UDID, or by address; true when something was removed. */
+  removeManual(what: { udid?: string; address?: string }): boolean {
+    let removed = false;
+    for (const t of [...this.tracked.values()]) {
+      if (what.udid !== undefined && t.udid !== what.udid) continue;
+      const gone = t.manual.filter((e) => what.address === undefined || e.address === what.address);
+      if (gone.length === 0) continue;
+      removed = true;
+      for (const e of gone) t.manual.splice(t.manual.indexOf(e), 1);
+      t.reach.forget(gone);
+      this.log.info({ udid: t.udid, addresses: gone.map((e) => e.address) }, 'manual network device removed');
+      this.untrackIfUnused(t);
+    }
+    return removed;
+  }
+
+  /** Daemon stop: sessions end, devices go (their links reset their connections). */
+  stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.tracked.values()) t.reach.stop();
+    this.tracked.clear();
+    this.unmatched.clear();
+    return Promise.resolve();
+  }
+
+  /** Read after an await: stop() may have come meanwhile. */
+  private isStopped(): boolean {
+    return this.stopped;
+  }
+
+  private track(udid: string): Tracked {
+    const existing = this.tracked.get(udid);
+    if (existing !== undefined) return existing;
+    const log = this.log.child({ udid });
+    const t: Tracked = {
+      udid,
+      instances: new Map(),
+      manual: [],
+      link: undefined,
+      reach: new Reachability({
+        udid,
+        log,
+        prove: (endpoint, onEnd) => this.prove(udid, endpoint, log, onEnd),
+        onUp: (session) => { this.up(t, session); },
+        onDown: (session, why, err) => { this.down(t, session, why, err); },
+        onUnreachable: () => { this.opts.requery?.(); },
+        ...(this.opts.initialBackoffMs === undefined ? {} : { initialBackoffMs: this.opts.initialBackoffMs }),
+        ...(this.opts.maxBackoffMs === undefined ? {} : { maxBackoffMs: this.opts.maxBackoffMs }),
+      }),
+    };
+    this.tracked.set(udid, t);
+    return t;
+  }
+
+  private dropInstance(t: Tracked, instance: string): void {
+    t.instances.delete(instance);
+  }
+
+  /** The user removed the last manual address of a device no advert names: stop for good. */
+  private untrackIfUnused(t: Tracked): void {
+    if (t.instances.size > 0 || t.manual.length > 0) return;
+    this.untrack(t);
+  }
+
+  private untrack(t: Tracked): void {
+    t.reach.stop();
+    t.link?.detach();
+    t.link = undefined;
+    this.tracked.delete(t.udid);
+  }
+
+  private async prove(udid: string, endpoint: Endpoint, log: Logger, onEnd: (why: HeartbeatEnd, err?: Error) => void): Promise<DeviceSession> {
+    let bytes: Buffer;
+    try {
+      bytes = await this.opts.records.read(udid);
+    } catch (err) {
+      if (err instanceof PairRecordNotFoundError) {
+        // Deleted (DeletePairRecord, unpaired): nothing to prove it with, now or later.
+        const t = this.tracked.get(udid);
+        if (t !== undefined) queueMicrotask(() => { this.untrack(t); });
+        log.info('network device dropped: its pair record is gone');
+      }
+      throw err;
+    }
+    const systemBuid = await this.opts.records.systemBuid();
+    return DeviceSession.open({
+      udid,
+      endpoint,
+      credentials: sessionCredentials(bytes),
+      systemBuid,
+      log,
+      timeoutMs: this.timeoutMs,
+      onEnd,
+      ...(this.opts.graceMs === undefined ? {} : { graceMs: this.opts.graceMs }),
+    });
+  }
+
+  private up(t: Tracked, session: DeviceSession): void {
+    const e = session.endpoint;
+    const advert = [...t.instances.values()].find((a) => a.endpoints.some((x) => x.address === e.address)) ?? [...t.instances.values()][0];
+    const info: NetworkDeviceInfo = {
+      connectionType: 'Network',
+      serial: t.udid,
+      address: e.address,
+      family: e.family,
+      interfaceIndex: e.interfaceIndex,
+      escapedFullServiceName: advert?.fullName,
+    };
+    const timeout = this.opts.connectTimeoutMs;
+    this.opts.directory.add(info, (context) => {
+      const link = new NetworkLink(e, context, timeout);
+      t.link = link;
+      return link;
+    });
+    this.log.info({ udid: t.udid, at: describeEndpoint(e) }, 'network device proven and announced');
+  }
+
+  private down(t: Tracked, _session: DeviceSession, why: HeartbeatEnd, err?: Error): void {
+    const link = t.link;
+    t.link = undefined;
+    this.log.info({ udid: t.udid, why, err, dev: link?.id }, 'network device lost: heartbeat ended');
+    link?.detach(err);
+  }
+
+  private async askUdid(endpoint: Endpoint): Promise<string> {
+    const lockdown = new LockdownClient(await dialTcp(endpoint, LOCKDOWN_PORT, this.timeoutMs), { log: this.log, timeoutMs: this.timeoutMs });
+    try {
+      const udid = await lockdown.getValue('UniqueDeviceID');
+      if (typeof udid !== 'string' || udid === '') throw new NetworkIdentityError('the device did not say its UniqueDeviceID');
+      return udid;
+    } finally {
+      lockdown.close();
+    }
+  }
+
+  private async loadRecords(): Promise<KnownRecord[]> {
+    const ids = await this.opts.records.list();
+    const out: KnownRecord[] = [];
+    for (const udid of ids) {
+      try {
+        out.push({ udid, credentials: sessionCredentials(await this.opts.records.read(udid)) });
+      } catch (err) {
+        this.log.debug({ udid, err }, 'pair record unusable for network devices');
+      }
+    }
+    return out;
+  }
+}

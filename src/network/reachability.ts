@@ -1,0 +1,260 @@
+/**
+ * Whether one paired phone (one UDID) can be reached over the network, and the daemon's effort to
+ * keep it so: which endpoints to try, in which order, and when to try again.
+ *
+ *            start() / endpoints learnt
+ *   idle ──────────────────────────────▶ dialing ── a session is proven at an endpoint ──▶ up
+ *                                          │  ▲                                          │
+ *          every endpoint failed           │  │ backoff elapsed, or new endpoints        │ heartbeat
+ *          (unreachable, refused, TLS …)   ▼  │ (an advert, an address change)           │ ended
+ *                                        waiting ◀──────────── one immediate retry fails ┘
+ *   any ── stop() ──▶ stopped
+ *
+ * The backoff doubles from `initialMs` to `maxMs` and never gives up: a phone that comes back after
+ * a Wi-Fi drop, a sleep or a new address is found again without a fresh mDNS announcement (usbmuxd2
+ * and netmuxd only re-add a device on a new resolve, usbmuxd2 #34, #47). An endpoint where the peer
+ * proved to be somebody else (TLS with another certificate, another UDID) is forgotten until an
+ * advert names it again, so a phone that moved does not keep us knocking on a stranger's door.
+ */
+import type { Logger } from '../log.js';
+import { isMuxdError } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
+import type { Endpoint } from './dial.js';
+import { describeEndpoint } from './dial.js';
+import type { DeviceSession } from './device-session.js';
+import type { HeartbeatEnd } from './heartbeat.js';
+
+export type ReachabilityState = 'idle' | 'dialing' | 'up' | 'waiting' | 'stopped';
+
+export interface ReachabilityOptions {
+  readonly udid: string;
+  readonly log: Logger;
+  /** Prove the device at `endpoint`; `onEnd` is the session's heartbeat end. */
+  readonly prove: (endpoint: Endpoint, onEnd: (why: HeartbeatEnd, err?: Error) => void) => Promise<DeviceSession>;
+  /** A session is up: announce the device. */
+  readonly onUp: (session: DeviceSession) => void;
+  /** The session ended (heartbeat lost): the device is gone until the next `onUp`. */
+  readonly onDown: (session: DeviceSession, why: HeartbeatEnd, err?: Error) => void;
+  /** Every endpoint failed: a good time to ask mDNS again. */
+  readonly onUnreachable?: () => void;
+  readonly initialBackoffMs?: number;
+  readonly maxBackoffMs?: number;
+}
+
+export const INITIAL_BACKOFF_MS = 1000;
+export const MAX_BACKOFF_MS = 60_000;
+
+/** Codes of failures that say the peer is not this phone (as opposed to: not reachable now). */
+const NOT_THIS_PHONE = new Set(['MUXD_ERR_LOCKDOWN_TLS', 'MUXD_ERR_NETWORK_IDENTITY', 'MUXD_ERR_LOCKDOWN_PROTOCOL']);
+
+function key(e: Endpoint): string {
+  return `${e.family}/${e.address}/${e.interfaceIndex}`;
+}
+
+const REASONS: Partial<Record<ErrorCode, string>> = {
+  MUXD_ERR_CONNECTION_REFUSED: 'lockdown port refused',
+  MUXD_ERR_DEVICE_UNREACHABLE: 'unreachable',
+  MUXD_ERR_LOCKDOWN_TLS: 'session refused (TLS)',
+  MUXD_ERR_NETWORK_IDENTITY: 'not the paired phone',
+  MUXD_ERR_LOCKDOWN_ERROR: 'session refused by lockdownd',
+  MUXD_ERR_LOCKDOWN_TIMEOUT: 'lockdownd did not answer',
+  MUXD_ERR_LOCKDOWN_CLOSED: 'lockdownd closed the connection',
+  MUXD_ERR_LOCKDOWN_PROTOCOL: 'not lockdownd',
+  MUXD_ERR_PAIR_RECORD_NOT_FOUND: 'no pair record',
+  MUXD_ERR_UNUSABLE_PAIR_RECORD: 'pair record unusable',
+};
+
+/** Why an attempt failed, in a few words for the log. */
+export function failureReason(err: unknown): string {
+  if (isMuxdError(err)) return REASONS[err.code] ?? err.code;
+  return 'unexpected error';
+}
+
+export class Reachability {
+  readonly udid: string;
+  private state: ReachabilityState = 'idle';
+  private readonly log: Logger;
+  private readonly opts: ReachabilityOptions;
+  private readonly initialMs: number;
+  private readonly maxMs: number;
+  /** Endpoints to try, newest knowledge first. */
+  private endpoints: Endpoint[] = [];
+  /** Where the last session was up: tried first next time. */
+  private lastGood: Endpoint | undefined;
+  private backoffMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private session: DeviceSession | undefined;
+  /** The last failure reason logged at info; repeats go to debug. */
+  private lastReason: string | undefined;
+  /** Endpoints learnt while dialing: dial again right after this round. */
+  private redial = false;
+
+  constructor(options: ReachabilityOptions) {
+    this.udid = options.udid;
+    this.opts = options;
+    this.log = options.log;
+    this.initialMs = options.initialBackoffMs ?? INITIAL_BACKOFF_MS;
+    this.maxMs = options.maxBackoffMs ?? MAX_BACKOFF_MS;
+    this.backoffMs = this.initialMs;
+  }
+
+  get current(): ReachabilityState {
+    return this.state;
+  }
+
+  /** The proven session, while up. */
+  get upSession(): DeviceSession | undefined {
+    return this.session;
+  }
+
+  /** Endpoints known now (tests, diagnostics). */
+  get known(): readonly Endpoint[] {
+    return this.endpoints;
+  }
+
+  /**
+   * Endpoints the device is known at now (an advert's addresses, a manual address), tried before
+   * the ones known already. Dials at once when idle, or when waiting and one of them is new.
+   */
+  setEndpoints(endpoints: readonly Endpoint[]): void {
+    if (this.state === 'stopped') return;
+    const seen = new Set<string>();
+    const merged: Endpoint[] = [];
+    for (const e of [...endpoints, ...this.endpoints]) {
+      const k = key(e);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      merged.push(e);
+    }
+    const fresh = endpoints.some((e) => !this.endpoints.some((o) => key(o) === key(e)));
+    this.endpoints = merged;
+    if (this.state === 'dialing') {
+      if (fresh) this.redial = true;
+      return;
+    }
+    if (this.state === 'idle' || (this.state === 'waiting' && fresh)) this.dialNow();
+  }
+
+  /** Forget endpoints (an advert went away); the session, if up, is not touched. */
+  forget(endpoints: readonly Endpoint[]): void {
+    const gone = new Set(endpoints.map(key));
+    this.endpoints = this.endpoints.filter((e) => !gone.has(key(e)));
+  }
+
+  /** Dial now (e.g. the records changed). */
+  poke(): void {
+    if (this.state === 'waiting' || this.state === 'idle') this.dialNow();
+  }
+
+  stop(): void {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    const session = this.session;
+    this.session = undefined;
+    session?.close();
+  }
+
+  private dialNow(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.state = 'dialing';
+    void this.dialRound();
+  }
+
+  private order(): Endpoint[] {
+    const last = this.lastGood;
+    const rank = (e: Endpoint): number => (last !== undefined && key(e) === key(last) ? 0 : e.family === 4 ? 1 : 2);
+    return [...this.endpoints].sort((a, b) => rank(a) - rank(b));
+  }
+
+  private async dialRound(): Promise<void> {
+    this.redial = false;
+    for (const endpoint of this.order()) {
+      if (!this.dialing()) return;
+      let session: DeviceSession;
+      try {
+        session = await this.opts.prove(endpoint, (why, err) => { this.sessionEnded(session, why, err); });
+      } catch (err) {
+        this.failed(endpoint, err);
+        continue;
+      }
+      if (!this.dialing()) {
+        session.close();
+        return;
+      }
+      if (session.current !== 'beating') {
+        // The heartbeat ended between the proof and now: as good as a failed attempt.
+        this.failed(endpoint, undefined);
+        continue;
+      }
+      this.up(endpoint, session);
+      return;
+    }
+    if (!this.dialing()) return;
+    if (this.redialWanted()) {
+      this.dialNow();
+      return;
+    }
+    this.wait();
+  }
+
+  /** Read after an await: stop() or a lost session may have moved the state meanwhile. */
+  private dialing(): boolean {
+    return this.state === 'dialing';
+  }
+
+  /** Endpoints came in during the round (read after awaits, like {@link dialing}). */
+  private redialWanted(): boolean {
+    return this.redial;
+  }
+
+  private failed(endpoint: Endpoint, err: unknown): void {
+    const reason = failureReason(err);
+    const fields = { udid: this.udid, at: describeEndpoint(endpoint), reason, err };
+    if (reason !== this.lastReason) {
+      this.lastReason = reason;
+      this.log.info(fields, 'network device not reachable here; will retry');
+    } else {
+      this.log.debug(fields, 'network device still not reachable');
+    }
+    if (isMuxdError(err) && NOT_THIS_PHONE.has(err.code)) this.forget([endpoint]);
+  }
+
+  private up(endpoint: Endpoint, session: DeviceSession): void {
+    this.state = 'up';
+    this.session = session;
+    this.lastGood = endpoint;
+    this.lastReason = undefined;
+    this.backoffMs = this.initialMs;
+    this.opts.onUp(session);
+  }
+
+  private sessionEnded(session: DeviceSession, why: HeartbeatEnd, err?: Error): void {
+    if (this.session !== session || this.state !== 'up') return;
+    this.session = undefined;
+    this.opts.onDown(session, why, err);
+    // One retry at once (a blip, or the phone already answers at a new address), then backoff.
+    this.dialNow();
+  }
+
+  private wait(): void {
+    this.state = 'waiting';
+    this.opts.onUnreachable?.();
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.maxMs, this.backoffMs * 2);
+    this.timer = setTimeout(onBackoff, delay, this);
+    this.timer.unref();
+  }
+
+  /** @internal the backoff timer */
+  backoffElapsed(): void {
+    this.timer = undefined;
+    if (this.state === 'waiting') this.dialNow();
+  }
+}
+
+function onBackoff(r: Reachability): void {
+  r.backoffElapsed();
+}
