@@ -50,7 +50,7 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', {
         paths: [{ name: 'usb', message: 'src/server must not import usb.' }],
-        patterns: [{ group: ['../usb/*', '../emulator/*', '../mux/*', '../preflight/*', '../devices/*', '!../devices/index.js'], message: 'src/server sees only devices/index.js of the device side: never mux, usb, the emulator or preflight.' }],
+        patterns: [{ group: ['../usb/*', '../emulator/*', '../mux/*', '../network/*', '../lockdown/*', '../preflight/*', '../devices/*', '!../devices/index.js'], message: 'src/server sees only devices/index.js of the device side: never mux, network, usb, the emulator, lockdown or preflight.' }],
       }],
     },
   },

@@ -3,6 +3,7 @@
  * (src/cli/args.ts), checked once by `validateConfig()` before anything is opened. Nothing in here
  * does I/O; a bad value is an InvalidConfigError at startup (exit 1), never a surprise mid-run.
  */
+import { isIP } from 'node:net';
 import { CONNECT_TIMEOUT_MS } from './devices/constants.js';
 import { InvalidConfigError } from './errors.js';
 import { VERSION_TIMEOUT_MS } from './mux/constants.js';
@@ -63,6 +64,10 @@ export interface DaemonConfig {
   readonly virtualTrust: VirtualTrustMode;
   /** false with `--no-usb`: node-usb is never loaded. */
   readonly usb: boolean;
+  /** false with `--no-network`: no mDNS browsing, no network devices, no AddDevice. */
+  readonly network: boolean;
+  /** `--network-device ADDRESS` (repeatable): network devices where multicast does not reach. */
+  readonly networkDevices: readonly string[];
   /** Connect timeout (ms) handed to the device providers (CONNECT_TIMEOUT_MS: why that value). */
   readonly connectTimeoutMs: number;
   /** Mux version-exchange timeout (ms) handed to the mux provider. */
@@ -101,6 +106,8 @@ export const DEFAULT_CONFIG: DaemonConfig = Object.freeze<DaemonConfig>({
   virtualDevices: [],
   virtualTrust: 'auto',
   usb: true,
+  network: true,
+  networkDevices: [],
   connectTimeoutMs: CONNECT_TIMEOUT_MS,
   versionTimeoutMs: VERSION_TIMEOUT_MS,
   maxClients: 1024,
@@ -132,6 +139,13 @@ function positiveInt(name: string, value: number, max: number): void {
 
 /** Throws InvalidConfigError naming the first bad value. Returns the config for chaining. */
 export function validateConfig(config: DaemonConfig): DaemonConfig {
+  for (const address of config.networkDevices) {
+    const [ip = '', zone, ...rest] = address.split('%');
+    const family = isIP(ip);
+    if (family === 0 || rest.length > 0 || (family === 4 && zone !== undefined) || zone === '') {
+      fail(`--network-device needs an IP address (fe80::…%INTERFACE for link-local), not '${address}'`);
+    }
+  }
   if (!Number.isInteger(config.verbose) || config.verbose < 0) fail(`verbose must be a non-negative integer`);
   const s = config.socket;
   if (s.kind === 'unix') {

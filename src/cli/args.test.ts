@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { parseArgs, parseSocketArg } from './args.js';
 import { usageText } from './usage.js';
 import type { CliCommand } from './args.js';
-import { DEFAULT_CONFIG, DEFAULT_VIRTUAL_UDID } from '../config.js';
+import { DEFAULT_CONFIG, DEFAULT_VIRTUAL_UDID, validateConfig } from '../config.js';
 import type { DaemonConfig } from '../config.js';
 
 function run(argv: string[]): { config: DaemonConfig; warnings: readonly string[] } {
@@ -30,6 +30,19 @@ describe('parseArgs', () => {
     expect(config.hotplug).toBe(true);
     expect(config.enableExit).toBe(false);
     expect(config.usb).toBe(true);
+  });
+
+  it('network devices: on by default; --no-network; --network-device repeats and is checked', () => {
+    expect(run([]).config.network).toBe(true);
+    expect(run(['--no-network']).config.network).toBe(false);
+    const { config } = run(['--network-device', '10.0.0.2', '--network-device=fe80::1%wlan0']);
+    expect(config.networkDevices).toEqual(['10.0.0.2', 'fe80::1%wlan0']);
+    expect(() => validateConfig(config)).not.toThrow();
+    for (const bad of ['phone.local', '10.0.0.2%eth0', 'fe80::1%', '1.2.3']) {
+      expect(() => validateConfig(run(['--network-device', bad]).config)).toThrow(/--network-device needs an IP address/);
+    }
+    expect(usageError(['--network-device'])).toMatch(/requires an argument/);
+    expect(usageText()).toMatch(/--no-network/);
   });
 
   it('-h and -V win whatever follows', () => {

@@ -50,6 +50,8 @@ const SPECS: readonly OptSpec[] = [
   { long: 'virtual-device', arg: 'optional' },
   { long: 'virtual-trust', arg: 'required' },
   { long: 'no-usb', arg: 'none' },
+  { long: 'no-network', arg: 'none' },
+  { long: 'network-device', arg: 'required' },
   { long: 'log-format', arg: 'required' },
   { long: 'socket-mode', arg: 'required' },
   { long: 'socket-group', arg: 'required' },
@@ -183,6 +185,7 @@ export function parseArgs(argv: readonly string[]): CliCommand {
   const occurrences = tokenize(argv);
   const c: { -readonly [K in keyof DaemonConfig]: DaemonConfig[K] } = { ...DEFAULT_CONFIG, virtualDevices: [] };
   const virtual: string[] = [];
+  const networkDevices: string[] = [];
   let bareVirtual = 0;
   let exitSignal: 'SIGUSR1' | 'SIGTERM' | undefined;
   const warnings: string[] = [];
@@ -221,6 +224,8 @@ export function parseArgs(argv: readonly string[]): CliCommand {
           break;
         }
         case 'no-usb': c.usb = false; break;
+        case 'no-network': c.network = false; break;
+        case 'network-device': networkDevices.push(requireValue(o)); break;
         case 'log-format': {
           const f = requireValue(o);
           if (f !== 'json' && f !== 'pretty') throw new UsageError(`--log-format must be json or pretty, not '${f}'`);
@@ -237,6 +242,7 @@ export function parseArgs(argv: readonly string[]): CliCommand {
     throw err;
   }
   c.virtualDevices = virtual;
+  c.networkDevices = networkDevices;
   if (exitSignal !== undefined) return { kind: 'signal', signal: exitSignal, config: c };
   if (c.socket.kind === 'tcp' && c.socket.explicitHost && !isLoopbackHost(c.socket.host)) {
     warnings.push(`listening on non-loopback address ${c.socket.host}:${c.socket.port}: ` +

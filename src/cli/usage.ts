@@ -46,6 +46,11 @@ Options of this implementation:
                              taps (wait), Don't Trust (deny), locked (password), or
                              a phone in setup that pairs without asking (setup)
       --no-usb               do not open USB at all (node-usb is not loaded)
+      --no-network           no network (Wi-Fi) devices: no mDNS browsing, no AddDevice
+      --network-device ADDRESS
+                             a paired phone at this IP address (fe80::…%IFACE for
+                             link-local), for networks multicast does not reach
+                             (repeatable); announced once its pair record is proven
       --log-format json|pretty
                              log line format (default: pretty on a foreground terminal)
       --socket-mode MODE     octal mode of the Unix socket (default 0666)

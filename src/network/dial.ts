@@ -4,7 +4,8 @@
  * refuses a numeric zone and an address without one, wifi-devices.md §7.1), and what a failure
  * means to a client.
  */
-import { connect } from 'node:net';
+import { connect, isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import type { Socket } from 'node:net';
 import { ConnectionRefusedError, DeviceUnreachableError } from '../devices/index.js';
 import { systemErrorCode } from '../errors.js';
@@ -18,6 +19,27 @@ export interface Endpoint {
   readonly interfaceIndex: number;
   /** That interface's name (needed to dial fe80::). */
   readonly interfaceName?: string | undefined;
+}
+
+/**
+ * An address a user typed (`--network-device`, AddDevice): an IPv4 or IPv6 literal, `%zone` for
+ * a link-local one (an interface name, or its index). Throws RangeError for anything else, and for
+ * a link-local address whose interface cannot be named.
+ */
+export function parseAddress(text: string, interfaces: () => ReturnType<typeof networkInterfaces> = networkInterfaces): Endpoint {
+  const [address = '', zone, ...more] = text.split('%');
+  const family = isIP(address);
+  if (family === 0 || more.length > 0 || (family === 4 && zone !== undefined)) throw new RangeError(`not an IP address: ${text}`);
+  if (family === 4) return { address, family: 4, interfaceIndex: 0 };
+  if (!isLinkLocal6(address)) return { address, family: 6, interfaceIndex: 0 };
+  if (zone === undefined || zone === '') throw new RangeError(`a link-local address needs its interface: ${address}%<interface>`);
+  // os.networkInterfaces() gives each fe80:: address its scopeid: the index ↔ name map Node lacks.
+  for (const [name, addrs] of Object.entries(interfaces())) {
+    const index = (addrs ?? []).find((a) => a.family === 'IPv6' && a.scopeid > 0)?.scopeid;
+    if (index === undefined) continue;
+    if (zone === name || zone === String(index)) return { address, family: 6, interfaceIndex: index, interfaceName: name };
+  }
+  throw new RangeError(`no interface ${zone} with an IPv6 link-local address`);
 }
 
 /** True for fe80::/10. */

@@ -18,11 +18,12 @@
  */
 import type { DeviceSink, NetworkDeviceInfo } from '../devices/index.js';
 import type { Logger } from '../log.js';
-import { LockdownClient, sessionCredentials } from '../lockdown/index.js';
+import { sessionCredentials } from '../lockdown/index.js';
 import type { SessionCredentials } from '../lockdown/index.js';
-import { describeEndpoint, dialTcp } from './dial.js';
+import { describeEndpoint } from './dial.js';
 import type { Endpoint } from './dial.js';
-import { DeviceSession, LOCKDOWN_PORT } from './device-session.js';
+import { DeviceSession } from './device-session.js';
+import { ManualAddress } from './manual-address.js';
 import type { HeartbeatEnd } from './heartbeat.js';
 import { NetworkLink } from './link.js';
 import { Reachability } from './reachability.js';
@@ -99,6 +100,8 @@ export class NetworkProvider {
   private readonly timeoutMs: number;
   private readonly tracked = new Map<string, Tracked>();
   private readonly unmatched = new Map<string, Advert>();
+  /** Manual addresses whose UDID is not known yet, by address%interface. */
+  private readonly asking = new Map<string, ManualAddress>();
   private stopped = false;
 
   constructor(options: NetworkProviderOptions) {
@@ -152,26 +155,68 @@ export class NetworkProvider {
 
   /**
    * A device at a fixed address (VPNs, containers: where multicast does not reach). Without a
-   * UDID the device is asked for it (lockdownd answers UniqueDeviceID before a session); the
-   * session that follows proves it either way. Resolves with the UDID.
+   * UDID the device is asked for it, now and again until it answers (src/network/manual-address.ts);
+   * the session that follows proves it either way. Resolves with the UDID when it is known after
+   * the first attempt, undefined while the address is still being asked; rejects when the UDID
+   * has no pair record (NetworkIdentityError) or too many manual devices exist.
    */
-  async addManual(endpoint: Endpoint, udid?: string): Promise<string> {
+  async addManual(endpoint: Endpoint, udid?: string): Promise<string | undefined> {
     if (this.stopped) throw new NetworkIdentityError('the daemon is stopping');
-    const count = [...this.tracked.values()].reduce((n, t) => n + t.manual.length, 0);
+    const count = [...this.tracked.values()].reduce((n, t) => n + t.manual.length, 0) + this.asking.size;
     if (count >= MAX_MANUAL) throw new NetworkIdentityError(`at most ${MAX_MANUAL} manual network devices`);
-    const id = udid ?? await this.askUdid(endpoint);
+    if (udid !== undefined) {
+      await this.manualFor(udid, endpoint);
+      return udid;
+    }
+    const key = `${endpoint.address}%${endpoint.interfaceIndex}`;
+    if (this.asking.has(key)) return undefined;
+    let firstAttempt = true;
+    let known: string | undefined;
+    const asking = new ManualAddress({
+      endpoint,
+      log: this.log,
+      timeoutMs: this.timeoutMs,
+      onUdid: (id) => {
+        this.asking.delete(key);
+        // The first answer is the caller's to act on (AddDevice's Result); later ones are ours.
+        if (firstAttempt) {
+          known = id;
+          return;
+        }
+        this.manualFor(id, endpoint).catch((err: unknown) => {
+          this.log.warn({ udid: id, at: describeEndpoint(endpoint), err }, 'manual network device not added');
+        });
+      },
+    });
+    this.asking.set(key, asking);
+    this.log.info({ at: describeEndpoint(endpoint) }, 'manual network device added; asking which phone it is');
+    await asking.start();
+    firstAttempt = false;
+    if (known !== undefined) await this.manualFor(known, endpoint);
+    return known;
+  }
+
+  private async manualFor(udid: string, endpoint: Endpoint): Promise<void> {
     const records = await this.loadRecords();
-    if (!records.some((r) => r.udid === id)) throw new NetworkIdentityError(`no pair record for ${id}: pair it over USB first`);
-    const t = this.track(id);
+    if (!records.some((r) => r.udid === udid)) throw new NetworkIdentityError(`no pair record for ${udid}: pair it over USB first`);
+    if (this.isStopped()) return;
+    const t = this.track(udid);
     if (!t.manual.some((e) => e.address === endpoint.address && e.interfaceIndex === endpoint.interfaceIndex)) t.manual.push(endpoint);
-    this.log.info({ udid: id, at: describeEndpoint(endpoint) }, 'manual network device added');
+    this.log.info({ udid, at: describeEndpoint(endpoint) }, 'manual network device known');
     t.reach.setEndpoints([endpoint]);
-    return id;
   }
 
   /** Forget manual endpoints by UDID, or by address; true when something was removed. */
-  removeManual(what: { udid?: string; address?: string }): boolean {
+  removeManual(what: { udid?: string | undefined; address?: string | undefined }): boolean {
     let removed = false;
+    if (what.address !== undefined && what.udid === undefined) {
+      for (const [key, m] of [...this.asking]) {
+        if (m.endpoint.address !== what.address) continue;
+        m.stop();
+        this.asking.delete(key);
+        removed = true;
+      }
+    }
     for (const t of [...this.tracked.values()]) {
       if (what.udid !== undefined && t.udid !== what.udid) continue;
       const gone = t.manual.filter((e) => what.address === undefined || e.address === what.address);
@@ -188,6 +233,8 @@ export class NetworkProvider {
   /** Daemon stop: sessions end, devices go (their links reset their connections). */
   stop(): Promise<void> {
     this.stopped = true;
+    for (const m of this.asking.values()) m.stop();
+    this.asking.clear();
     for (const t of this.tracked.values()) t.reach.stop();
     this.tracked.clear();
     this.unmatched.clear();
@@ -291,17 +338,6 @@ export class NetworkProvider {
     t.link = undefined;
     this.log.info({ udid: t.udid, why, err, dev: link?.id }, 'network device lost: heartbeat ended');
     link?.detach(err);
-  }
-
-  private async askUdid(endpoint: Endpoint): Promise<string> {
-    const lockdown = new LockdownClient(await dialTcp(endpoint, LOCKDOWN_PORT, this.timeoutMs), { log: this.log, timeoutMs: this.timeoutMs });
-    try {
-      const udid = await lockdown.getValue('UniqueDeviceID');
-      if (typeof udid !== 'string' || udid === '') throw new NetworkIdentityError('the device did not say its UniqueDeviceID');
-      return udid;
-    } finally {
-      lockdown.close();
-    }
   }
 
   private async loadRecords(): Promise<KnownRecord[]> {

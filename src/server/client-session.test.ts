@@ -76,6 +76,8 @@ const steps: fc.Arbitrary<Step> = fc.constantFrom<Step>(
   { frame: (t) => encodePlistRequest(t, { MessageType: 'Connect', DeviceID: 99, PortNumber: swapPort(7) }), expect: 2 },
   { frame: (t) => encodePlistRequest(t, { MessageType: 'Connect', DeviceID: 2 }), expect: 1 },
   { frame: (t) => encodePlistRequest(t, { MessageType: 'Frobnicate' }), expect: 1 },
+  // This server has no network devices (--no-network): AddDevice is a bad command.
+  { frame: (t) => encodePlistRequest(t, { MessageType: 'AddDevice', ConnectionType: 'Network', IPAddress: '10.0.0.2' }), expect: 1 },
   { frame: (t) => encodeFrame(1, 8, t, Buffer.from('<plist><dict>')), expect: 1 },
   { frame: (t) => encodeFrame(3, 8, t), expect: 6 },
   { frame: (t) => encodeFrame(1, 42, t), expect: 1 },
@@ -124,6 +126,50 @@ describe('ClientSession (property)', () => {
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('AddDevice / RemoveDevice (netmuxd\'s manual network devices)', () => {
+  it('pass the address and UDID on, answer 0 or the failure\'s Result, and refuse what is not an address', async () => {
+    const added: [string, string | undefined][] = [];
+    const removed: { udid: string | undefined; address: string | undefined }[] = [];
+    const sockPath = join(dir, 'manual.sock');
+    const manualServer = new MuxdServer({
+      directory: new FakeDirectory(),
+      store: new EmptyStore(),
+      log: silentLogger(),
+      manualDevices: {
+        add: (address, udid) => {
+          added.push([address, udid]);
+          return address === '10.0.0.9' ? Promise.reject(new InvalidPairRecordIdError('no pair record')) : Promise.resolve(udid ?? 'U');
+        },
+        remove: (what) => { removed.push(what); return what.address === '10.0.0.2'; },
+      },
+    });
+    await manualServer.listen({ kind: 'unix', path: sockPath });
+    const c = await MuxdClient.connect({ path: sockPath });
+    try {
+      const udid = '00008030-001A2B3C4D5E6F70';
+      const ask = async (dict: Record<string, unknown>): Promise<unknown> => {
+        c.send(encodePlistRequest(1, dict as never));
+        return (await c.readReply()).reply;
+      };
+      expect(await ask({ MessageType: 'AddDevice', ConnectionType: 'Network', ServiceName: '_apple-mobdev2._tcp.local', IPAddress: '10.0.0.2', DeviceID: udid })).toEqual({ kind: 'result', number: 0 });
+      expect(await ask({ MessageType: 'AddDevice', IPAddress: 'fe80::1%eth0' })).toEqual({ kind: 'result', number: 0 });
+      expect(await ask({ MessageType: 'AddDevice', IPAddress: '10.0.0.9' })).toEqual({ kind: 'result', number: 22 });
+      for (const bad of [{ IPAddress: 'phone.local' }, { IPAddress: '10.0.0.2%eth0' }, {}, { IPAddress: '10.0.0.2', ConnectionType: 'USB' }]) {
+        expect(await ask({ MessageType: 'AddDevice', ...bad })).toEqual({ kind: 'result', number: 1 });
+      }
+      expect(await ask({ MessageType: 'AddDevice', IPAddress: '10.0.0.2', DeviceID: '../etc' })).toEqual({ kind: 'result', number: 22 });
+      expect(added).toEqual([['10.0.0.2', udid], ['fe80::1%eth0', undefined], ['10.0.0.9', undefined]]);
+      expect(await ask({ MessageType: 'RemoveDevice', IPAddress: '10.0.0.2' })).toEqual({ kind: 'result', number: 0 });
+      expect(await ask({ MessageType: 'RemoveDevice', DeviceID: udid })).toEqual({ kind: 'result', number: 2 });
+      expect(await ask({ MessageType: 'RemoveDevice' })).toEqual({ kind: 'result', number: 1 });
+      expect(removed).toEqual([{ udid: undefined, address: '10.0.0.2' }, { udid, address: undefined }]);
+    } finally {
+      await c.close();
+      await manualServer.close();
+    }
   });
 });
 

@@ -24,7 +24,8 @@ import type { PairRecordStore } from '../pairrecords/index.js';
 import type { PlistDict } from '../plist/index.js';
 import type { Logger } from '../log.js';
 import { isMuxdError } from '../errors.js';
-import { errorToResult, InputWhileListeningError, ListenerOverflowError, Result, UnknownDeviceError } from './errors.js';
+import { BadCommandError, errorToResult, InputWhileListeningError, ListenerOverflowError, Result, UnknownDeviceError } from './errors.js';
+import type { ManualDevices } from './options.js';
 import { FrameDecoder } from './framing.js';
 import type { Frame } from './framing.js';
 import {
@@ -55,6 +56,8 @@ export interface SessionContext {
   readonly directory: DeviceDirectory;
   readonly store: PairRecordStore;
   readonly maxFrameBytes: number;
+  /** AddDevice / RemoveDevice; undefined when network devices are off. */
+  readonly manualDevices: ManualDevices | undefined;
   /** Sessions currently in `listening` (for ListListeners). */
   listeners(): Iterable<ClientSession>;
   /** The session entered `listening`: it gets live device events from now on. */
@@ -239,6 +242,24 @@ export class ClientSession {
       case 'DeletePairRecord':
         this.runAsync(tag, this.ctx.store.delete(request.pairRecordId).then(() => Result.OK));
         return;
+      case 'AddDevice': {
+        const manual = this.ctx.manualDevices;
+        if (manual === undefined) {
+          this.replyError(tag, new BadCommandError('network devices are off (--no-network)'));
+          return;
+        }
+        this.runAsync(tag, manual.add(request.address, request.udid).then(() => Result.OK));
+        return;
+      }
+      case 'RemoveDevice': {
+        const manual = this.ctx.manualDevices;
+        if (manual === undefined) {
+          this.replyError(tag, new BadCommandError('network devices are off (--no-network)'));
+          return;
+        }
+        this.replyResult(tag, manual.remove({ udid: request.udid, address: request.address }) ? Result.OK : Result.BADDEV);
+        return;
+      }
     }
   }
 

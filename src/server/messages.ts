@@ -11,7 +11,8 @@
 import type { DeviceInfo, UsbDeviceInfo } from '../devices/index.js';
 import { encodeNetworkAddress } from './network-address.js';
 import type { AddressLayout } from './network-address.js';
-import { InvalidPairRecordDataError, InvalidPairRecordIdError } from '../pairrecords/index.js';
+import { isIP } from 'node:net';
+import { InvalidPairRecordDataError, InvalidPairRecordIdError, isValidPairRecordId } from '../pairrecords/index.js';
 import { buildXml, isPlistDict, isPlistInteger, parsePlist, PlistParseError } from '../plist/index.js';
 import type { PlistDict, PlistValue } from '../plist/index.js';
 import { BadCommandError, BadVersionError, MalformedPlistRequestError, UnknownDeviceError } from './errors.js';
@@ -36,7 +37,14 @@ export type Request =
   | { readonly type: 'ReadPairRecord'; readonly pairRecordId: string }
   /** `deviceId`: the device to raise Paired for, when the client named one (optional in the protocol). */
   | { readonly type: 'SavePairRecord'; readonly pairRecordId: string; readonly data: Buffer; readonly deviceId: number | undefined }
-  | { readonly type: 'DeletePairRecord'; readonly pairRecordId: string };
+  | { readonly type: 'DeletePairRecord'; readonly pairRecordId: string }
+  /**
+   * netmuxd's convention for a network device multicast does not reach: `IPAddress` (an IP literal,
+   * `%zone` allowed for fe80::) and optionally the UDID, which netmuxd calls `DeviceID`.
+   */
+  | { readonly type: 'AddDevice'; readonly address: string; readonly udid: string | undefined }
+  /** Forget a device added with AddDevice, by UDID (`DeviceID`) or by `IPAddress`. */
+  | { readonly type: 'RemoveDevice'; readonly udid: string | undefined; readonly address: string | undefined };
 
 export interface DecodedRequest {
   readonly request: Request;
@@ -139,9 +147,39 @@ function plistRequest(messageType: string, dict: PlistDict): Request {
       if (!Buffer.isBuffer(data)) throw new InvalidPairRecordDataError('SavePairRecord without PairRecordData');
       return { type: 'SavePairRecord', pairRecordId: id, data, deviceId: u32(dict['DeviceID']) };
     }
+    case 'AddDevice': {
+      const address = str(dict['IPAddress']);
+      if (address === undefined || !isIpLiteral(address)) throw new BadCommandError('AddDevice without an IP address in IPAddress');
+      const connectionType = dict['ConnectionType'];
+      if (connectionType !== undefined && connectionType !== 'Network') throw new BadCommandError('AddDevice is for network devices');
+      return { type: 'AddDevice', address, udid: udidField(dict) };
+    }
+    case 'RemoveDevice': {
+      const address = str(dict['IPAddress']);
+      const udid = udidField(dict);
+      if (udid === undefined && (address === undefined || !isIpLiteral(address))) throw new BadCommandError('RemoveDevice without a UDID in DeviceID or an IPAddress');
+      return { type: 'RemoveDevice', udid, address };
+    }
     default:
       throw new BadCommandError(`unknown MessageType ${JSON.stringify(messageType.slice(0, 64))}`);
   }
+}
+
+/** An IPv4 or IPv6 literal (IPv6 may carry a `%zone` of interface-name characters). */
+function isIpLiteral(text: string): boolean {
+  const [address = '', zone, ...more] = text.split('%');
+  if (more.length > 0) return false;
+  if (zone !== undefined && !/^[A-Za-z0-9_.:-]{1,15}$/.test(zone)) return false;
+  const family = isIP(address);
+  return family === 6 || (family === 4 && zone === undefined);
+}
+
+/** The UDID of AddDevice/RemoveDevice: netmuxd sends it as a string `DeviceID`. */
+function udidField(dict: PlistDict): string | undefined {
+  const v = dict['DeviceID'];
+  if (typeof v !== 'string') return undefined;
+  if (!isValidPairRecordId(v)) throw new InvalidPairRecordIdError('DeviceID is not a UDID');
+  return v;
 }
 
 function pairRecordId(messageType: string, dict: PlistDict): string {

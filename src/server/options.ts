@@ -4,6 +4,14 @@ import type { DeviceDirectory } from '../devices/index.js';
 import type { PairRecordStore } from '../pairrecords/index.js';
 import type { Logger } from '../log.js';
 
+/** Network devices a client may add or remove by address (AddDevice / RemoveDevice). */
+export interface ManualDevices {
+  /** Resolves with the device's UDID once it is being tracked (it is announced once proven). */
+  add(address: string, udid: string | undefined): Promise<string>;
+  /** True when something was removed. */
+  remove(what: { udid: string | undefined; address: string | undefined }): boolean;
+}
+
 export interface ServerOptions {
   /** The device set (main passes the DeviceRegistry). */
   readonly directory: DeviceDirectory;
@@ -19,6 +27,8 @@ export interface ServerOptions {
    * per accepted socket, merged into that client's logger.
    */
   readonly identify?: (socket: Socket) => Record<string, unknown>;
+  /** Network devices by address; without it (`--no-network`) AddDevice is a bad command. */
+  readonly manualDevices?: ManualDevices;
 }
 
 export type ListenTarget =

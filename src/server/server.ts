@@ -43,6 +43,7 @@ export class MuxdServer {
       directory: options.directory,
       store: options.store,
       maxFrameBytes: options.maxFrameBytes ?? MAX_FRAME_BYTES,
+      manualDevices: options.manualDevices,
       listeners: () => listening,
       onListening: (session) => listening.add(session),
       onClosed: (session) => {
