@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import plist from 'plist';
 import { DEFAULT_PLIST_LIMITS, PlistParseError } from './index.js';
-import type { PlistDict, PlistValue } from './index.js';
-import { readXmlPlist } from './xml-reader.js';
+import type { PlistDict, PlistLimits, PlistValue } from './index.js';
+import { MAX_NUMBER_CHARS, readXmlPlist } from './xml-reader.js';
+import { xmlLongBadData, xmlLongDate, xmlLongInteger, xmlLongReal } from '../../test/support/plist-attacks.js';
 
 const read = (xml: string): PlistValue => readXmlPlist(xml, DEFAULT_PLIST_LIMITS);
 
@@ -145,3 +146,119 @@ describe('readXmlPlist', () => {
     }), { numRuns: 300 });
   });
 });
+
+/** The reader's step count for `xml`, whether it reads or refuses it. */
+function steps(xml: string, limits: PlistLimits = DEFAULT_PLIST_LIMITS): number {
+  const meter = { work: 0 };
+  try {
+    readXmlPlist(xml, limits, meter);
+  } catch (e) {
+    if (!(e instanceof PlistParseError)) throw e;
+  }
+  return meter.work;
+}
+
+describe('readXmlPlist: numbers', () => {
+  it.each([
+    ['1', 1], ['1.', 1], ['.5', 0.5], ['-1.5e10', -1.5e10], ['+2E-3', 0.002], ['1e5', 1e5], [' \n\t0.25\r\n', 0.25], ['-0', -0],
+  ])('reads the real %j', (text, value) => {
+    expect(read(`<plist><real>${text}</real></plist>`)).toBe(value);
+  });
+
+  it.each(['.', 'e5', '1e', '1e+', '1.2.3', '--1', '', ' ', 'inf', 'NaN', '0x10', '1_0', '1 2', '\u00a01', '١'])('refuses the real %j', (text) => {
+    expect(code(`<plist><real>${text}</real></plist>`)).toBe('MUXD_ERR_PLIST_MALFORMED');
+  });
+
+  it('reads integers of at most 128 bits and refuses wider ones', () => {
+    expect(read('<plist><integer>340282366920938463463374607431768211455</integer></plist>')).toBe(2n ** 128n - 1n);
+    expect(read('<plist><integer>-170141183460469231731687303715884105728</integer></plist>')).toBe(-(2n ** 127n));
+    expect(code('<plist><integer>340282366920938463463374607431768211456</integer></plist>')).toBe('MUXD_ERR_PLIST_MALFORMED');
+    expect(code('<plist><integer>-170141183460469231731687303715884105729</integer></plist>')).toBe('MUXD_ERR_PLIST_MALFORMED');
+    expect(code('<plist><integer>+</integer></plist>')).toBe('MUXD_ERR_PLIST_MALFORMED');
+    expect(read('<plist><integer>+7</integer></plist>')).toBe(7);
+  });
+
+  it(`caps integer, real and date text at ${MAX_NUMBER_CHARS} characters, whitespace aside`, () => {
+    const zeros = (n: number): string => `${'0'.repeat(n - 1)}1`;
+    expect(read(`<plist><integer>  ${zeros(MAX_NUMBER_CHARS)}\n</integer></plist>`)).toBe(1);
+    expect(code(`<plist><integer>${zeros(MAX_NUMBER_CHARS + 1)}</integer></plist>`)).toBe('MUXD_ERR_PLIST_MALFORMED');
+    expect(read(`<plist><real>${zeros(MAX_NUMBER_CHARS)}</real></plist>`)).toBe(1);
+    expect(code(`<plist><real>${zeros(MAX_NUMBER_CHARS + 1)}</real></plist>`)).toBe('MUXD_ERR_PLIST_MALFORMED');
+    expect(code(`<plist><date>2024-01-02T03:04:05Z${' '.repeat(10)}x${'0'.repeat(MAX_NUMBER_CHARS)}</date></plist>`)).toBe('MUXD_ERR_PLIST_MALFORMED');
+    expect(read(`<plist><date>${' '.repeat(1000)}2024-01-02T03:04:05Z${' '.repeat(1000)}</date></plist>`)).toEqual(new Date('2024-01-02T03:04:05Z'));
+  });
+});
+
+describe('readXmlPlist: data, references and whitespace', () => {
+  it('reads base64 with whitespace anywhere and refuses padding that is not at the end', () => {
+    expect(read('<plist><data>\n\taGVs\r\n bG8=\n</data></plist>')).toEqual(Buffer.from('hello'));
+    expect(code('<plist><data>aGVs=bG8=</data></plist>')).toBe('MUXD_ERR_PLIST_MALFORMED');
+    expect(code('<plist><data>aGVsbG8===</data></plist>')).toBe('MUXD_ERR_PLIST_MALFORMED');
+    expect(code('<plist><data>aGVs-bG8</data></plist>')).toBe('MUXD_ERR_PLIST_MALFORMED');
+  });
+
+  it('reads character references up to U+10FFFF and refuses longer or out-of-range ones', () => {
+    expect(read('<plist><string>&#x10FFFF;&#1114111;&#0000065;&#x00041;&#x4a;</string></plist>')).toBe('\u{10FFFF}\u{10FFFF}AAJ');
+  });
+
+  it.each(['&#x110000;', '&#1114112;', '&#00000065;', '&#;', '&#x;', '&#xZZ;', '&amp', '&', '&AMP;', '&#-1;', '&#x-1;', '&#X41;'])('refuses the reference %j', (ref) => {
+    expect(code(`<plist><string>${ref}</string></plist>`)).toBe('MUXD_ERR_PLIST_MALFORMED');
+  });
+
+  it('takes only XML whitespace (space, tab, CR, LF) between elements', () => {
+    expect(read('<plist>\r\n\t <true/> \n</plist>')).toBe(true);
+    expect(code('<plist>\u00a0<true/></plist>')).toBe('MUXD_ERR_PLIST_MALFORMED');
+    expect(code('<plist>\u2028<true/></plist>')).toBe('MUXD_ERR_PLIST_MALFORMED');
+  });
+});
+
+describe('readXmlPlist: linear work, counted', () => {
+  // Each family grows one construct; the step count must stay within a constant per character at
+  // every size, so doubling the input at most doubles the work. Nothing here is timed.
+  const families: readonly (readonly [string, (n: number) => string])[] = [
+    ['a <real> of n digits then a letter (backtracked in the regex reader)', (n) => xmlLongReal(n).toString()],
+    ['a <real> of n digits then a dot', (n) => xmlLongReal(n, '.').toString()],
+    ['an <integer> of n digits', (n) => xmlLongInteger(n).toString()],
+    ['a <data> of n base64 characters then !', (n) => xmlLongBadData(n).toString()],
+    ['a <date> of n digits', (n) => xmlLongDate(n).toString()],
+    ['n entity references', (n) => `<plist><string>${'&amp;'.repeat(n / 5)}</string></plist>`],
+    ['n ampersands without a semicolon', (n) => `<plist><string>${'&'.repeat(n)}</string></plist>`],
+    ['n characters then an ampersand', (n) => `<plist><string>${'x'.repeat(n)}&</string></plist>`],
+    ['n comments in a string', (n) => `<plist><string>${'<!---->'.repeat(n / 7)}</string></plist>`],
+    ['n comments between elements', (n) => `<plist>${'<!---->'.repeat(n / 7)}<true/></plist>`],
+    ['an unterminated comment', (n) => `<plist><!--${'-'.repeat(n)}`],
+    ['a CDATA section of n brackets', (n) => `<plist><string><![CDATA[${']'.repeat(n)}]]></string></plist>`],
+    ['an unterminated CDATA section', (n) => `<plist><string><![CDATA[${']]'.repeat(n / 2)}`],
+    ['a tag with n characters of attributes', (n) => `<plist ${'a="1" '.repeat(n / 6)}><true/></plist>`],
+    ['a tag that never closes', (n) => `<plist ${'a'.repeat(n)}`],
+    ['a DOCTYPE of n characters', (n) => `<!DOCTYPE plist ${'x'.repeat(n)}><plist><true/></plist>`],
+    ['n processing instructions', (n) => `${'<?x?>'.repeat(n / 5)}<plist><true/></plist>`],
+    ['n empty elements in an array', (n) => `<plist><array>${'<true/>'.repeat(n / 7)}</array></plist>`],
+    ['n keys in a dict', (n) => `<plist><dict>${'<key>k</key><true/>'.repeat(n / 19)}</dict></plist>`],
+    ['n nested arrays', (n) => `<plist>${'<array>'.repeat(n / 7)}</plist>`],
+    ['n closing tags', (n) => `<plist><true/>${'</array>'.repeat(n / 8)}`],
+    ['n whitespace characters then junk', (n) => `<plist>${' '.repeat(n)}x</plist>`],
+  ];
+  const unbounded: PlistLimits = { maxBytes: 1 << 24, maxDepth: 1 << 20, maxObjects: 1 << 20 };
+
+  it.each(families)('%s', (_name, make) => {
+    for (const n of [1000, 4000, 16000, 64000]) {
+      const xml = make(n);
+      for (const limits of [DEFAULT_PLIST_LIMITS, unbounded]) {
+        expect(steps(xml, limits), `n = ${n}`).toBeLessThanOrEqual(8 * xml.length + 256);
+      }
+    }
+  });
+
+  it('stops at depth 256 whatever maxDepth says (deeper would exhaust the stack)', () => {
+    const deep = (n: number): string => `<plist>${'<array>'.repeat(n)}${'</array>'.repeat(n)}</plist>`;
+    expect(readXmlPlist(deep(256), unbounded)).toBeInstanceOf(Array);
+    expect(() => readXmlPlist(deep(257), unbounded)).toThrow(/deeper than 256/);
+    expect(() => readXmlPlist(deep(20000), unbounded)).toThrow(PlistParseError);
+  });
+
+  it('counts at least every character of a document it reads', () => {
+    expect(steps(LIBPLIST_STYLE)).toBeGreaterThanOrEqual(LIBPLIST_STYLE.length);
+  });
+});
+
