@@ -274,7 +274,9 @@ const { xmlValue } = fc.letrec<{ xmlValue: string }>((tie) => ({
     fc.integer({ min: 0, max: 20000 }).map((n) => element('data', 'A'.repeat(n) + '!')),
     fc.constantFrom('<true/>', '<false/>', '<true></true>', '<true>x</true>', '<dict/>', '<array/>', '<string/>', '<foo/>', '<dict a="1"/>', '</dict>', '<array/x>', '<string>'),
     fc.array(tie('xmlValue'), { maxLength: 4 }).map((items) => element('array', items.join(''))),
-    fc.array(fc.tuple(charData, tie('xmlValue'), space), { maxLength: 4 }).map((entries) => element('dict', entries.map(([k, v, s]) => `${s}<key>${k}</key>${s}${v}`).join(''))),
+    fc.array(fc.tuple(fc.oneof({ weight: 9, arbitrary: charData }, { weight: 1, arbitrary: fc.constant('__proto__') }), tie('xmlValue'), space), { maxLength: 4 })
+      .map((entries) => element('dict', entries.map(([k, v, s]) => `${s}<key>${k}</key>${s}${v}`).join(''))),
+    fc.integer({ min: 0, max: 3000 }).map((n) => element('array', '<true/>'.repeat(n))),
     fc.tuple(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 0, max: 300 })).map(([open, close]) => '<array>'.repeat(open) + '</array>'.repeat(close)),
     fc.tuple(elementName, tie('xmlValue'), elementName).map(([a, v, b]) => `<${a}>${v}</${b}>`),
   ),
