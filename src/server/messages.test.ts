@@ -17,6 +17,7 @@ import {
   encodePaired,
   encodeResult,
   swapPort,
+  switchesToPlist,
 } from './messages.js';
 import type { UsbDeviceInfo } from '../devices/index.js';
 import type { DeviceRecord } from './messages.js';
@@ -162,13 +163,26 @@ describe('decodeRequest', () => {
     expect(() => decodeRequest(plistRequest({ MessageType: 'Connect', DeviceID: 1 }))).toThrow(BadCommandError);
   });
 
-  it('accepts a binary plist body and keeps the identity keys', () => {
-    const d = decodeRequest(plistRequest({ MessageType: 'ListDevices', ProgName: 'idevice_id', ClientVersionString: 'libusbmuxd 2.0.2', kLibUSBMuxVersion: 3, BundleID: 'org.example' }, 1, true));
+  it('refuses a binary plist body as malformed (Result 1; usbmuxd reads XML only): no client sends one', () => {
+    const frame = plistRequest({ MessageType: 'ListDevices', ProgName: 'idevice_id', ClientVersionString: 'libusbmuxd 2.0.2', kLibUSBMuxVersion: 3 }, 1, true);
+    expect(() => decodeRequest(frame)).toThrow(MalformedPlistRequestError);
+    expect(() => decodeRequest(frame)).toThrow(/binary plists are not accepted/);
+    expect(switchesToPlist(frame)).toBe(true);
+  });
+
+  it('keeps the identity keys of an XML request', () => {
+    const d = decodeRequest(plistRequest({ MessageType: 'ListDevices', ProgName: 'idevice_id', ClientVersionString: 'libusbmuxd 2.0.2', kLibUSBMuxVersion: 3, BundleID: 'org.example' }));
     expect(d).toEqual({
       request: { type: 'ListDevices' },
       plist: true,
       identity: { progName: 'idevice_id', clientVersionString: 'libusbmuxd 2.0.2', libusbmuxVersion: 3, bundleId: 'org.example' },
     });
+  });
+
+  it('still reads a binary plist inside PairRecordData (libimobiledevice saves records that way)', () => {
+    const data = buildBinary({ HostID: 'H' });
+    expect(decodeRequest(plistRequest({ MessageType: 'SavePairRecord', PairRecordID: 'abc', PairRecordData: data })).request)
+      .toEqual({ type: 'SavePairRecord', pairRecordId: 'abc', data, deviceId: undefined });
   });
 
   it('pair-record requests keep string ids and data only; a missing one is refused with 22', () => {

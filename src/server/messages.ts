@@ -1,7 +1,11 @@
 /**
  * Typed decoding of client requests and encoding of daemon replies, for both dialects:
  * binary (header version 0: RESULT, CONNECT, LISTEN, DEVICE_ADD/REMOVE/PAIRED) and plist
- * (message 8; XML bodies out, XML or binary accepted in).
+ * (message 8; XML bodies both ways). A binary plist (`bplist00`) body is refused as malformed:
+ * usbmuxd reads bodies with plist_from_xml, so no working client sends one (libusbmuxd,
+ * pymobiledevice3, go-ios, appium-ios-device and tidevice all write XML), and the binary reader
+ * stays off this path. A binary plist inside PairRecordData is another matter: that is how
+ * libimobiledevice saves records (the pair-record store reads both).
  *
  * Pure functions, no I/O. Decoding yields a complete request, every field it needs present and
  * typed, or throws the error whose Result the client gets (`errorToResult()`): a missing DeviceID
@@ -113,7 +117,7 @@ function decodeBinaryConnect(body: Buffer): Request {
 function decodePlistRequest(body: Buffer): DecodedRequest {
   let dict: PlistValue;
   try {
-    dict = parsePlist(body, { maxBytes: MAX_FRAME_BYTES, maxDepth: 8, maxObjects: 1024 });
+    dict = parsePlist(body, { maxBytes: MAX_FRAME_BYTES, maxDepth: 8, maxObjects: 1024 }, { formats: ['xml'] });
   } catch (err) {
     if (err instanceof PlistParseError) throw new MalformedPlistRequestError(`request body: ${err.message}`, { cause: err });
     throw err;
