@@ -55,6 +55,17 @@ export default tseslint.config(
     },
   },
   {
+    // plist is a leaf codec (bytes ⇄ values): no I/O, nothing of the layers that use it.
+    files: ['src/plist/**/*.ts'],
+    ignores: ['src/plist/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [...nodeBuiltinsIo.map((name) => ({ name, message: 'src/plist must not do I/O.' })), { name: 'usb', message: 'src/plist is a codec.' }],
+        patterns: [{ group: ['../*', '!../errors.js'], message: 'src/plist is a leaf: it imports only errors.js of ours.' }],
+      }],
+    },
+  },
+  {
     files: ['src/pairrecords/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {
