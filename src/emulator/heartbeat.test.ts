@@ -24,7 +24,9 @@ function connect(service: HeartbeatService): Host {
     (data) => {
       reader.push(Buffer.from(data));
     },
-    () => service.onClose(conn),
+    () => {
+      service.onClose(conn);
+    },
   );
   service.onOpen(conn);
   return { conn, received: () => messages.splice(0), send: (bytes) => { service.onData(conn, bytes); } };

@@ -22,6 +22,7 @@
  * HostCertificate (or its RootCertificate, which libimobiledevice 1.3.0 presents instead).
  * Security level 0 (SHA-1 signed certificates of older hosts), TLS 1.0 to 1.2 like a real phone.
  */
+import type { X509Certificate } from 'node:crypto';
 import { createSecureContext, TLSSocket } from 'node:tls';
 import type { SecureContext } from 'node:tls';
 import type { PlistObject } from 'plist';
@@ -44,7 +45,8 @@ const HANDSHAKE_FAILURE_ALERT = Buffer.from('15030100020228', 'hex');
 
 const contexts = new WeakMap<PairedHost, SecureContext>();
 
-function secureContextFor(host: PairedHost, pairing: Pairing): SecureContext {
+/** The phone's TLS server identity towards `host`: the record's DeviceCertificate with the phone's key. */
+export function secureContextFor(host: PairedHost, pairing: Pairing): SecureContext {
   let context = contexts.get(host);
   if (context === undefined) {
     context = createSecureContext({
@@ -57,6 +59,11 @@ function secureContextFor(host: PairedHost, pairing: Pairing): SecureContext {
     contexts.set(host, context);
   }
   return context;
+}
+
+/** The phone takes a TLS client that shows the host's certificate (or its root: libimobiledevice 1.3.0). */
+export function isHostCertificate(host: PairedHost, peer: X509Certificate | undefined): boolean {
+  return peer !== undefined && (peer.raw.equals(host.hostCertificate) || peer.raw.equals(host.rootCertificate));
 }
 
 interface TlsLeg {
@@ -198,7 +205,7 @@ export class LockdownConnection {
   private onSecure(leg: TlsLeg): void {
     const host = this.session?.host;
     const peer = leg.socket.getPeerX509Certificate();
-    if (host === undefined || peer === undefined || !(peer.raw.equals(host.hostCertificate) || peer.raw.equals(host.rootCertificate))) {
+    if (host === undefined || !isHostCertificate(host, peer)) {
       this.pairing.stats.tlsFailures++;
       this.reset(peer === undefined ? 'no client certificate' : "the client certificate is not the host's");
       return;

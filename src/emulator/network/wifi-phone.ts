@@ -1,0 +1,416 @@
+/**
+ * The network face of an emulated iPhone: the same phone (its Pairing = its key and trusted hosts,
+ * its lockdown values) reachable over TCP the way a paired iPhone is over Wi-Fi.
+ *
+ *   TCP 62078        lockdownd (network-lockdown.ts): sessions with TLS, Pair refused,
+ *                    StartService → a fresh port (service-launcher.ts)
+ *   StartService     com.apple.mobile.heartbeat (TLS, heartbeat.ts),
+ *                    com.apple.mobile.[insecure_]notification_proxy
+ *   TCP 7, 9, 19     echo, discard, source (for proxied Connect and direct dialling)
+ *   mDNS             `<mac>@<fe80>._apple-mobdev2._tcp.local` with identifier and authTags
+ *                    (mdns-advertiser.ts), when `mdns` is given
+ *
+ *   ( new ) --start()--> [ UP ] --freeze()--> [ FROZEN ] (no byte out, nothing read, no mDNS, no
+ *                          ^  |                   |       FIN or RST: a radio gone quiet)
+ *                          |  +<----- thaw() -----+
+ *                          |  stop(): goodbye, listeners and connections closed --> [ STOPPED ]
+ *
+ * Knobs (mutable at runtime): `heartbeat.knobs` and `heartbeat.sleepyTime()`, `goodbye()` /
+ * `advertise()`, `setAdvert({ mac, txt, families, identifier })` (a private MAC, an old MAC-only
+ * advert, an IPv6-only one), `refreshAddresses()` after the interface's address changed (an IP
+ * change: goodbye for the old address, announcement of the new one).
+ *
+ * A silent loss that a host's kernel also sees (no ACKs at all) needs the link to go away; in a
+ * network namespace `ip link set dev X down` does it (test/support/netns.ts). freeze() is what a
+ * process alone can do: the kernel still accepts and acknowledges.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import type { Server } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import type { PlistObject } from 'plist';
+import type { Logger } from '../../log.js';
+import { HEARTBEAT_SERVICE, HeartbeatService } from '../heartbeat.js';
+import type { HeartbeatKnobs } from '../heartbeat.js';
+import { NOTIFICATION_PROXY_SERVICE, SECURE_NOTIFICATION_PROXY_SERVICE, defaultLockdownValues } from '../lockdown.js';
+import { createLockdownService } from '../lockdown-session.js';
+import { createNotificationProxyService } from '../notification-proxy.js';
+import type { Pairing } from '../pairing.js';
+import type { Service } from '../service.js';
+import { DISCARD_PORT, ECHO_PORT, LOCKDOWN_PORT, SOURCE_PORT, createDiscardService, createEchoService, createSourceService } from '../services.js';
+import { emptyStats } from '../stats.js';
+import type { EmulatorStats } from '../stats.js';
+import { mobdev2TxtStrings, newMobdev2Identifier } from './auth-tag.js';
+import { Mobdev2Advertiser } from './mdns-advertiser.js';
+import type { AdvertFamilies } from './mdns-advertiser.js';
+import type { Mobdev2Advert } from './mdns-records.js';
+import { NetworkLockdownResponder } from './network-lockdown.js';
+import { ServiceLauncher } from './service-launcher.js';
+import type { LaunchableService } from './service-launcher.js';
+import { ConnectionTracker } from './socket-connection.js';
+
+export type PlainServiceName = 'echo' | 'discard' | 'source';
+export type TxtStyle = 'tags' | 'mac-only';
+
+export interface NetworkAdvertOptions {
+  /** The interface whose addresses are advertised (and that the mDNS sockets are pinned to). */
+  readonly interfaceName: string;
+  /** Which address families are advertised, and on which (default dual). */
+  readonly families?: AdvertFamilies;
+  /** `tags` (default): identifier + one authTag per trusted host; `mac-only`: an empty TXT (old iOS). */
+  readonly txt?: TxtStyle;
+  /**
+   * The MAC of the instance name: default the hardware one (lockdown WiFiAddress, the pair
+   * record's WiFiMACAddress); `private` makes a random locally administered one (iOS 17.1+ / 26.4).
+   */
+  readonly mac?: string;
+  /** The TXT identifier (default a fresh UUID; a fake copies the real phone's). */
+  readonly identifier?: string;
+  /** The SRV target (default `iPhone-<last three MAC octets>.local`). */
+  readonly hostName?: string;
+  /** mDNS port (default 5353). */
+  readonly port?: number;
+  readonly announcements?: number;
+  readonly announceIntervalMs?: number;
+}
+
+export interface NetworkPhoneOptions {
+  readonly udid: string;
+  readonly pairing: Pairing;
+  /** Lockdown values over the defaults for this UDID. */
+  readonly values?: PlistObject;
+  /** The one address every port is bound to: `::` (default: all, both families) or e.g. 127.0.0.2. */
+  readonly bind?: string;
+  /** lockdownd's port (default 62078; clients never dial another). */
+  readonly lockdownPort?: number;
+  /** Ports of echo, discard and source; null leaves one out (default 7, 9, 19). */
+  readonly servicePorts?: Partial<Record<PlainServiceName, number | null>>;
+  /** A port of echo/discard/source that cannot be bound (EACCES below 1024 without root) is left out, not fatal. */
+  readonly optionalServicePorts?: boolean;
+  readonly heartbeat?: Partial<HeartbeatKnobs>;
+  /** The mDNS advert; none: no multicast at all (the in-process loopback face). */
+  readonly mdns?: NetworkAdvertOptions;
+  readonly log?: Logger;
+}
+
+export interface AdvertChange {
+  readonly mac?: string;
+  readonly txt?: TxtStyle;
+  readonly families?: AdvertFamilies;
+  readonly identifier?: string;
+}
+
+export interface NetworkPhoneStatus {
+  readonly udid: string;
+  readonly bind: string;
+  readonly lockdownPort: number;
+  readonly ports: Readonly<Record<string, number>>;
+  readonly unavailablePorts: readonly { readonly service: string; readonly port: number; readonly error: string }[];
+  readonly frozen: boolean;
+  readonly connections: number;
+  readonly advert: (Mobdev2Advert & { readonly state: string; readonly families: AdvertFamilies; readonly txtStrings: readonly string[] }) | undefined;
+  readonly heartbeat: { readonly knobs: HeartbeatKnobs; readonly stats: HeartbeatService['stats']; readonly open: number };
+  readonly pairedHosts: readonly string[];
+}
+
+/** Lowercase colon-separated MAC, e.g. a4:c3:f0:12:34:56. */
+export function normalizeMac(mac: string): string | undefined {
+  const m = /^([0-9a-f]{1,2})[:-]([0-9a-f]{1,2})[:-]([0-9a-f]{1,2})[:-]([0-9a-f]{1,2})[:-]([0-9a-f]{1,2})[:-]([0-9a-f]{1,2})$/i.exec(mac.trim());
+  return m === null ? undefined : m.slice(1).map((o) => o.toLowerCase().padStart(2, '0')).join(':');
+}
+
+/** A random locally administered unicast MAC (the private Wi-Fi address of newer iOS). */
+export function randomPrivateMac(): string {
+  const bytes = randomBytes(6);
+  bytes[0] = ((bytes[0] ?? 0) & 0xfc) | 0x02;
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/** IPv4 and IPv6 (zone-less) addresses of `name` in this network namespace; link-local IPv6 first. */
+export function interfaceAddresses(name: string): { ipv4: string[]; ipv6: string[] } {
+  const list = networkInterfaces()[name] ?? [];
+  const ipv4 = list.filter((a) => a.family === 'IPv4').map((a) => a.address);
+  const v6 = list.filter((a) => a.family === 'IPv6').map((a) => a.address.replace(/%.*$/, ''));
+  const linkLocal = v6.filter((a) => a.toLowerCase().startsWith('fe80:'));
+  return { ipv4, ipv6: [...linkLocal, ...v6.filter((a) => !linkLocal.includes(a))] };
+}
+
+function listen(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', reject);
+      const address = server.address();
+      resolve(typeof address === 'object' && address !== null ? address.port : port);
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => {
+      resolve();
+    });
+  });
+}
+
+export class NetworkPhone {
+  readonly udid: string;
+  readonly pairing: Pairing;
+  readonly heartbeat: HeartbeatService;
+  readonly stats: EmulatorStats = emptyStats();
+  readonly tracker = new ConnectionTracker();
+  readonly launcher: ServiceLauncher;
+  readonly hardwareMac: string;
+  private readonly bindValue: string;
+  private readonly lockdownPortWanted: number;
+  private readonly servers: Server[] = [];
+  private readonly ports: Record<string, number> = {};
+  private readonly unavailable: { service: string; port: number; error: string }[] = [];
+  private readonly lockdown: Service;
+  private advertiser: Mobdev2Advertiser | undefined;
+  private advertOptions: NetworkAdvertOptions | undefined;
+  private instanceMac: string | undefined;
+  private identifier: string;
+  private stopped = false;
+
+  constructor(private readonly options: NetworkPhoneOptions) {
+    this.udid = options.udid;
+    this.pairing = options.pairing;
+    this.bindValue = options.bind ?? '::';
+    this.lockdownPortWanted = options.lockdownPort ?? LOCKDOWN_PORT;
+    this.heartbeat = new HeartbeatService(options.heartbeat);
+    const values = { ...defaultLockdownValues(options.udid), ...options.values };
+    const wifi = values['WiFiAddress'];
+    this.hardwareMac = (typeof wifi === 'string' ? normalizeMac(wifi) : undefined) ?? 'a4:c3:f0:12:34:56';
+    this.advertOptions = options.mdns;
+    this.identifier = options.mdns?.identifier ?? newMobdev2Identifier();
+    const notificationProxy = createNotificationProxyService(this.pairing);
+    const catalog = new Map<string, LaunchableService>([
+      [HEARTBEAT_SERVICE, { service: this.heartbeat, ssl: true, needsSession: true }],
+      [SECURE_NOTIFICATION_PROXY_SERVICE, { service: notificationProxy, ssl: true, needsSession: true }],
+      [NOTIFICATION_PROXY_SERVICE, { service: notificationProxy, ssl: false, needsSession: false }],
+    ]);
+    this.launcher = new ServiceLauncher({ host: this.bindValue, catalog, tracker: this.tracker, pairing: this.pairing, ...(options.log === undefined ? {} : { log: options.log }) });
+    const lockdownOptions = { udid: options.udid, pairing: this.pairing, values };
+    this.lockdown = createLockdownService(lockdownOptions, new NetworkLockdownResponder(lockdownOptions, this.launcher));
+  }
+
+  /** Start a phone face: every listener bound, then the advert announced. */
+  static async start(options: NetworkPhoneOptions): Promise<NetworkPhone> {
+    const phone = new NetworkPhone(options);
+    try {
+      await phone.bindAll();
+    } catch (err) {
+      await phone.stop();
+      throw err;
+    }
+    phone.startAdvert();
+    return phone;
+  }
+
+  get bind(): string {
+    return this.bindValue;
+  }
+
+  get lockdownPort(): number {
+    return this.ports['lockdownd'] ?? this.lockdownPortWanted;
+  }
+
+  get advert(): Mobdev2Advert | undefined {
+    return this.advertiser?.advert;
+  }
+
+  get mdns(): Mobdev2Advertiser | undefined {
+    return this.advertiser;
+  }
+
+  get frozen(): boolean {
+    return this.tracker.frozen;
+  }
+
+  /** Go silent: nothing read or sent on any connection, no mDNS; no FIN, no RST, no goodbye. */
+  freeze(): void {
+    this.tracker.freeze();
+    this.advertiser?.silence();
+  }
+
+  thaw(): void {
+    this.tracker.thaw();
+    this.advertiser?.speak();
+  }
+
+  /** Withdraw the advert (TTL 0). The TCP side stays up. */
+  async goodbye(): Promise<void> {
+    await this.advertiser?.goodbye();
+  }
+
+  advertise(): void {
+    this.advertiser?.advertise();
+  }
+
+  /** Re-read the interface's addresses (and the trusted hosts' tags) and re-announce. */
+  refreshAddresses(): void {
+    const advertiser = this.advertiser;
+    const mdns = this.advertOptions;
+    if (advertiser === undefined || mdns === undefined) return;
+    advertiser.update(this.buildAdvert(mdns));
+  }
+
+  /** Change how the phone advertises; a change of families re-makes the sockets (goodbye first). */
+  async setAdvert(change: AdvertChange): Promise<void> {
+    const current = this.advertOptions;
+    if (current === undefined) return;
+    if (change.mac !== undefined) this.instanceMac = this.resolveMac(change.mac);
+    if (change.identifier !== undefined) this.identifier = change.identifier;
+    const familiesChanged = change.families !== undefined && change.families !== (current.families ?? 'dual');
+    this.advertOptions = { ...current, ...(change.txt === undefined ? {} : { txt: change.txt }), ...(change.families === undefined ? {} : { families: change.families }) };
+    if (familiesChanged) {
+      await this.advertiser?.stop();
+      this.advertiser = undefined;
+      this.startAdvert();
+      return;
+    }
+    this.refreshAddresses();
+  }
+
+  status(): NetworkPhoneStatus {
+    const advertiser = this.advertiser;
+    const families = this.advertOptions?.families ?? 'dual';
+    return {
+      udid: this.udid,
+      bind: this.bindValue,
+      lockdownPort: this.lockdownPort,
+      ports: { ...this.ports },
+      unavailablePorts: [...this.unavailable],
+      frozen: this.frozen,
+      connections: this.tracker.size,
+      advert:
+        advertiser === undefined
+          ? undefined
+          : { ...advertiser.advert, state: advertiser.state, families, txtStrings: advertiser.advert.txt.map((b) => b.toString('utf8')) },
+      heartbeat: { knobs: { ...this.heartbeat.knobs }, stats: { ...this.heartbeat.stats }, open: this.heartbeat.openConnections },
+      pairedHosts: this.pairing.pairedHostIds(),
+    };
+  }
+
+  /** Goodbye, then every listener and connection closed. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await this.advertiser?.stop();
+    this.heartbeat.closeAll();
+    this.tracker.detachAll();
+    await Promise.all([this.launcher.stop(), ...this.servers.map(closeServer)]);
+  }
+
+  private async bindAll(): Promise<void> {
+    await this.serve('lockdownd', this.lockdownPortWanted, this.lockdown, false);
+    const wanted = this.options.servicePorts ?? {};
+    const plain: [PlainServiceName, number | null | undefined, () => Service][] = [
+      ['echo', wanted.echo, createEchoService],
+      ['discard', wanted.discard, () => createDiscardService(this.stats)],
+      ['source', wanted.source, createSourceService],
+    ];
+    const defaults: Record<PlainServiceName, number> = { echo: ECHO_PORT, discard: DISCARD_PORT, source: SOURCE_PORT };
+    for (const [name, port, make] of plain) {
+      if (port === null) continue;
+      await this.serve(name, port ?? defaults[name], make(), this.options.optionalServicePorts === true);
+    }
+    await this.launcher.start();
+  }
+
+  private async serve(name: string, port: number, service: Service, optional: boolean): Promise<void> {
+    const server = createServer({ pauseOnConnect: true }, (socket) => {
+      this.tracker.serve(socket, service, { port: this.ports[name] ?? port });
+      if (!this.tracker.frozen) socket.resume();
+    });
+    try {
+      this.ports[name] = await listen(server, this.bindValue, port);
+    } catch (err) {
+      if (!optional) throw err;
+      const message = err instanceof Error ? err.message : String(err);
+      this.unavailable.push({ service: name, port, error: message });
+      this.options.log?.warn({ service: name, port, err }, 'emulated phone: service port not available, left out');
+      return;
+    }
+    server.on('error', (err) => {
+      this.options.log?.warn({ err, service: name }, 'emulated phone: listener failed');
+    });
+    this.servers.push(server);
+  }
+
+  private resolveMac(mac: string): string {
+    if (mac === 'private') return randomPrivateMac();
+    if (mac === 'hardware') return this.hardwareMac;
+    return normalizeMac(mac) ?? this.hardwareMac;
+  }
+
+  private startAdvert(): void {
+    const mdns = this.advertOptions;
+    if (mdns === undefined || this.stopped) return;
+    this.instanceMac ??= this.resolveMac(mdns.mac ?? 'hardware');
+    const advertiser = new Mobdev2Advertiser({
+      advert: this.buildAdvert(mdns),
+      interfaceName: mdns.interfaceName,
+      families: mdns.families ?? 'dual',
+      ...(mdns.port === undefined ? {} : { port: mdns.port }),
+      ...(mdns.announcements === undefined ? {} : { announcements: mdns.announcements }),
+      ...(mdns.announceIntervalMs === undefined ? {} : { announceIntervalMs: mdns.announceIntervalMs }),
+      ...(this.options.log === undefined ? {} : { log: this.options.log }),
+    });
+    this.advertiser = advertiser;
+    advertiser.start();
+    if (this.tracker.frozen) advertiser.silence();
+  }
+
+  /** The advert as the interface and the pairing are right now. */
+  private buildAdvert(mdns: NetworkAdvertOptions): Mobdev2Advert {
+    const families = mdns.families ?? 'dual';
+    const { ipv4, ipv6 } = interfaceAddresses(mdns.interfaceName);
+    const mac = this.instanceMac ?? this.hardwareMac;
+    // The instance names the link-local address even in an IPv4-only advert, as a phone does.
+    const tail = ipv6[0] ?? ipv4[0] ?? '::';
+    return {
+      instance: `${mac}@${tail}`,
+      host: mdns.hostName ?? `iPhone-${mac.split(':').slice(3).join('')}.local`,
+      port: this.lockdownPort,
+      ipv4: families === 'ipv6' ? [] : ipv4,
+      ipv6: families === 'ipv4' ? [] : ipv6,
+      txt: (mdns.txt ?? 'tags') === 'tags' ? mobdev2TxtStrings(this.identifier, this.pairing.pairedHostIds()) : [],
+    };
+  }
+}
+
+/** The first 127.0.0.x tried for an in-process phone (127.0.0.1 is left to everything else). */
+export const FIRST_LOOPBACK_HOST = 2;
+
+/**
+ * The network face of an in-process phone (`--virtual-device`) on a loopback address, without
+ * any multicast: the daemon registers it as a manual network device, and clients that dial the
+ * NetworkAddress themselves (libimobiledevice's `ideviceinfo -n`) reach lockdownd on
+ * `<address>:62078`. With no `address`, 127.0.0.2, .3, … are tried until 62078 is free there.
+ * Ports below 1024 (echo 7, discard 9, source 19) need root; without it they are left out and
+ * listed in `status().unavailablePorts`.
+ */
+export async function startLoopbackFace(
+  phone: { readonly udid: string; readonly pairing: Pairing },
+  options: { readonly address?: string; readonly values?: PlistObject; readonly heartbeat?: Partial<HeartbeatKnobs>; readonly log?: Logger } = {},
+): Promise<NetworkPhone> {
+  const base: NetworkPhoneOptions = {
+    udid: phone.udid,
+    pairing: phone.pairing,
+    optionalServicePorts: true,
+    ...(options.values === undefined ? {} : { values: options.values }),
+    ...(options.heartbeat === undefined ? {} : { heartbeat: options.heartbeat }),
+    ...(options.log === undefined ? {} : { log: options.log }),
+  };
+  if (options.address !== undefined) return NetworkPhone.start({ ...base, bind: options.address });
+  for (let host = FIRST_LOOPBACK_HOST; ; host++) {
+    try {
+      return await NetworkPhone.start({ ...base, bind: `127.0.0.${host}` });
+    } catch (err) {
+      if (host >= 254 || !(err instanceof Error && 'code' in err && err.code === 'EADDRINUSE')) throw err;
+    }
+  }
+}
