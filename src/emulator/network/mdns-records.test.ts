@@ -15,21 +15,22 @@ const ADVERT: Mobdev2Advert = {
 };
 const FQDN = 'a4:c3:f0:12:34:56@fe80::a6c3:f0ff:fe12:3456._apple-mobdev2._tcp.local';
 
-const q = (name: string, type: Question['type'], klass?: string): Question => ({ name, type, ...(klass === undefined ? {} : { class: klass as Question['class'] }) });
+const q = (name: string, type: string, klass?: string): Question => ({ name, type: type as Question['type'], ...(klass === undefined ? {} : { class: klass as Question['class'] }) });
+const field = (a: Answer | undefined, key: 'ttl' | 'flush' | 'data'): unknown => (a as Record<string, unknown> | undefined)?.[key];
 const kinds = (answers: readonly Answer[]): string[] => answers.map((a) => `${a.type} ${a.name}`);
 
 describe('mobdev2 records', () => {
   it('announce every record, unique ones with the cache-flush bit, with mDNSResponder TTLs', () => {
     expect(instanceFqdn(ADVERT)).toBe(FQDN);
     const records = announcement(ADVERT);
-    expect(records.map((r) => [r.type, r.name, 'ttl' in r ? r.ttl : -1, 'flush' in r && r.flush === true])).toEqual([
+    expect(records.map((r) => [r.type, r.name, field(r, 'ttl'), field(r, 'flush') === true])).toEqual([
       ['PTR', MOBDEV2_SERVICE, 4500, false],
       ['SRV', FQDN, 120, true],
       ['TXT', FQDN, 4500, true],
       ['A', 'iPhone-123456.local', 120, true],
       ['AAAA', 'iPhone-123456.local', 120, true],
     ]);
-    expect(announcement(ADVERT, true).every((r) => r.ttl === 0)).toBe(true);
+    expect(announcement(ADVERT, true).every((r) => field(r, 'ttl') === 0)).toBe(true);
     expect(addressGoodbye('h.local', ['10.0.0.1'], [])).toEqual([{ name: 'h.local', type: 'A', ttl: 0, data: '10.0.0.1' }]);
   });
 
@@ -40,7 +41,7 @@ describe('mobdev2 records', () => {
     expect(wire.includes(Buffer.concat([Buffer.from([label.length]), label]))).toBe(true);
     const decoded = dnsPacket.decode(wire);
     const ptr = decoded.answers?.find((a) => a.type === 'PTR');
-    expect(ptr?.data).toBe(FQDN);
+    expect(field(ptr, 'data')).toBe(FQDN);
     const txt = decoded.answers?.find((a): a is TxtAnswer => a.type === 'TXT');
     expect((txt?.data as Buffer[]).map((b) => b.toString())).toEqual([
       'identifier=5C0F3B4A-2D1E-4F60-8A7B-9C8D7E6F5A4B',
@@ -53,7 +54,7 @@ describe('mobdev2 records', () => {
   it('an old MAC-only advert has one empty TXT string', () => {
     const records = announcement({ ...ADVERT, txt: [] });
     const txt = records.find((r) => r.type === 'TXT');
-    expect(txt?.data).toEqual([Buffer.alloc(0)]);
+    expect(field(txt, 'data')).toEqual([Buffer.alloc(0)]);
     const wire = dnsPacket.encode({ type: 'response', answers: records });
     expect(wire.includes(Buffer.from([0x00, 0x01, 0x00]))).toBe(true); // rdlength 1, the zero-length string
   });
@@ -82,6 +83,6 @@ describe('answers to questions', () => {
   it('ignores what is not about it; a legacy unicast answer has no cache-flush bit', () => {
     expect(answerQuestions(ADVERT, [q('_airplay._tcp.local', 'PTR'), q('other.local', 'A')])).toBeUndefined();
     const legacy = answerQuestions(ADVERT, [q(FQDN, 'SRV')], true);
-    expect(legacy?.answers[0]?.flush).toBe(false);
+    expect(field(legacy?.answers[0], 'flush')).toBe(false);
   });
 });

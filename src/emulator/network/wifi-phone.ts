@@ -66,7 +66,7 @@ export interface NetworkAdvertOptions {
   readonly mac?: string;
   /** The TXT identifier (default a fresh UUID; a fake copies the real phone's). */
   readonly identifier?: string;
-  /** The SRV target (default `iPhone-<last three MAC octets>.local`). */
+  /** The SRV target (default `iPhone-<last three octets of the hardware MAC>.local`). */
   readonly hostName?: string;
   /** mDNS port (default 5353). */
   readonly port?: number;
@@ -108,7 +108,8 @@ export interface NetworkPhoneStatus {
   readonly unavailablePorts: readonly { readonly service: string; readonly port: number; readonly error: string }[];
   readonly frozen: boolean;
   readonly connections: number;
-  readonly advert: (Mobdev2Advert & { readonly state: string; readonly families: AdvertFamilies; readonly txtStrings: readonly string[] }) | undefined;
+  /** The advert as sent (TXT strings as text), its state and families. */
+  readonly advert: (Omit<Mobdev2Advert, 'txt'> & { readonly txt: readonly string[]; readonly state: string; readonly families: AdvertFamilies }) | undefined;
   readonly heartbeat: { readonly knobs: HeartbeatKnobs; readonly stats: HeartbeatService['stats']; readonly open: number };
   readonly pairedHosts: readonly string[];
 }
@@ -288,7 +289,7 @@ export class NetworkPhone {
       advert:
         advertiser === undefined
           ? undefined
-          : { ...advertiser.advert, state: advertiser.state, families, txtStrings: advertiser.advert.txt.map((b) => b.toString('utf8')) },
+          : { ...advertiser.advert, txt: advertiser.advert.txt.map((b) => b.toString('utf8')), state: advertiser.state, families },
       heartbeat: { knobs: { ...this.heartbeat.knobs }, stats: { ...this.heartbeat.stats }, open: this.heartbeat.openConnections },
       pairedHosts: this.pairing.pairedHostIds(),
     };
@@ -373,7 +374,7 @@ export class NetworkPhone {
     const tail = ipv6[0] ?? ipv4[0] ?? '::';
     return {
       instance: `${mac}@${tail}`,
-      host: mdns.hostName ?? `iPhone-${mac.split(':').slice(3).join('')}.local`,
+      host: mdns.hostName ?? `iPhone-${this.hardwareMac.split(':').slice(3).join('')}.local`,
       port: this.lockdownPort,
       ipv4: families === 'ipv6' ? [] : ipv4,
       ipv6: families === 'ipv4' ? [] : ipv6,
