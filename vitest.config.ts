@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
 // Tiers (docs/architecture.md §3.9): unit tests sit next to the code they prove (src/**/*.test.ts);
-// component and integration tests under test/; interop (real Debian clients, reference daemon) and usb
-// (node-usb's real libusb under umockdev) have their own projects so they can run alone.
+// component and integration tests under test/; interop (real Debian clients, reference daemon), netns
+// (network namespaces) and usb (node-usb's real libusb under umockdev) have their own projects so they
+// can run alone.
 export default defineConfig({
   test: {
     projects: [
@@ -18,6 +19,17 @@ export default defineConfig({
         test: {
           name: 'interop',
           include: ['test/interop/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 60_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        // network namespaces and veth pairs made by the tests themselves (root, iproute2; skipped
+        // with the reason otherwise): phones and hosts in separate namespaces, real multicast.
+        test: {
+          name: 'netns',
+          include: ['test/netns/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 60_000,
           fileParallelism: false,

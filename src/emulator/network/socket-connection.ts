@@ -49,8 +49,10 @@ export interface SocketConnectionOptions {
   readonly rawSocket?: Socket;
   /** Start frozen (the phone is silent right now). */
   readonly frozen?: boolean;
-  /** Told once when the connection is over. */
+  /** Told once when the connection is over for the service. */
   readonly onEnd?: (conn: SocketServiceConnection, reason: ServiceCloseReason) => void;
+  /** Told once when the socket itself is closed (after a FIN's linger, too). */
+  readonly onRelease?: (conn: SocketServiceConnection) => void;
 }
 
 export class SocketServiceConnection implements ServiceConnection {
@@ -99,6 +101,7 @@ export class SocketServiceConnection implements ServiceConnection {
     });
     socket.on('close', () => {
       this.finish('host-reset');
+      this.options.onRelease?.(this);
     });
     if (this.stateValue === 'FROZEN') socket.pause();
     try {
@@ -183,11 +186,12 @@ export class SocketServiceConnection implements ServiceConnection {
     this.flush();
   }
 
-  /** The face stops: the socket is destroyed, the service hears 'link-gone'. */
+  /** The face stops: the socket is destroyed (also one lingering after a FIN), the service hears 'link-gone'. */
   detach(): void {
     this.wireCloseHeld = false;
     this.finish('link-gone');
     this.socket.destroy();
+    this.options.rawSocket?.destroy();
   }
 
   /** FIN after what is queued (RST with resetOnClose); destroyed after LINGER_MS anyway. */
@@ -303,8 +307,9 @@ export class SocketServiceConnection implements ServiceConnection {
 }
 
 /**
- * Every live connection of one phone face, so the whole phone can go quiet (freeze), come back
- * (thaw) or stop (detachAll) at once. New connections join in the current mode.
+ * Every socket of one phone face until it is closed (a connection its service already ended may
+ * still linger after its FIN, or wait for thaw() to send it), so the whole phone can go quiet
+ * (freeze), come back (thaw) or stop (detachAll) at once. New connections join in the current mode.
  */
 export class ConnectionTracker {
   private readonly live = new Set<SocketServiceConnection>();
@@ -323,10 +328,9 @@ export class ConnectionTracker {
     const conn = new SocketServiceConnection(socket, service, {
       ...options,
       frozen: this.frozenValue,
-      onEnd: (c, reason) => {
-        // A close made while frozen stays here until thaw() or detachAll() puts it on the wire.
-        if (reason !== 'device-closed' || !this.frozenValue) this.live.delete(c);
-        options.onEnd?.(c, reason);
+      onRelease: (c) => {
+        this.live.delete(c);
+        options.onRelease?.(c);
       },
     });
     this.live.add(conn);
@@ -340,10 +344,7 @@ export class ConnectionTracker {
 
   thaw(): void {
     this.frozenValue = false;
-    for (const conn of [...this.live]) {
-      conn.thaw();
-      if (!conn.open) this.live.delete(conn);
-    }
+    for (const conn of [...this.live]) conn.thaw();
   }
 
   detachAll(): void {

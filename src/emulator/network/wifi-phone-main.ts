@@ -6,6 +6,9 @@
  *       --control /tmp/phone.sock
  *   node dist/emulator/wifi-phone-cli.js ctl /tmp/phone.sock heartbeat marco=false
  *
+ * The phone watches its interface (every 0.5 s): a new address is announced (with a goodbye for
+ * the old one) and a link that comes back up is announced again.
+ *
  * `--state` is the USB bridge's phone identity file (pairing-state.ts): a phone paired over the
  * emulated USB appears here with the same key and trusted hosts (read only; Pair is refused over
  * the network anyway). Without it the phone trusts nobody. `--fake` turns that identity into a
@@ -103,6 +106,7 @@ export function parseWifiPhoneArgs(argv: readonly string[]): WifiPhoneArgs | str
               ...(values.mac === undefined ? {} : { mac: values.mac }),
               ...(values.identifier === undefined ? {} : { identifier: values.identifier }),
               ...(mdnsPort === undefined ? {} : { port: mdnsPort }),
+              watchMs: 500,
             },
           }
         : {}),

@@ -25,6 +25,7 @@
  * process alone can do: the kernel still accepts and acknowledges.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
@@ -72,6 +73,12 @@ export interface NetworkAdvertOptions {
   readonly port?: number;
   readonly announcements?: number;
   readonly announceIntervalMs?: number;
+  /**
+   * Poll the interface every this many ms (0: never, the default): an address change is announced
+   * (goodbye for the old one), and a link that comes back up is announced again, as a phone does
+   * when its Wi-Fi returns. While the link is down nothing changes (no goodbye can leave anyway).
+   */
+  readonly watchMs?: number;
 }
 
 export interface NetworkPhoneOptions {
@@ -136,6 +143,19 @@ export function interfaceAddresses(name: string): { ipv4: string[]; ipv6: string
   return { ipv4, ipv6: [...linkLocal, ...v6.filter((a) => !linkLocal.includes(a))] };
 }
 
+/** Whether the link is up (sysfs operstate, as this namespace sees it) and its addresses. */
+function interfaceState(name: string): { up: boolean; key: string } {
+  let operstate = 'unknown';
+  try {
+    operstate = readFileSync(`/sys/class/net/${name}/operstate`, 'utf8').trim();
+  } catch {
+    // no such interface (any more): treated as down
+    operstate = 'down';
+  }
+  const { ipv4, ipv6 } = interfaceAddresses(name);
+  return { up: operstate === 'up' || operstate === 'unknown', key: [...ipv4, ...ipv6].join(',') };
+}
+
 function listen(server: Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -174,6 +194,9 @@ export class NetworkPhone {
   private instanceMac: string | undefined;
   private identifier: string;
   private stopped = false;
+  private watchTimer: NodeJS.Timeout | undefined;
+  private instanceTail: string | undefined;
+  private lastSeen: { up: boolean; key: string } | undefined;
 
   constructor(private readonly options: NetworkPhoneOptions) {
     this.udid = options.udid;
@@ -299,9 +322,9 @@ export class NetworkPhone {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.watchTimer !== undefined) clearInterval(this.watchTimer);
     await this.advertiser?.stop();
-    this.heartbeat.closeAll();
-    this.tracker.detachAll();
+    this.tracker.detachAll(); // every socket destroyed (a phone switched off sends no FIN either)
     await Promise.all([this.launcher.stop(), ...this.servers.map(closeServer)]);
   }
 
@@ -363,6 +386,31 @@ export class NetworkPhone {
     this.advertiser = advertiser;
     advertiser.start();
     if (this.tracker.frozen) advertiser.silence();
+    if ((mdns.watchMs ?? 0) > 0 && this.watchTimer === undefined) {
+      this.lastSeen = interfaceState(mdns.interfaceName);
+      this.watchTimer = setInterval(() => {
+        this.watchInterface();
+      }, mdns.watchMs);
+      this.watchTimer.unref();
+    }
+  }
+
+  /** Link back up: announce again; addresses changed while up: re-announce with the new ones. */
+  private watchInterface(): void {
+    const mdns = this.advertOptions;
+    if (mdns === undefined || this.advertiser === undefined) return;
+    const now = interfaceState(mdns.interfaceName);
+    const before = this.lastSeen;
+    this.lastSeen = now;
+    if (!now.up || before === undefined) return;
+    if (!before.up) {
+      this.options.log?.info({ interface: mdns.interfaceName }, 'emulated phone: link up, announcing again');
+      this.refreshAddresses();
+      this.advertiser.reannounce();
+    } else if (before.key !== now.key) {
+      this.options.log?.info({ interface: mdns.interfaceName, addresses: now.key }, 'emulated phone: addresses changed, announcing');
+      this.refreshAddresses();
+    }
   }
 
   /** The advert as the interface and the pairing are right now. */
@@ -370,8 +418,12 @@ export class NetworkPhone {
     const families = mdns.families ?? 'dual';
     const { ipv4, ipv6 } = interfaceAddresses(mdns.interfaceName);
     const mac = this.instanceMac ?? this.hardwareMac;
-    // The instance names the link-local address even in an IPv4-only advert, as a phone does.
-    const tail = ipv6[0] ?? ipv4[0] ?? '::';
+    // The instance names the link-local address even in an IPv4-only advert, as a phone does; a
+    // link that is coming back has no fe80:: for a moment, and the name must not flap meanwhile.
+    const linkLocal = ipv6.find((a) => a.toLowerCase().startsWith('fe80:'));
+    if (linkLocal !== undefined) this.instanceTail = linkLocal;
+    this.instanceTail ??= ipv6[0] ?? ipv4[0] ?? '::';
+    const tail = this.instanceTail;
     return {
       instance: `${mac}@${tail}`,
       host: mdns.hostName ?? `iPhone-${this.hardwareMac.split(':').slice(3).join('')}.local`,
