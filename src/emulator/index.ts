@@ -36,6 +36,12 @@ export { HostileActions } from './hostile.js';
 export { VirtualDeviceUnpluggedError, BridgeSocketError, BridgeStateError } from './errors.js';
 export { encodeIdentity, decodeIdentity } from './pairing-state.js';
 export { ControlType } from './codec.js';
+export { HeartbeatService, createHeartbeatService, defaultHeartbeatKnobs, HEARTBEAT_SERVICE, DEFAULT_HEARTBEAT_INTERVAL_S } from './heartbeat.js';
+export type { HeartbeatKnobs, HeartbeatStats } from './heartbeat.js';
+export { NetworkPhone, startLoopbackFace, FIRST_LOOPBACK_HOST } from './network/wifi-phone.js';
+export type { NetworkPhoneOptions, NetworkAdvertOptions, NetworkPhoneStatus, AdvertChange } from './network/wifi-phone.js';
+export { mobdev2AuthTag, mobdev2TxtStrings, newMobdev2Identifier } from './network/auth-tag.js';
+export { fakeIdentityOf } from './network/fake-phone.js';
 
 /** USB product id of the virtual device (an iPhone in its normal mode). */
 export const VIRTUAL_PRODUCT_ID = 0x12a8;
