@@ -99,6 +99,25 @@ describe('lockdownd over TCP', () => {
   });
 });
 
+describe('hostile input', () => {
+  it('garbage on 62078 and on a TLS service port costs that connection only', async () => {
+    const junk = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 31 + 7) & 0xff));
+    const a = await dial(host, 62078);
+    a.write(junk);
+    await Promise.race([once(a, 'close'), new Promise((r) => setTimeout(r, 2000))]);
+    a.destroy();
+    const client = lockdownOver(await dial(host, 62078));
+    await startSession(client, pairing.record);
+    const { port } = await client.startService(HEARTBEAT_SERVICE);
+    const b = await dial(host, port);
+    b.write(junk); // not a ClientHello
+    await once(b, 'close');
+    expect(phone.launcher.stats.tlsFailures).toBeGreaterThanOrEqual(1);
+    expect(await client.getValue('UniqueDeviceID')).toBe(UDID); // the phone and other connections carry on
+    client.close();
+  });
+});
+
 describe('plain service ports', () => {
   it('echo keeps every byte in order, with the host not reading for a while (backpressure)', async () => {
     const echo = phone.status().ports['echo'];

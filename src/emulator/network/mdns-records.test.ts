@@ -1,4 +1,5 @@
 import dnsPacket from 'dns-packet';
+import fc from 'fast-check';
 import type { Answer, Question, TxtAnswer } from 'dns-packet';
 import { describe, expect, it } from 'vitest';
 import { mobdev2TxtStrings } from './auth-tag.js';
@@ -78,6 +79,21 @@ describe('answers to questions', () => {
     expect(kinds(answerQuestions(ADVERT, [q(FQDN, 'ANY')])?.answers ?? [])).toEqual([`SRV ${FQDN}`, `TXT ${FQDN}`]);
     expect(kinds(answerQuestions(ADVERT, [q('iphone-123456.local', 'AAAA')])?.answers ?? [])).toEqual(['AAAA iPhone-123456.local']);
     expect(kinds(answerQuestions(ADVERT, [q(SERVICES_META, 'PTR')])?.answers ?? [])).toEqual([`PTR ${SERVICES_META}`]);
+  });
+
+  it('any decoded question list gets an answer or undefined, never a throw (property)', () => {
+    const names = fc.oneof(fc.constantFrom(MOBDEV2_SERVICE, SERVICES_META, FQDN, ADVERT.host, ''), fc.string());
+    const types = fc.constantFrom('PTR', 'SRV', 'TXT', 'A', 'AAAA', 'ANY', 'NSEC', 'UNKNOWN_999');
+    const classes = fc.constantFrom(undefined, 'IN', 'ANY', 'CH', 'UNKNOWN_32769');
+    fc.assert(
+      fc.property(fc.array(fc.tuple(names, types, classes), { maxLength: 8 }), fc.boolean(), (qs, legacy) => {
+        const reply = answerQuestions(ADVERT, qs.map(([n, t, c]) => q(n, t, c)), legacy);
+        if (reply !== undefined) {
+          expect(reply.answers.length).toBeGreaterThan(0);
+          expect(() => dnsPacket.encode({ type: 'response', answers: reply.answers, additionals: reply.additionals })).not.toThrow();
+        }
+      }),
+    );
   });
 
   it('ignores what is not about it; a legacy unicast answer has no cache-flush bit', () => {

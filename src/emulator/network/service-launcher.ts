@@ -168,14 +168,20 @@ export class ServiceLauncher {
       requestCert: true,
       rejectUnauthorized: false,
     });
+    let failed = false;
     const fail = (): void => {
+      if (failed) return;
+      failed = true;
       this.stats.tlsFailures++;
       tls.destroy();
       socket.destroy();
     };
-    tls.once('error', fail);
+    // Until the handshake is done every error (garbage, a refused certificate, a reset) ends here.
+    tls.on('error', fail);
+    socket.on('error', fail);
     tls.once('secure', () => {
       tls.off('error', fail);
+      socket.off('error', fail);
       if (!isHostCertificate(host, tls.getPeerX509Certificate())) {
         fail();
         return;
