@@ -448,12 +448,20 @@ export const FIRST_LOOPBACK_HOST = 2;
  */
 export async function startLoopbackFace(
   phone: { readonly udid: string; readonly pairing: Pairing },
-  options: { readonly address?: string; readonly values?: PlistObject; readonly heartbeat?: Partial<HeartbeatKnobs>; readonly log?: Logger } = {},
+  options: {
+    readonly address?: string;
+    readonly values?: PlistObject;
+    readonly heartbeat?: Partial<HeartbeatKnobs>;
+    /** Other ports for echo, discard and source (e.g. above 1024 without root); null leaves one out. */
+    readonly servicePorts?: Partial<Record<PlainServiceName, number | null>>;
+    readonly log?: Logger;
+  } = {},
 ): Promise<NetworkPhone> {
   const base: NetworkPhoneOptions = {
     udid: phone.udid,
     pairing: phone.pairing,
     optionalServicePorts: true,
+    ...(options.servicePorts === undefined ? {} : { servicePorts: options.servicePorts }),
     ...(options.values === undefined ? {} : { values: options.values }),
     ...(options.heartbeat === undefined ? {} : { heartbeat: options.heartbeat }),
     ...(options.log === undefined ? {} : { log: options.log }),
