@@ -154,6 +154,7 @@ export async function runWifiPhone(args: WifiPhoneArgs, log: Logger): Promise<nu
     }
     identity = loaded;
   }
+  if ((identity.hosts ?? []).length === 0) log.warn({ state: args.statePath }, 'the phone trusts no host: its advert has no authTag and every StartSession is refused');
   if (args.fake) identity = await fakeIdentityOf(identity);
   const pairing = new Pairing({ mode: 'deny' }, identity);
   await pairing.prepareKey();
