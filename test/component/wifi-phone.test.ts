@@ -13,7 +13,7 @@ import { sourceBytes } from '../../src/emulator/services.js';
 import { fakeIdentityOf } from '../../src/emulator/network/fake-phone.js';
 import { startLoopbackFace } from '../../src/emulator/network/wifi-phone.js';
 import type { NetworkPhone } from '../../src/emulator/network/wifi-phone.js';
-import { LockdownError, LockdownTlsError } from '../../src/preflight/errors.js';
+import { LockdownError, LockdownTlsError } from '../../src/lockdown/errors.js';
 import { PinMismatchError, PlistStream, lockdownOver, makePairing, pinnedSession, pinnedTls, startSession } from '../support/wifi-host.js';
 import type { Pairing } from '../support/wifi-host.js';
 

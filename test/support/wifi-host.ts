@@ -16,8 +16,8 @@ import type { DeviceKey } from '../../src/emulator/pair-request.js';
 import type { PairedHost, PhoneIdentity } from '../../src/emulator/pairing.js';
 import { silentLogger } from '../../src/log.js';
 import type { PlistDict } from '../../src/plist/index.js';
-import { LockdownClient } from '../../src/preflight/lockdown-client.js';
-import { PlistFrameDecoder, encodePlistFrame, parsePlistMessage } from '../../src/preflight/plist-framing.js';
+import { LockdownClient } from '../../src/lockdown/lockdown-client.js';
+import { PlistFrameDecoder, encodePlistFrame, parsePlistMessage } from '../../src/lockdown/plist-framing.js';
 
 /** The phone's TLS: TLS 1.0–1.2, SHA-1 certificates allowed (as the daemon's client). */
 const CLIENT_TLS = { ciphers: 'DEFAULT:@SECLEVEL=0', minVersion: 'TLSv1', maxVersion: 'TLSv1.2' } as const;
