@@ -1,12 +1,25 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { closeSync, constants, openSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildBinary, buildXml, parsePlist } from '../plist/index.js';
-import { FilePairRecordStore, isValidPairRecordId } from './file-store.js';
+import { sharedReferencePlist } from '../../test/support/shared-reference-plist.js';
+import { FilePairRecordStore, isValidPairRecordId, MAX_PAIR_RECORD_FILE_BYTES } from './file-store.js';
 import type { PairRecordFs } from './file-store.js';
-import { InvalidPairRecordDataError, InvalidPairRecordIdError, PairRecordIoError, PairRecordNotFoundError } from './errors.js';
+import {
+  InvalidPairRecordDataError,
+  InvalidPairRecordIdError,
+  PairRecordFileRefusedError,
+  PairRecordIoError,
+  PairRecordLimitError,
+  PairRecordNotFoundError,
+  PairRecordTooLargeError,
+  UnsafeConfigDirError,
+} from './errors.js';
 
 const UDID_NEW = '00008030-001A2B3C4D5E6F70';
 const UDID_OLD = 'f'.repeat(40);
@@ -25,7 +38,6 @@ afterEach(async () => {
 function spyFs(): PairRecordFs & { calls: () => number } {
   const spied = {
     mkdir: vi.fn(fs.mkdir),
-    readFile: vi.fn(fs.readFile),
     open: vi.fn(fs.open),
     rename: vi.fn(fs.rename),
     unlink: vi.fn(fs.unlink),
@@ -170,5 +182,201 @@ describe('SystemBUID', () => {
   it('reads an existing BUID as is', async () => {
     await writeFile(join(dir, 'SystemConfiguration.plist'), buildXml({ SystemBUID: 'EXISTING-BUID' }));
     expect(await new FilePairRecordStore({ dir }).systemBuid()).toBe('EXISTING-BUID');
+  });
+});
+
+const root = process.getuid?.() === 0;
+
+/** Rejects if `p` is still pending after `ms`: a read that hangs fails the test instead of timing it out. */
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`still pending after ${ms} ms (hung)`)); }, ms);
+    p.then(
+      (v) => { clearTimeout(timer); resolve(v); },
+      (err: unknown) => { clearTimeout(timer); reject(err instanceof Error ? err : new Error(String(err))); },
+    );
+  });
+}
+
+describe('hostile files in the directory (planted by whoever could write to it)', () => {
+  const fifos: string[] = [];
+
+  function mkfifo(path: string): void {
+    expect(spawnSync('mkfifo', [path]).status).toBe(0);
+    fifos.push(path);
+  }
+
+  afterEach(() => {
+    // A read stuck in open() on a FIFO holds a libuv thread: opening the write end releases it
+    // (synchronously: the thread pool may be the thing that is stuck).
+    for (const fifo of fifos.splice(0)) {
+      for (let n = 0; n < 8; n++) {
+        try {
+          closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+        } catch {
+          break; // ENXIO: no reader left
+        }
+      }
+    }
+  });
+
+  it('a symlink as <UDID>.plist is refused, never followed: the target is not read', async () => {
+    const secret = join(dir, 'secret');
+    await writeFile(secret, buildXml({ HostPrivateKey: 'not yours' }));
+    await symlink(secret, join(dir, `${UDID_NEW}.plist`));
+    const err = await new FilePairRecordStore({ dir }).read(UDID_NEW).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PairRecordFileRefusedError);
+    expect((err as Error).message).toMatch(/symbolic link/);
+    expect((err as Error).message).toContain(join(dir, `${UDID_NEW}.plist`));
+  });
+
+  it('a FIFO as <UDID>.plist is refused at once, and the store goes on serving', async () => {
+    const store = new FilePairRecordStore({ dir });
+    await store.save(UDID_OLD, buildXml(RECORD));
+    mkfifo(join(dir, `${UDID_NEW}.plist`));
+    // More reads than libuv has threads: any one of them blocking would starve the rest.
+    const reads = Array.from({ length: 6 }, () => within(store.read(UDID_NEW), 2000).catch((e: unknown) => e));
+    for (const err of await Promise.all(reads)) {
+      expect(err).toBeInstanceOf(PairRecordFileRefusedError);
+      expect((err as Error).message).toMatch(/FIFO/);
+    }
+    expect(parsePlist(await within(store.read(UDID_OLD), 2000))).toEqual(RECORD);
+  });
+
+  it('a directory or a socket as <UDID>.plist is refused', async () => {
+    const store = new FilePairRecordStore({ dir });
+    await mkdir(join(dir, `${UDID_NEW}.plist`));
+    await expect(store.read(UDID_NEW)).rejects.toThrow(/a directory/);
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(join(dir, `${UDID_OLD}.plist`), resolve));
+    try {
+      await expect(store.read(UDID_OLD)).rejects.toBeInstanceOf(PairRecordFileRefusedError);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('a record file over the size cap is refused on read', async () => {
+    await writeFile(join(dir, `${UDID_NEW}.plist`), Buffer.alloc(MAX_PAIR_RECORD_FILE_BYTES + 1, 0x20));
+    const err = await new FilePairRecordStore({ dir }).read(UDID_NEW).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PairRecordFileRefusedError);
+    expect((err as Error).message).toMatch(/over the \d+-byte limit/);
+    await writeFile(join(dir, `${UDID_NEW}.plist`), Buffer.alloc(MAX_PAIR_RECORD_FILE_BYTES, 0x20));
+    expect((await new FilePairRecordStore({ dir }).read(UDID_NEW)).length).toBe(MAX_PAIR_RECORD_FILE_BYTES);
+  });
+
+  it('SystemConfiguration.plist as a FIFO or a symlink: systemBuid refuses at once and leaves it alone', async () => {
+    const config = join(dir, 'SystemConfiguration.plist');
+    mkfifo(config);
+    await expect(within(new FilePairRecordStore({ dir }).systemBuid(), 2000)).rejects.toBeInstanceOf(PairRecordFileRefusedError);
+    expect((await fs.lstat(config)).isFIFO()).toBe(true);
+    await rm(config);
+    const target = join(dir, 'elsewhere.plist');
+    await writeFile(target, buildXml({ SystemBUID: 'FROM-A-LINK' }));
+    await symlink(target, config);
+    await expect(new FilePairRecordStore({ dir }).systemBuid()).rejects.toBeInstanceOf(PairRecordFileRefusedError);
+    expect((await fs.lstat(config)).isSymbolicLink()).toBe(true);
+    expect(parsePlist(await readFile(target))).toEqual({ SystemBUID: 'FROM-A-LINK' });
+  });
+});
+
+describe('bounded writes', () => {
+  it('a record of shared binary-plist references (13 KiB, 28 MiB as XML) is refused; nothing is written', async () => {
+    const bomb = sharedReferencePlist(6 * 1024, 3400);
+    expect(bomb.length).toBeLessThan(16 * 1024);
+    const store = new FilePairRecordStore({ dir });
+    const err = await store.save(UDID_NEW, bomb).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PairRecordTooLargeError);
+    expect((err as PairRecordTooLargeError).limit).toBe(MAX_PAIR_RECORD_FILE_BYTES);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('a record just over the cap once encoded is refused; the largest a 64 KiB request can carry is stored', async () => {
+    const store = new FilePairRecordStore({ dir });
+    // 64 KiB of data in a binary request: about 88 KiB as XML (base64 and line breaks).
+    const big = buildBinary({ HostID: 'X', Filler: Buffer.alloc(64 * 1024, 7) });
+    await store.save(UDID_NEW, big);
+    const stored = await store.read(UDID_NEW);
+    expect(stored.length).toBeGreaterThan(80 * 1024);
+    expect(stored.length).toBeLessThanOrEqual(MAX_PAIR_RECORD_FILE_BYTES);
+    const over = buildBinary({ HostID: 'X', Filler: Buffer.alloc(96 * 1024, 7) });
+    await expect(store.save(UDID_OLD, over)).rejects.toBeInstanceOf(PairRecordTooLargeError);
+  });
+
+  it('at most maxRecords records: a new one beyond is refused; overwrite and delete still work', async () => {
+    const store = new FilePairRecordStore({ dir, maxRecords: 2 });
+    const ids = ['00000001-0000000000000000', '00000002-0000000000000000', '00000003-0000000000000000'] as const;
+    await store.systemBuid(); // SystemConfiguration.plist does not count
+    await store.save(ids[0], buildXml(RECORD));
+    await store.save(ids[1], buildXml(RECORD));
+    const err = await store.save(ids[2], buildXml(RECORD)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PairRecordLimitError);
+    expect((err as Error).message).toMatch(/2 pair records/);
+    await store.save(ids[1], buildXml({ v: 2 }));
+    expect(parsePlist(await store.read(ids[1]))).toEqual({ v: 2 });
+    await store.delete(ids[0]);
+    await store.save(ids[2], buildXml(RECORD));
+    expect((await readdir(dir)).sort()).toEqual([`${ids[1]}.plist`, `${ids[2]}.plist`, 'SystemConfiguration.plist']);
+  });
+
+  it('concurrent saves of new records never pass the limit', async () => {
+    const store = new FilePairRecordStore({ dir, maxRecords: 3 });
+    const ids = Array.from({ length: 8 }, (_, i) => `0000000${i}-0000000000000000`);
+    const outcomes = await Promise.allSettled(ids.map((id) => store.save(id, buildXml(RECORD))));
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(3);
+    for (const o of outcomes) if (o.status === 'rejected') expect(o.reason).toBeInstanceOf(PairRecordLimitError);
+    expect(await readdir(dir)).toHaveLength(3);
+  });
+});
+
+describe('the directory itself', () => {
+  it('init refuses a group- or world-writable directory, naming it and the fix', async () => {
+    const cfg = join(dir, 'lockdown');
+    await mkdir(cfg);
+    for (const mode of [0o775, 0o757, 0o2775, 0o1777]) {
+      await chmod(cfg, mode);
+      const err = await new FilePairRecordStore({ dir: cfg }).init().catch((e: unknown) => e);
+      expect(err, mode.toString(8)).toBeInstanceOf(UnsafeConfigDirError);
+      expect((err as Error).message).toContain(cfg);
+      expect((err as Error).message).toContain(`chmod go-w ${cfg}`);
+    }
+    await chmod(cfg, 0o755);
+    await new FilePairRecordStore({ dir: cfg }).init();
+    await chmod(cfg, 0o700);
+    await new FilePairRecordStore({ dir: cfg }).init();
+  });
+
+  it.runIf(root)('init refuses a directory owned by another user; root-owned is fine for any user', async () => {
+    const cfg = join(dir, 'lockdown');
+    await mkdir(cfg, { mode: 0o755 });
+    await chown(cfg, 65534, 65534);
+    const err = await new FilePairRecordStore({ dir: cfg }).init().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnsafeConfigDirError);
+    expect((err as Error).message).toMatch(/owned by uid 65534/);
+    expect((err as Error).message).toContain(`chown root ${cfg}`);
+  });
+
+  it('init refuses a directory whose parent others may write to (not sticky); a sticky parent is fine', async () => {
+    const parent = join(dir, 'shared');
+    const cfg = join(parent, 'lockdown');
+    await mkdir(cfg, { recursive: true, mode: 0o755 });
+    await chmod(parent, 0o777);
+    const err = await new FilePairRecordStore({ dir: cfg }).init().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnsafeConfigDirError);
+    expect((err as Error).message).toContain(parent);
+    await chmod(parent, 0o1777);
+    await new FilePairRecordStore({ dir: cfg }).init();
+  });
+
+  it('a refused directory is never created into or read from', async () => {
+    const cfg = join(dir, 'lockdown');
+    await mkdir(cfg, { mode: 0o777 });
+    await chmod(cfg, 0o777);
+    await writeFile(join(cfg, `${UDID_NEW}.plist`), buildXml(RECORD));
+    const store = new FilePairRecordStore({ dir: cfg });
+    await expect(store.read(UDID_NEW)).rejects.toBeInstanceOf(UnsafeConfigDirError);
+    await expect(store.save(UDID_OLD, buildXml(RECORD))).rejects.toBeInstanceOf(UnsafeConfigDirError);
+    await expect(store.systemBuid()).rejects.toBeInstanceOf(UnsafeConfigDirError);
+    expect(await readdir(cfg)).toEqual([`${UDID_NEW}.plist`]);
   });
 });

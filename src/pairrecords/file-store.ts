@@ -9,21 +9,38 @@
  *   which never shadows the record (reads open only `<UDID>.plist`) and is removed by `init()`.
  * - Records are created with mode 0600 (they hold private keys; usbmuxd leaves them 0644).
  * - Save re-encodes the dict as XML, like usbmuxd; read returns the stored bytes unchanged.
+ *
+ * Bounded, for a hostile local user (the socket is 0666 and any client may save records):
+ * - what is written: a record is at most MAX_PAIR_RECORD_FILE_BYTES once encoded (a binary plist
+ *   can reference one data object thousands of times, so a small request could otherwise become
+ *   a file of tens of MiB), and a new record is refused when `maxRecords` exist; saves run one at
+ *   a time, so concurrent ones cannot pass the count together;
+ * - what is read: only regular files, opened with O_NOFOLLOW (never through a link) and
+ *   O_NONBLOCK (a FIFO cannot hold a libuv thread, which would stall every client's reads),
+ *   checked with fstat on the open descriptor, at most the same cap;
+ * - the directory itself: `init()` refuses one that another user could write to (config-dir.ts).
  */
+import { constants as fsConstants } from 'node:fs';
+import type { Stats } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { buildXml, isPlistDict, parsePlist, PlistParseError } from '../plist/index.js';
-import type { PlistDict } from '../plist/index.js';
+import type { PlistDict, PlistValue } from '../plist/index.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { systemErrorCode } from '../errors.js';
+import { assertSafeConfigDir } from './config-dir.js';
 import {
   InvalidPairRecordDataError,
   InvalidPairRecordIdError,
+  PairRecordFileRefusedError,
   PairRecordIoError,
+  PairRecordLimitError,
   PairRecordNotFoundError,
+  PairRecordTooLargeError,
+  UnsafeConfigDirError,
 } from './errors.js';
 import type { PairRecordStore } from './store.js';
 
@@ -34,6 +51,19 @@ const SYSTEM_CONFIGURATION_MODE = 0o644;
 const DIR_MODE = 0o755;
 /** usbmuxd's minimum for PairRecordData. */
 const MIN_RECORD_BYTES = 8;
+/**
+ * The largest record file (and SystemConfiguration.plist) written or read. A real record is
+ * 5–10 KiB; the most one 64 KiB request can carry without shared references (64 KiB of data in a
+ * binary plist) is about 90 KiB as XML, so only an expanding record reaches this.
+ */
+export const MAX_PAIR_RECORD_FILE_BYTES = 128 * 1024;
+/**
+ * At most this many records (with the size cap: at most 128 MiB of disk for any number of
+ * hostile clients). A host pairs with one record per device it has ever trusted.
+ */
+export const DEFAULT_MAX_PAIR_RECORDS = 1024;
+/** Read-only, never through a symbolic link, never waiting for a FIFO's writer. */
+const READ_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
 const TEMP_FILE = /^\..+\.[0-9a-f]{16}\.tmp$/;
 const RECORD_SUFFIX = '.plist';
 
@@ -50,7 +80,6 @@ export function isValidPairRecordId(id: string): boolean {
 /** The slice of node:fs/promises the store uses; injectable so tests can spy on every call. */
 export interface PairRecordFs {
   mkdir: typeof nodeFs.mkdir;
-  readFile: typeof nodeFs.readFile;
   open: typeof nodeFs.open;
   rename: typeof nodeFs.rename;
   unlink: typeof nodeFs.unlink;
@@ -62,6 +91,8 @@ export interface FilePairRecordStoreOptions {
   readonly dir?: string;
   readonly log?: Logger;
   readonly fs?: PairRecordFs;
+  /** Most records kept; a new one beyond is refused (PairRecordLimitError). Default 1024. */
+  readonly maxRecords?: number;
 }
 
 export class FilePairRecordStore implements PairRecordStore {
@@ -72,14 +103,21 @@ export class FilePairRecordStore implements PairRecordStore {
   private ready: Promise<void> | undefined;
   /** Concurrent first calls share one generation of the SystemBUID. */
   private buidInFlight: Promise<string> | undefined;
+  private readonly maxRecords: number;
+  /** Saves, one after another (the record count is checked and used in one step). */
+  private saves: Promise<unknown> = Promise.resolve();
 
   constructor(options: FilePairRecordStoreOptions = {}) {
     this.dir = options.dir ?? DEFAULT_PAIR_RECORD_DIR;
     this.log = options.log ?? silentLogger();
     this.fs = options.fs ?? nodeFs;
+    this.maxRecords = options.maxRecords ?? DEFAULT_MAX_PAIR_RECORDS;
   }
 
-  /** Create the directory if missing and remove temp files a crash left behind. */
+  /**
+   * Create the directory if missing, refuse it if another user could write to it
+   * (UnsafeConfigDirError), and remove temp files a crash left behind.
+   */
   init(): Promise<void> {
     this.ready ??= this.prepare();
     return this.ready;
@@ -95,19 +133,21 @@ export class FilePairRecordStore implements PairRecordStore {
   async read(id: string): Promise<Buffer> {
     const file = this.recordPath(id);
     await this.init();
-    try {
-      return await this.fs.readFile(file);
-    } catch (err) {
-      if (systemErrorCode(err) === 'ENOENT') throw new PairRecordNotFoundError(`no pair record for ${id}`);
-      throw ioError('read', err, `reading pair record ${id} failed`);
-    }
+    const bytes = await this.readRegularFile(file, `pair record ${id}`);
+    if (bytes === undefined) throw new PairRecordNotFoundError(`no pair record for ${id}`);
+    return bytes;
   }
 
   async save(id: string, data: Buffer): Promise<void> {
     const file = this.recordPath(id);
-    const dict = decodeRecord(data);
+    const bytes = encodeRecord(decodeRecord(data));
     await this.init();
-    await this.writeAtomically(file, buildXml(dict), RECORD_MODE);
+    const run = this.saves.then(async () => {
+      await this.makeRoomFor(id);
+      await this.writeAtomically(file, bytes, RECORD_MODE);
+    });
+    this.saves = run.catch(() => undefined);
+    await run;
     this.log.info({ udid: id }, 'pair record saved');
   }
 
@@ -152,6 +192,8 @@ export class FilePairRecordStore implements PairRecordStore {
   private async prepare(): Promise<void> {
     try {
       await this.fs.mkdir(this.dir, { recursive: true, mode: DIR_MODE });
+      const euid = process.geteuid?.() ?? 0;
+      assertSafeConfigDir(this.dir, [euid], euid === 0 ? 'root' : String(euid));
       const names = await this.fs.readdir(this.dir);
       for (const name of names) {
         if (!TEMP_FILE.test(name)) continue;
@@ -159,8 +201,71 @@ export class FilePairRecordStore implements PairRecordStore {
         this.log.warn({ file: name }, 'removed a temp file left by an interrupted write');
       }
     } catch (err) {
-      this.ready = undefined; // let a later call retry (e.g. the disk came back)
+      this.ready = undefined; // let a later call retry (e.g. the disk came back, the mode was fixed)
+      if (err instanceof UnsafeConfigDirError) throw err;
       throw ioError('write', err, `preparing ${this.dir} failed`);
+    }
+  }
+
+  /** Refuses a new record (PairRecordLimitError) when `maxRecords` exist; an existing one may be replaced. */
+  private async makeRoomFor(id: string): Promise<void> {
+    let names: string[];
+    try {
+      names = await this.fs.readdir(this.dir);
+    } catch (err) {
+      throw ioError('write', err, `listing ${this.dir} failed`);
+    }
+    const records = names.filter((n) => n.endsWith('.plist') && isValidPairRecordId(n.slice(0, -'.plist'.length)));
+    if (records.length < this.maxRecords || records.includes(`${id}.plist`)) return;
+    const err = new PairRecordLimitError(this.maxRecords);
+    this.log.warn({ udid: id, limit: this.maxRecords, dir: this.dir }, err.message);
+    throw err;
+  }
+
+  /**
+   * The bytes of `file` if it is a regular file of at most MAX_PAIR_RECORD_FILE_BYTES; undefined
+   * if it does not exist. Anything else is a PairRecordFileRefusedError and is left as it is.
+   */
+  private async readRegularFile(file: string, what: string): Promise<Buffer | undefined> {
+    let handle: nodeFs.FileHandle;
+    try {
+      handle = await this.fs.open(file, READ_FLAGS);
+    } catch (err) {
+      const code = systemErrorCode(err);
+      if (code === 'ENOENT') return undefined;
+      // O_NOFOLLOW on a link: ELOOP; opening a Unix socket: ENXIO.
+      if (code === 'ELOOP') throw new PairRecordFileRefusedError(file, 'a symbolic link', { cause: err });
+      if (code === 'ENXIO') throw new PairRecordFileRefusedError(file, 'a socket or a device without a driver', { cause: err });
+      throw ioError('read', err, `reading ${what} failed`);
+    }
+    try {
+      let st: Stats;
+      try {
+        st = await handle.stat();
+      } catch (err) {
+        throw ioError('read', err, `reading ${what} failed`);
+      }
+      if (!st.isFile()) throw new PairRecordFileRefusedError(file, kindOf(st));
+      const overCap = (n: number): PairRecordFileRefusedError =>
+        new PairRecordFileRefusedError(file, `${n} bytes, over the ${MAX_PAIR_RECORD_FILE_BYTES}-byte limit`);
+      if (st.size > MAX_PAIR_RECORD_FILE_BYTES) throw overCap(st.size);
+      // One byte more than the cap tells a file that grew since fstat from one that fits.
+      const buf = Buffer.allocUnsafe(MAX_PAIR_RECORD_FILE_BYTES + 1);
+      let length = 0;
+      try {
+        for (;;) {
+          const { bytesRead } = await handle.read(buf, length, buf.length - length, length);
+          if (bytesRead === 0) break;
+          length += bytesRead;
+          if (length === buf.length) break;
+        }
+      } catch (err) {
+        throw ioError('read', err, `reading ${what} failed`);
+      }
+      if (length > MAX_PAIR_RECORD_FILE_BYTES) throw overCap(length);
+      return Buffer.from(buf.subarray(0, length));
+    } finally {
+      await handle.close().catch(() => undefined); // a close error after a good read changes nothing
     }
   }
 
@@ -168,13 +273,17 @@ export class FilePairRecordStore implements PairRecordStore {
     await this.init();
     const file = join(this.dir, SYSTEM_CONFIGURATION);
     let config: PlistDict = {};
-    try {
-      const parsed = parsePlist(await this.fs.readFile(file));
-      if (isPlistDict(parsed)) config = parsed;
-      else this.log.warn({ file }, 'SystemConfiguration.plist is not a dict; rewriting it');
-    } catch (err) {
-      if (err instanceof PlistParseError) this.log.warn({ file, err }, 'SystemConfiguration.plist unreadable; rewriting it');
-      else if (systemErrorCode(err) !== 'ENOENT') throw ioError('read', err, `reading ${file} failed`);
+    // A link, a FIFO or an oversized file throws here and is left alone: it is not ours to replace.
+    const bytes = await this.readRegularFile(file, SYSTEM_CONFIGURATION);
+    if (bytes !== undefined) {
+      try {
+        const parsed = parsePlist(bytes);
+        if (isPlistDict(parsed)) config = parsed;
+        else this.log.warn({ file }, 'SystemConfiguration.plist is not a dict; rewriting it');
+      } catch (err) {
+        if (!(err instanceof PlistParseError)) throw err;
+        this.log.warn({ file, err }, 'SystemConfiguration.plist unreadable; rewriting it');
+      }
     }
     const existing = config['SystemBUID'];
     if (typeof existing === 'string' && existing.length > 0) return existing;
@@ -191,6 +300,9 @@ export class FilePairRecordStore implements PairRecordStore {
   }
 
   private async writeAtomically(file: string, bytes: Buffer, mode: number): Promise<void> {
+    if (bytes.length > MAX_PAIR_RECORD_FILE_BYTES) {
+      throw new PairRecordTooLargeError(MAX_PAIR_RECORD_FILE_BYTES, `${file} would be ${bytes.length} bytes, over the ${MAX_PAIR_RECORD_FILE_BYTES}-byte limit`);
+    }
     const base = file.slice(this.dir.length + 1);
     const temp = join(this.dir, `.${base}.${randomBytes(8).toString('hex')}.tmp`);
     try {
@@ -236,6 +348,51 @@ function decodeRecord(data: Buffer): PlistDict {
   }
   if (!isPlistDict(value)) throw new InvalidPairRecordDataError('pair record data is not a plist dict');
   return value;
+}
+
+/**
+ * The record as XML for the disk, or PairRecordTooLargeError. A lower bound of the XML size is
+ * checked first, so a record of shared references is refused before tens of MiB of XML are built.
+ */
+function encodeRecord(dict: PlistDict): Buffer {
+  const tooLarge = (size: string): PairRecordTooLargeError =>
+    new PairRecordTooLargeError(MAX_PAIR_RECORD_FILE_BYTES, `pair record would be ${size} bytes as XML, over the ${MAX_PAIR_RECORD_FILE_BYTES}-byte limit`);
+  if (!xmlFitsWithin(dict, MAX_PAIR_RECORD_FILE_BYTES)) throw tooLarge('more than');
+  const xml = buildXml(dict);
+  if (xml.length > MAX_PAIR_RECORD_FILE_BYTES) throw tooLarge(String(xml.length));
+  return xml;
+}
+
+/**
+ * False when the XML of `value` is certainly longer than `limit` bytes: counts only what XML must
+ * hold (base64 of data, the characters of strings and keys), and stops as soon as that passes the
+ * limit. The walk visits each value once per reference, as many as the plist reader let through.
+ */
+function xmlFitsWithin(value: PlistValue, limit: number): boolean {
+  let total = 0;
+  const stack: PlistValue[] = [value];
+  for (let v = stack.pop(); v !== undefined; v = stack.pop()) {
+    if (Buffer.isBuffer(v)) total += Math.ceil(v.length / 3) * 4;
+    else if (typeof v === 'string') total += v.length;
+    else if (Array.isArray(v)) for (const item of v) stack.push(item);
+    else if (isPlistDict(v)) {
+      for (const [key, item] of Object.entries(v)) {
+        total += key.length;
+        stack.push(item);
+      }
+    }
+    if (total > limit) return false;
+  }
+  return true;
+}
+
+/** What a non-regular file is, for the log. */
+function kindOf(st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a regular file';
 }
 
 /** Uppercase hex in the 8-4-4-4-12 layout, from the CSPRNG (usbmuxd's is not an RFC 4122 UUID either). */

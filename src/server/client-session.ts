@@ -19,7 +19,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Device, DeviceConnection, DeviceDirectory } from '../devices/index.js';
-import { PairRecordIoError } from '../pairrecords/index.js';
+import { isStorageFault, PairRecordIoError } from '../pairrecords/index.js';
 import type { PairRecordStore } from '../pairrecords/index.js';
 import type { PlistDict } from '../plist/index.js';
 import type { Logger } from '../log.js';
@@ -288,8 +288,9 @@ export class ClientSession {
       (err: unknown) => {
         if (this.state !== 'busy') return;
         const result = errorToResult(err);
-        // Disk trouble (ENOSPC, EROFS, EACCES) is the operator's business: warn, with the errno.
-        if (err instanceof PairRecordIoError) this.log.warn({ err, errno: err.errno, result }, 'pair-record storage failed');
+        // Disk trouble (ENOSPC, EROFS, EACCES), a file planted in the directory, a full store:
+        // the operator's business, so warn (with the errno when there is one).
+        if (isStorageFault(err)) this.log.warn({ err, errno: err instanceof PairRecordIoError ? err.errno : undefined, result }, 'pair-record storage failed');
         else if (isMuxdError(err)) this.log.info({ err, result }, 'command failed');
         else this.log.error({ err, result }, 'command failed unexpectedly');
         this.replyResult(tag, result);

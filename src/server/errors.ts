@@ -15,8 +15,10 @@ export const Result = {
   BADVERSION: 6,
   /** errno ENOENT: no record, or it could not be written. */
   ENOENT: 2,
-  /** errno EINVAL: missing or invalid fields. */
+  /** errno EINVAL: missing or invalid fields, or a record too large to store. */
   EINVAL: 22,
+  /** errno EDQUOT: the pair-record store holds its maximum number of records. */
+  EDQUOT: 122,
 } as const;
 
 /** Unknown message type or MessageType, a missing field, or a command in the wrong state. Result 1. */
@@ -81,6 +83,10 @@ const RESULT_OF: Partial<Record<ErrorCode, number>> = {
   MUXD_ERR_PAIR_RECORD_NOT_FOUND: Result.ENOENT,
   MUXD_ERR_NETWORK_IDENTITY: Result.EINVAL,
   MUXD_ERR_NETWORK_ADDRESS: Result.EINVAL,
+  MUXD_ERR_PAIR_RECORD_FILE_REFUSED: Result.ENOENT,
+  MUXD_ERR_PAIR_RECORD_TOO_LARGE: Result.EINVAL,
+  MUXD_ERR_PAIR_RECORD_LIMIT: Result.EDQUOT,
+  MUXD_ERR_UNSAFE_CONFIG_DIR: Result.ENOENT,
 };
 
 /**
