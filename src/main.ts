@@ -4,9 +4,10 @@
  *
  * Startup (usbmuxd's order, §6.2, minus the fork):
  *   parse → validate → logger → [-x/-X: signal the running instance, exit] → signal + crash
- *   handlers → instance lock + pidfile → listening socket (or systemd's fd 3) → config dir →
- *   drop privileges (-U) → pair-record store → preflight (unless -p) → USB backend (unless
- *   --no-usb) and virtual devices → serve.
+ *   handlers → instance lock + pidfile → listening socket (or systemd's fd 3) → config dir
+ *   (created, then refused if another user could write to it) → drop privileges (-U: the dir and
+ *   its files are handed over first) → pair-record store → preflight (unless -p) → USB backend
+ *   (unless --no-usb) and virtual devices → serve.
  *
  * There is no classic daemonizing: the process always stays in the foreground (systemd
  * Type=simple supervises it; a shell can use `&`). `-f` only changes the log base level/format.
@@ -40,7 +41,7 @@ import { DeviceRegistry } from './devices/index.js';
 import { MuxProvider } from './mux/index.js';
 import { MuxdServer } from './server/index.js';
 import type { ListenTarget } from './server/index.js';
-import { FilePairRecordStore } from './pairrecords/index.js';
+import { assertSafeConfigDir, FilePairRecordStore } from './pairrecords/index.js';
 import { Preflight } from './preflight/index.js';
 import { createVirtualDevice } from './emulator/index.js';
 import type { VirtualDevice } from './emulator/index.js';
@@ -197,6 +198,10 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
   log.info({ listen: describe(target) }, 'listening');
 
   mkdirSync(config.configDir, { recursive: true, mode: 0o755 });
+  // Refused before anything in it is handed to the -U user; store.init() checks again as that user.
+  const euid = process.geteuid?.() ?? 0;
+  const runsAs = user !== undefined && euid === 0 ? user : { uid: euid, name: euid === 0 ? 'root' : String(euid) };
+  assertSafeConfigDir(config.configDir, [runsAs.uid], runsAs.name);
   if (user) dropPrivileges(user, config.configDir, log);
   await store.init();
   if (lifecycle.isStopping()) return;

@@ -3,14 +3,21 @@
  *
  * Order (usbmuxd's): resolve the user → chown the config dir to user:group if it differs →
  * initgroups(user, gid) → setgid(gid) → setuid(uid) → verify: real and effective uid/gid are
- * the user's and setuid(0) fails. Any failure is a PrivilegeDropError (exit 1): a daemon that
+ * the user's and setuid(0) fails.
+ *
+ * Unlike usbmuxd, the files in the config dir are handed over too: records are 0600, so one
+ * written by root (a run without -U, or systemd's StateDirectory= chowning the tree back to root
+ * at every start of a unit without User=) would otherwise be unreadable after the drop. Only
+ * regular files with one link are chowned, never through a link (main.ts has refused a directory
+ * another user could write to before this runs, so nobody else can plant or swap them). Any failure is a PrivilegeDropError (exit 1): a daemon that
  * meant to drop root and did not must not go on. Only as root; the root user is a notice.
  *
  * Users and groups are resolved with `getent` (so NSS sources such as LDAP work), falling back
  * to /etc/passwd and /etc/group when getent is absent.
  */
 import { execFileSync } from 'node:child_process';
-import { chownSync, readFileSync, statSync } from 'node:fs';
+import { chownSync, lchownSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { PrivilegeDropError, UnknownGroupError } from './errors.js';
 
@@ -78,8 +85,7 @@ export function dropPrivileges(user: UserEntry, configDir: string, log: Logger):
     return false;
   }
   try {
-    const st = statSync(configDir);
-    if (st.uid !== user.uid || st.gid !== user.gid) chownSync(configDir, user.uid, user.gid);
+    handOver(configDir, user, log);
   } catch (err) {
     throw new PrivilegeDropError(`cannot hand ${configDir} to ${user.name}`, { cause: err });
   }
@@ -95,6 +101,25 @@ export function dropPrivileges(user: UserEntry, configDir: string, log: Logger):
   verifyDropped(user);
   log.info({ user: user.name, uid: user.uid, gid: user.gid, groups: process.getgroups?.() }, 'dropped privileges');
   return true;
+}
+
+/** The config dir and the regular files in it to user:group (see the header for why and which). */
+function handOver(configDir: string, user: UserEntry, log: Logger): void {
+  const st = statSync(configDir);
+  if (st.uid !== user.uid || st.gid !== user.gid) chownSync(configDir, user.uid, user.gid);
+  let files = 0;
+  for (const name of readdirSync(configDir)) {
+    const path = join(configDir, name);
+    const entry = lstatSync(path);
+    if (!entry.isFile() || (entry.uid === user.uid && entry.gid === user.gid)) continue;
+    if (entry.nlink > 1) {
+      log.warn({ file: path, links: entry.nlink }, 'not handing over a file with more than one link; the daemon may not read it after the drop');
+      continue;
+    }
+    lchownSync(path, user.uid, user.gid);
+    files += 1;
+  }
+  if (files > 0) log.info({ dir: configDir, files, user: user.name }, 'handed the files in the config directory over');
 }
 
 /** Node has `process.initgroups` on POSIX, but @types/node does not declare it. */

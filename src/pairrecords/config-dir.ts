@@ -39,7 +39,8 @@ export function assertSafeConfigDir(dir: string, trustedUids: readonly number[],
   const trusted = new Set([0, ...trustedUids]);
   const hint = 'another user could plant a link or a FIFO there as a pair record';
   if (!trusted.has(st.uid)) {
-    throw new UnsafeConfigDirError(`the config directory ${dir} is owned by uid ${st.uid}, not by root or ${ownerName}: ${hint}; fix: chown ${ownerName} ${dir} (and check its contents)`);
+    const owners = ownerName === 'root' ? 'root' : `root or ${ownerName}`;
+    throw new UnsafeConfigDirError(`the config directory ${dir} is owned by uid ${st.uid}, not by ${owners}: ${hint}; fix: chown ${ownerName} ${dir} (and check its contents)`);
   }
   const writers = writableBy(st);
   if (writers !== undefined) {
