@@ -56,13 +56,38 @@ describe('systemd units', () => {
     const text = readFileSync(join(systemdDir, 'usbmuxd.service'), 'utf8');
     for (const line of ['ExecStart=/usr/local/bin/usbmuxd --user usbmux --systemd', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes',
       'NoNewPrivileges=yes', 'DevicePolicy=closed', 'DeviceAllow=char-usb_device rw', 'StateDirectory=lockdown', 'PIDFile=/run/usbmuxd.pid',
-      'Restart=on-failure']) {
+      'Restart=on-failure', 'MemoryMax=512M', 'TasksMax=64', 'LimitNOFILE=4096', 'UMask=0077', 'PrivateMounts=yes',
+      'SystemCallFilter=@system-service @pkey', 'SystemCallFilter=~@resources', 'SystemCallErrorNumber=EPERM',
+      'CapabilityBoundingSet=CAP_CHOWN CAP_SETGID CAP_SETUID', 'IPAddressDeny=any']) {
       expect(text.split('\n')).toContain(line);
     }
+    // What Wi-Fi devices need: TCP to the phone, mDNS, the interface list (netlink).
+    const families = /^RestrictAddressFamilies=(.*)$/m.exec(text)?.[1]?.split(/\s+/) ?? [];
+    expect(families.sort()).toEqual(['AF_INET', 'AF_INET6', 'AF_NETLINK', 'AF_UNIX']);
+    const allowed = /^IPAddressAllow=(.*)$/m.exec(text)?.[1]?.split(/\s+/) ?? [];
+    for (const peer of ['localhost', 'link-local', 'multicast', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7']) expect(allowed).toContain(peer);
+    // Each would break the daemon (see the unit's "Not set"); test/cli/unit-sandbox.test.ts shows MDWE's.
+    expect(text).not.toMatch(/^(MemoryDenyWriteExecute|PrivateNetwork|PrivateDevices|PrivateUsers|ProtectProc|ProcSubset|User)=/m);
     expect(text).not.toMatch(/^\[Install\]/m); // pulled in by udev only, like usbmuxd's unit
     const socket = readFileSync(join(systemdDir, 'usbmuxd.socket'), 'utf8').split('\n');
     expect(socket).toContain('ListenStream=/run/usbmuxd');
     expect(socket).toContain('SocketMode=0666');
+  });
+
+  it('systemd-analyze security --offline: overall exposure 2.5 or better; a copy without the new hardening scores worse', () => {
+    const exposure = (service: string): { score: number; status: number | null } => {
+      const r = run('systemd-analyze', ['security', '--offline=true', '--no-pager', '--threshold=25', service]);
+      const score = Number(/Overall exposure level for usbmuxd\.service: (\d+\.\d)/.exec(r.out)?.[1]);
+      return { score, status: r.status };
+    };
+    const ours = exposure(unitCopies().service);
+    expect(ours.score).toBeLessThanOrEqual(2.5);
+    expect(ours.status).toBe(0);
+    // Without the directives this issue added (the unit as it was before them scored 4.4).
+    const added = /^(MemoryMax|TasksMax|LimitNOFILE|UMask|PrivateMounts|SystemCallFilter|SystemCallErrorNumber|IPAddressDeny|IPAddressAllow)=.*$/gm;
+    const weaker = exposure(unitCopies((t) => t.replace(added, '').replace(/^CapabilityBoundingSet=.*$/m, 'CapabilityBoundingSet=CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE CAP_SETUID CAP_SETGID')).service);
+    expect(weaker.score).toBeGreaterThan(2.5);
+    expect(weaker.status).not.toBe(0);
   });
 
   it('systemd-sysusers + systemd-tmpfiles (--root sandbox): create the usbmux user and /var/lib/lockdown 0755 owned by it', () => {
