@@ -217,9 +217,7 @@ export class FilePairRecordStore implements PairRecordStore {
     }
     const records = names.filter((n) => n.endsWith('.plist') && isValidPairRecordId(n.slice(0, -'.plist'.length)));
     if (records.length < this.maxRecords || records.includes(`${id}.plist`)) return;
-    const err = new PairRecordLimitError(this.maxRecords);
-    this.log.warn({ udid: id, limit: this.maxRecords, dir: this.dir }, err.message);
-    throw err;
+    throw new PairRecordLimitError(this.maxRecords);
   }
 
   /**
