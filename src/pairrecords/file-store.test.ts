@@ -281,13 +281,22 @@ describe('hostile files in the directory (planted by whoever could write to it)'
 });
 
 describe('bounded writes', () => {
-  it('a record of shared binary-plist references (13 KiB, 28 MiB as XML) is refused; nothing is written', async () => {
-    const bomb = sharedReferencePlist(6 * 1024, 3400);
-    expect(bomb.length).toBeLessThan(16 * 1024);
+  it('a record of shared binary-plist references is refused by the size cap; nothing is written', async () => {
+    // 1 KiB referenced 200 times: within the plist reader's expansion budget (1 MiB), but ~270 KiB as XML.
+    const bomb = sharedReferencePlist(1024, 200);
+    expect(bomb.length).toBeLessThan(4 * 1024);
     const store = new FilePairRecordStore({ dir });
     const err = await store.save(UDID_NEW, bomb).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PairRecordTooLargeError);
     expect((err as PairRecordTooLargeError).limit).toBe(MAX_PAIR_RECORD_FILE_BYTES);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('a record that would expand past the plist reader\'s budget (13 KiB, 28 MiB as XML) is refused before any encoding', async () => {
+    const bomb = sharedReferencePlist(6 * 1024, 3400);
+    expect(bomb.length).toBeLessThan(16 * 1024);
+    const store = new FilePairRecordStore({ dir });
+    await expect(store.save(UDID_NEW, bomb)).rejects.toBeInstanceOf(InvalidPairRecordDataError);
     expect(await readdir(dir)).toEqual([]);
   });
 
