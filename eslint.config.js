@@ -97,6 +97,19 @@ export default tseslint.config(
     },
   },
   {
+    // network devices (Wi-Fi iPhones): mDNS discovery, identity, NetworkAddress. A provider of
+    // devices beside usb: it may use sockets (node:dgram, multicast-dns), os, crypto, the device
+    // contracts, plist, errors and log; never a layer above it or another transport.
+    files: ['src/network/**/*.ts'],
+    ignores: ['src/network/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [{ name: 'usb', message: 'src/network does not touch USB.' }],
+        patterns: [{ group: ['../server/*', '../usb/*', '../mux/*', '../preflight/*', '../emulator/*', '../daemon/*', '../cli/*', '../main.js'], message: 'src/network may import devices, pairrecords, plist, errors and log only.' }],
+      }],
+    },
+  },
+  {
     files: ['test/**/*.ts', 'bench/**/*.ts', 'bench/**/*.js', '**/*.test.ts'],
     rules: {
       'no-console': 'off',
