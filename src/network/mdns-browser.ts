@@ -280,12 +280,13 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
       return;
     }
     const { records, rejected } = extractRecords(packet, (name) => this.cache.isTarget(name));
+    if (this.log.isLevelEnabled('trace')) this.log.trace({ from: rinfo.address, iface: iface.name, records: records.map((r) => r.type) }, 'mDNS: response');
     if (rejected.length > 0) {
       this.stats.rejectedRecords += rejected.length;
       this.warnLimited(`rejected:${rejected[0] ?? ''}`, { from: rinfo.address, reasons: [...new Set(rejected)] }, 'mDNS: records dropped (malformed or oversized)');
     }
     if (records.length === 0) return;
-    const result = this.cache.ingest(records, iface, Date.now());
+    const result = this.cache.ingest(records, iface, Date.now(), rinfo.address);
     if (result.refused.length > 0) {
       this.stats.refusedRecords += result.refused.length;
       this.warnLimited(`refused:${result.refused[0] ?? ''}`, { from: rinfo.address, reasons: [...new Set(result.refused)], tracked: this.cache.size }, 'mDNS: too many instances or records; new ones are ignored');

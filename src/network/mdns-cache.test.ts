@@ -8,7 +8,7 @@ const SVC = '_apple-mobdev2._tcp.local';
 const ETH = { name: 'eth0', index: 2 };
 const WLAN = { name: 'wlan0', index: 3 };
 
-function phone(label: string, opts: { ttl?: number; host?: string; a?: string[]; aaaa?: string[]; txt?: string[] | null; flush?: boolean } = {}): MdnsRecord[] {
+function phone(label: string, opts: { ttl?: number; host?: string; a?: string[]; aaaa?: string[]; txt?: string[] | null | undefined; flush?: boolean } = {}): MdnsRecord[] {
   const ttl = opts.ttl ?? 120;
   const host = opts.host ?? `${label.replace(/[^a-z0-9]/gi, '')}.local`;
   const name = `${label}.${SVC}`.toLowerCase();
@@ -148,6 +148,11 @@ describe('MobdevCache', () => {
     expect(c.ingest(phone('nobody', { ttl: 0 }), ETH, 2).refused).toEqual([]);
     const many = c.ingest(phone('fake-0', { a: ['10.0.0.1', '10.0.0.2', '10.0.0.3'], flush: false }), ETH, 3);
     expect(many.refused).toContain('address-cap');
+    const perSource = new MobdevCache({ maxInstancesPerSource: 2 });
+    for (let i = 0; i < 4; i++) perSource.ingest(phone(`flood-${i}`), ETH, 0, '10.0.0.66');
+    expect(perSource.ingest(phone(L1), ETH, 0, '10.0.0.66').refused).toContain('source-cap');
+    expect(types(perSource.ingest(phone(L1), ETH, 0, '10.0.0.5').events)).toEqual([`up:${L1}`]);
+    expect(perSource.size.instances).toBe(3);
     const small = new MobdevCache({ maxRecords: 6 });
     small.ingest(phone(L1), ETH, 0);
     expect(small.ingest(phone(L2), ETH, 0).refused).toContain('record-cap');

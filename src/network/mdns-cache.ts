@@ -25,9 +25,12 @@
  *                                                      ▲       │ (emit changed)
  *                                                      └───────┘
  *
- * Bounded against a hostile LAN: at most `maxInstances` instances and `maxRecords` records
- * (records of a new instance beyond that are refused and counted), `maxAddresses` per target and
- * interface; TXT size is bounded before it gets here.
+ * Bounded against a hostile LAN: at most `maxInstances` instances, `maxInstancesPerSource` first
+ * announced by one sender, and `maxRecords` records (records of a new instance beyond that are
+ * refused and counted: instances we track are never evicted by newcomers), `maxAddresses` per
+ * target and interface; TXT size is bounded before it gets here. A flood from one host thus
+ * leaves room for the phones; a flood from many forged sources fills the cache until its records
+ * expire (TTLs are capped, mdns-records.ts).
  */
 import type { ArrivalInterface } from './interfaces.js';
 import { dialHost } from './interfaces.js';
@@ -94,7 +97,7 @@ export interface CacheQuestion {
   readonly type: QuestionType;
 }
 
-export type Refusal = 'instance-cap' | 'record-cap' | 'address-cap';
+export type Refusal = 'instance-cap' | 'source-cap' | 'record-cap' | 'address-cap';
 
 export interface IngestResult {
   readonly events: CacheEvent[];
@@ -106,6 +109,8 @@ export interface CacheOptions {
   readonly maxInstances?: number;
   readonly maxRecords?: number;
   readonly maxAddresses?: number;
+  /** Most instances first announced by one source address (one host flooding fakes cannot fill the cache). */
+  readonly maxInstancesPerSource?: number;
   /** Random source for refresh jitter, [0, 1). */
   readonly random?: () => number;
 }
@@ -113,6 +118,7 @@ export interface CacheOptions {
 export const DEFAULT_MAX_INSTANCES = 256;
 export const DEFAULT_MAX_RECORDS = 4096;
 export const DEFAULT_MAX_ADDRESSES = 16;
+export const DEFAULT_MAX_INSTANCES_PER_SOURCE = 16;
 const GRACE_MS = 1000;
 const REFRESH_POINTS = [0.8, 0.85, 0.9, 0.95];
 /** Records shorter-lived than this are not refreshed (nothing useful fits in their life). */
@@ -134,6 +140,8 @@ interface Entry {
 
 interface InstanceState {
   label: string;
+  /** The source address that first told us of it. */
+  source: string | undefined;
   view: MobdevAdvert | undefined;
   fingerprint: string;
   cause: DownReason;
@@ -149,12 +157,14 @@ export class MobdevCache {
   private readonly maxInstances: number;
   private readonly maxRecords: number;
   private readonly maxAddresses: number;
+  private readonly maxPerSource: number;
   private readonly random: () => number;
 
   constructor(opts: CacheOptions = {}) {
     this.maxInstances = opts.maxInstances ?? DEFAULT_MAX_INSTANCES;
     this.maxRecords = opts.maxRecords ?? DEFAULT_MAX_RECORDS;
     this.maxAddresses = opts.maxAddresses ?? DEFAULT_MAX_ADDRESSES;
+    this.maxPerSource = opts.maxInstancesPerSource ?? DEFAULT_MAX_INSTANCES_PER_SOURCE;
     this.random = opts.random ?? Math.random;
   }
 
@@ -168,8 +178,8 @@ export class MobdevCache {
     return false;
   }
 
-  /** Records of one response packet that arrived on `iface`. */
-  ingest(records: readonly MdnsRecord[], iface: ArrivalInterface, now: number): IngestResult {
+  /** Records of one response packet that arrived on `iface` from `source` (the sender's address). */
+  ingest(records: readonly MdnsRecord[], iface: ArrivalInterface, now: number, source?: string): IngestResult {
     const ifaceKey = interfaceKey(iface);
     const touched = new Set<string>();
     const touchedHosts = new Set<string>();
@@ -179,6 +189,7 @@ export class MobdevCache {
       if (instanceKey !== undefined && !this.instances.has(instanceKey)) {
         if (rec.ttl === 0) continue; // a goodbye for something we never knew
         if (this.instances.size >= this.maxInstances) { refused.push('instance-cap'); continue; }
+        if (source !== undefined && this.countFrom(source) >= this.maxPerSource) { refused.push('source-cap'); continue; }
       }
       const key = entryKey(ifaceKey, rec);
       const old = this.entries.get(key);
@@ -196,7 +207,7 @@ export class MobdevCache {
         }
       } else {
         if (instanceKey !== undefined && !this.instances.has(instanceKey) && 'instance' in rec) {
-          this.instances.set(instanceKey, { label: rec.instance, view: undefined, fingerprint: '', cause: 'expired' });
+          this.instances.set(instanceKey, { label: rec.instance, source, view: undefined, fingerprint: '', cause: 'expired' });
         }
         const entry: Entry = { key, ifaceKey, iface, record: rec, instanceKey, receivedAt: now, expiresAt: now + rec.ttl * 1000, goodbye: false, refreshStep: 0, nextRefreshAt: undefined };
         entry.nextRefreshAt = this.refreshTime(entry);
@@ -292,6 +303,12 @@ export class MobdevCache {
 
   private belongsToInstance(e: Entry): boolean {
     return e.instanceKey !== undefined || this.isTarget(e.record.name);
+  }
+
+  private countFrom(source: string): number {
+    let n = 0;
+    for (const s of this.instances.values()) if (s.source === source) n++;
+    return n;
   }
 
   private countAddresses(ifaceKey: string, name: string): number {
