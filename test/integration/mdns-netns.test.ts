@@ -3,10 +3,15 @@
  * namespace by a veth pair; our browser on port 5353 limited to the veth, so the LAN's mDNS (and
  * other tests') stays out. Covers what loopback cannot: IPv6 multicast (ff02::fb%if), link-local
  * arrival (`%ifname`), dialling fe80:: with dialHost(), IPv4 without a multicast route.
- * Needs root (ip netns); skipped otherwise.
+ * When avahi-daemon is installed (scripts/setup-system.sh installs it for this test only; the
+ * daemon never needs it), one runs on the veth the whole time, bound to 5353 before we are: we
+ * share the port and its traffic with it. Needs root (ip netns); skipped otherwise.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { ChildProcess, ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.js';
@@ -99,10 +104,38 @@ function once(b: MdnsBrowser, event: 'up' | 'down' | 'changed', instance: string
   });
 }
 
+const AVAHI = '/usr/sbin/avahi-daemon';
+
+/** avahi-daemon on the veth only, without D-Bus; undefined if it is not installed or will not start (one already runs). */
+async function startAvahi(dir: string): Promise<ChildProcess | undefined> {
+  if (!existsSync(AVAHI)) return undefined;
+  const conf = join(dir, 'avahi-daemon.conf');
+  writeFileSync(conf, `[server]\nuse-ipv4=yes\nuse-ipv6=yes\nallow-interfaces=${HOST_IF}\nenable-dbus=no\n[wide-area]\nenable-wide-area=no\n[publish]\npublish-workstation=no\n`);
+  const child = spawn(AVAHI, ['--no-drop-root', '--no-chroot', '--no-rlimits', '-f', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve) => {
+    let out = '';
+    const onExit = (): void => { console.log(`avahi-daemon did not start: ${out.trim()}`); resolve(undefined); };
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      if (out.includes('Server startup complete')) {
+        child.off('exit', onExit);
+        resolve(child);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', onExit);
+    setTimeout(() => { resolve(out.includes('Server startup complete') ? child : undefined); }, 5000);
+  });
+}
+
 describe.skipIf(!isRoot)('MdnsBrowser across a veth pair (port 5353)', () => {
   let browser: MdnsBrowser;
+  let avahi: ChildProcess | undefined;
+  let dir: string;
 
-  beforeAll(() => {
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'mdns-netns-'));
     sh('ip', ['netns', 'add', NS]);
     sh('ip', ['netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
     sh('ip', ['link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', `${PHONE_IF}x`]);
@@ -113,12 +146,15 @@ describe.skipIf(!isRoot)('MdnsBrowser across a veth pair (port 5353)', () => {
     sh('ip', ['netns', 'exec', NS, 'ip', 'addr', 'add', `${SUBNET}.2/24`, 'dev', PHONE_IF]);
     sh('ip', ['netns', 'exec', NS, 'ip', 'link', 'set', PHONE_IF, 'up']);
     sh('ip', ['netns', 'exec', NS, 'ip', 'link', 'set', 'lo', 'up']);
+    avahi = await startAvahi(dir);
     browser = new MdnsBrowser({ log: silentLogger(), interfaces: [HOST_IF], pollIntervalMs: 500 });
     browser.start();
   });
 
   afterAll(async () => {
     await browser.stop();
+    avahi?.kill();
+    rmSync(dir, { recursive: true, force: true });
     try { sh('ip', ['link', 'del', HOST_IF]); } catch { /* went with the namespace */ }
     sh('ip', ['netns', 'del', NS]);
   });
@@ -126,6 +162,11 @@ describe.skipIf(!isRoot)('MdnsBrowser across a veth pair (port 5353)', () => {
   it('an IPv6-only phone: found over ff02::fb, its fe80:: address dialable with %ifname; goodbye takes it down', async () => {
     const phone = await startPhone(false);
     try {
+      if (avahi !== undefined) {
+        const udp = execFileSync('ss', ['-ulpnH', 'sport', '=', ':5353'], { encoding: 'utf8' });
+        expect(udp).toContain('avahi-daemon');
+        console.log('avahi-daemon holds 5353 beside us');
+      }
       const up = once(browser, 'up', phone.instance);
       const t0 = performance.now();
       phone.send('announce');
