@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import type { NetworkInterfaceInfo } from 'node:os';
+import { isIPv6 } from 'node:net';
 import { ipv4ToBytes, ipv6ToBytes, splitZone } from './network-address.js';
 
 export interface InterfaceAddress {
@@ -110,14 +111,10 @@ function samePrefix(a: Buffer, b: Buffer, bits: number): boolean {
   return ((a[whole] ?? 0) & mask) === ((b[whole] ?? 0) & mask);
 }
 
-/** fe80::/10: an address that means nothing without its interface. */
+/** fe80::/10: an address that means nothing without its interface. (Hot path: no throw, no parse.) */
 export function isLinkLocalIpv6(address: string): boolean {
-  try {
-    const b = ipv6ToBytes(splitZone(address).address);
-    return b[0] === 0xfe && ((b[1] ?? 0) & 0xc0) === 0x80;
-  } catch {
-    return false;
-  }
+  const bare = splitZone(address).address;
+  return /^fe[89ab][0-9a-f]:/i.test(bare) && isIPv6(bare);
 }
 
 /**

@@ -162,7 +162,7 @@ describe('MdnsBrowser (loopback, IPv4)', () => {
       await send(dnsPacket.encode({ type: 'response', answers: [ptr!], additionals: rest }));
     }
     await new Promise((r) => setTimeout(r, 200));
-    expect(b.stats.malformed).toBeGreaterThanOrEqual(2);
+    expect(b.stats.malformed).toBeGreaterThanOrEqual(1); // the non-response garbage is screened out silently
     expect(b.stats.refusedRecords).toBeGreaterThan(0);
     expect(b.adverts().length).toBeLessThanOrEqual(16);
 

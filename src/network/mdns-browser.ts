@@ -47,7 +47,7 @@ import { interfacesFingerprint, interfaceForAddress, listInterfaces } from './in
 import type { ArrivalInterface, InterfaceSource, LocalInterface } from './interfaces.js';
 import { interfaceKey, MobdevCache } from './mdns-cache.js';
 import type { CacheEvent, CacheOptions, CacheQuestion, DownReason, MobdevAdvert } from './mdns-cache.js';
-import { extractRecords, MOBDEV2_SERVICE } from './mdns-records.js';
+import { extractRecords, isPlausibleResponse, MOBDEV2_SERVICE } from './mdns-records.js';
 
 export type { AdvertAddress, DownReason, MobdevAdvert } from './mdns-cache.js';
 
@@ -195,6 +195,17 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
       multicast: false,
     });
     const fs: FamilySocket = { family, socket, mdns, ready: false, closed: false, memberships: new Map() };
+    // Screen datagrams before multicast-dns decodes them: queries are of no use to a browser, and
+    // a header whose counts cannot fit makes dns-packet allocate before it fails (mdns-records.ts).
+    const decode = socket.listeners('message');
+    socket.removeAllListeners('message');
+    socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
+      if (!isPlausibleResponse(msg)) {
+        if (msg.length >= 3 && ((msg[2] ?? 0) & 0x80) !== 0) this.onWarning(fs, new Error('implausible DNS header'));
+        return;
+      }
+      for (const l of decode) Reflect.apply(l, socket, [msg, rinfo]);
+    });
     this.sockets.set(family, fs);
     mdns.on('ready', () => {
       this.guard('ready', () => {

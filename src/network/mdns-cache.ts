@@ -154,6 +154,17 @@ export function interfaceKey(iface: ArrivalInterface): string {
 export class MobdevCache {
   private readonly entries = new Map<string, Entry>();
   private readonly instances = new Map<string, InstanceState>();
+  // Indexes, so that the work of one packet is proportional to the instances it names, not to the
+  // cache (a hostile LAN may send thousands of packets a second).
+  /** PTR/SRV/TXT entries by lower-cased instance label */
+  private readonly byInstance = new Map<string, Set<Entry>>();
+  /** A/AAAA entries by host name */
+  private readonly byHost = new Map<string, Set<Entry>>();
+  /** SRV entries by target host name */
+  private readonly srvByTarget = new Map<string, Set<Entry>>();
+  private readonly perSource = new Map<string, number>();
+  /** No deadline is earlier than this (it may be stale-early after removals: tick() recomputes it). */
+  private earliest: number | undefined;
   private readonly maxInstances: number;
   private readonly maxRecords: number;
   private readonly maxAddresses: number;
@@ -174,8 +185,7 @@ export class MobdevCache {
 
   /** Is `name` (lower-cased) the SRV target of some instance we track? (address records are kept only then) */
   isTarget(name: string): boolean {
-    for (const e of this.entries.values()) if (e.record.type === 'SRV' && e.record.target === name) return true;
-    return false;
+    return this.srvByTarget.has(name);
   }
 
   /** Records of one response packet that arrived on `iface` from `source` (the sender's address). */
@@ -204,14 +214,22 @@ export class MobdevCache {
           old.expiresAt = Math.min(old.expiresAt, now + GRACE_MS);
           old.goodbye = true;
           old.nextRefreshAt = undefined;
+          this.lower(old.expiresAt);
         }
       } else {
+        // a plain refresh (same content, same TTL) of an instance that is up changes no view: skip
+        // the recomputation (the common case, and what a flood of re-announcements costs us)
+        const refreshOnly = old !== undefined && !old.goodbye && sameRecord(old.record, rec)
+          && (instanceKey === undefined || this.instances.get(instanceKey)?.view !== undefined);
         if (instanceKey !== undefined && !this.instances.has(instanceKey) && 'instance' in rec) {
           this.instances.set(instanceKey, { label: rec.instance, source, view: undefined, fingerprint: '', cause: 'expired' });
+          if (source !== undefined) this.perSource.set(source, (this.perSource.get(source) ?? 0) + 1);
         }
         const entry: Entry = { key, ifaceKey, iface, record: rec, instanceKey, receivedAt: now, expiresAt: now + rec.ttl * 1000, goodbye: false, refreshStep: 0, nextRefreshAt: undefined };
         entry.nextRefreshAt = this.refreshTime(entry);
-        this.entries.set(key, entry);
+        if (old !== undefined) this.removeEntry(old);
+        this.addEntry(entry);
+        if (refreshOnly) continue;
       }
       if (instanceKey !== undefined) touched.add(instanceKey);
       else touchedHosts.add(rec.name);
@@ -227,9 +245,10 @@ export class MobdevCache {
     const touched = new Set<string>();
     const questions: CacheQuestion[] = [];
     const asked = new Set<string>();
-    for (const [key, e] of this.entries) {
+    this.earliest = undefined;
+    for (const e of [...this.entries.values()]) {
       if (e.expiresAt <= now) {
-        this.entries.delete(key);
+        this.removeEntry(e);
         this.touch(e, touched, e.goodbye ? 'goodbye' : 'expired');
         continue;
       }
@@ -242,6 +261,7 @@ export class MobdevCache {
           if (!asked.has(qk)) { asked.add(qk); questions.push(q); }
         }
       }
+      this.lower(deadlineOf(e));
     }
     return { events: this.update(touched, now), questions };
   }
@@ -249,9 +269,9 @@ export class MobdevCache {
   /** An interface went away: everything learnt on it goes now. */
   dropInterface(ifaceKey: string, now: number): CacheEvent[] {
     const touched = new Set<string>();
-    for (const [key, e] of this.entries) {
+    for (const e of [...this.entries.values()]) {
       if (e.ifaceKey !== ifaceKey) continue;
-      this.entries.delete(key);
+      this.removeEntry(e);
       this.touch(e, touched, 'interface-gone');
     }
     return this.update(touched, now);
@@ -259,12 +279,7 @@ export class MobdevCache {
 
   /** The earliest time tick() has something to do, or undefined when the cache is empty. */
   nextDeadline(): number | undefined {
-    let next: number | undefined;
-    for (const e of this.entries.values()) {
-      const t = e.nextRefreshAt !== undefined ? Math.min(e.expiresAt, e.nextRefreshAt) : e.expiresAt;
-      if (next === undefined || t < next) next = t;
-    }
-    return next;
+    return this.entries.size === 0 ? undefined : this.earliest;
   }
 
   /** PTR answers we know on an interface with more than half their TTL left (RFC 6762 §7.1 known-answer suppression). */
@@ -306,34 +321,50 @@ export class MobdevCache {
   }
 
   private countFrom(source: string): number {
-    let n = 0;
-    for (const s of this.instances.values()) if (s.source === source) n++;
-    return n;
+    return this.perSource.get(source) ?? 0;
+  }
+
+  private addEntry(e: Entry): void {
+    this.entries.set(e.key, e);
+    indexAdd(e.instanceKey !== undefined ? this.byInstance : this.byHost, e.instanceKey ?? e.record.name, e);
+    if (e.record.type === 'SRV') indexAdd(this.srvByTarget, e.record.target, e);
+    this.lower(deadlineOf(e));
+  }
+
+  private removeEntry(e: Entry): void {
+    if (this.entries.get(e.key) !== e) return;
+    this.entries.delete(e.key);
+    indexDelete(e.instanceKey !== undefined ? this.byInstance : this.byHost, e.instanceKey ?? e.record.name, e);
+    if (e.record.type === 'SRV') indexDelete(this.srvByTarget, e.record.target, e);
+  }
+
+  private lower(t: number): void {
+    if (this.earliest === undefined || t < this.earliest) this.earliest = t;
   }
 
   private countAddresses(ifaceKey: string, name: string): number {
     let n = 0;
-    for (const e of this.entries.values()) {
-      if (e.ifaceKey === ifaceKey && (e.record.type === 'A' || e.record.type === 'AAAA') && e.record.name === name) n++;
-    }
+    for (const e of this.byHost.get(name) ?? []) if (e.ifaceKey === ifaceKey) n++;
     return n;
   }
 
   private flushOthers(ifaceKey: string, rec: MdnsRecord, key: string, now: number): void {
-    for (const e of this.entries.values()) {
+    // PTR is a shared record: a flush bit on it means nothing (RFC 6762 §10.2)
+    if (rec.type === 'PTR') return;
+    const set = 'instance' in rec ? this.byInstance.get(rec.instance.toLowerCase()) : this.byHost.get(rec.name);
+    for (const e of set ?? []) {
       if (e.key === key || e.ifaceKey !== ifaceKey || e.record.type !== rec.type || e.record.name !== rec.name) continue;
       if (e.receivedAt < now - GRACE_MS) {
         e.expiresAt = Math.min(e.expiresAt, now + GRACE_MS);
         e.nextRefreshAt = undefined;
+        this.lower(e.expiresAt);
       }
     }
   }
 
   private instancesOfTarget(host: string): string[] {
     const out = new Set<string>();
-    for (const e of this.entries.values()) {
-      if (e.record.type === 'SRV' && e.record.target === host && e.instanceKey !== undefined) out.add(e.instanceKey);
-    }
+    for (const e of this.srvByTarget.get(host) ?? []) if (e.instanceKey !== undefined) out.add(e.instanceKey);
     return [...out];
   }
 
@@ -351,14 +382,20 @@ export class MobdevCache {
       state.view = view;
       state.fingerprint = fingerprint;
       state.cause = 'expired';
-      if (view === undefined && !this.hasEntries(k)) this.instances.delete(k);
+      if (view === undefined && !this.hasEntries(k)) {
+        this.instances.delete(k);
+        if (state.source !== undefined) {
+          const n = (this.perSource.get(state.source) ?? 1) - 1;
+          if (n <= 0) this.perSource.delete(state.source);
+          else this.perSource.set(state.source, n);
+        }
+      }
     }
     return events;
   }
 
   private hasEntries(instanceKey: string): boolean {
-    for (const e of this.entries.values()) if (e.instanceKey === instanceKey) return true;
-    return false;
+    return (this.byInstance.get(instanceKey)?.size ?? 0) > 0;
   }
 
   private view(instanceKey: string, label: string, now: number): MobdevAdvert | undefined {
@@ -366,8 +403,8 @@ export class MobdevCache {
     let srv: Entry | undefined;
     let txt: Entry | undefined;
     const targets = new Map<string, Set<string>>(); // target → interfaces whose SRV names it
-    for (const e of this.entries.values()) {
-      if (e.instanceKey !== instanceKey || e.expiresAt <= now) continue;
+    for (const e of this.byInstance.get(instanceKey) ?? []) {
+      if (e.expiresAt <= now) continue;
       const r = e.record;
       if (r.type === 'PTR') ptrs.push(e);
       else if (r.type === 'SRV') {
@@ -379,9 +416,9 @@ export class MobdevCache {
     }
     if (ptrs.length === 0 || srv === undefined || srv.record.type !== 'SRV') return undefined;
     const addresses: AdvertAddress[] = [];
-    for (const e of this.entries.values()) {
+    for (const e of [...targets.keys()].flatMap((t) => [...(this.byHost.get(t) ?? [])])) {
       const r = e.record;
-      if ((r.type !== 'A' && r.type !== 'AAAA') || e.expiresAt <= now || !targets.has(r.name)) continue;
+      if ((r.type !== 'A' && r.type !== 'AAAA') || e.expiresAt <= now) continue;
       const family = r.type === 'A' ? 4 : 6;
       if (addresses.some((a) => a.address === r.address && a.interfaceName === e.iface.name)) continue;
       addresses.push({ family, address: r.address, interfaceName: e.iface.name, interfaceIndex: e.iface.index, host: dialHost(r.address, e.iface.name), ttl: r.ttl });
@@ -419,8 +456,8 @@ export class MobdevCache {
       let hasPtr = false;
       let srvTarget: string | undefined;
       let hasTxt = false;
-      for (const e of this.entries.values()) {
-        if (e.instanceKey !== k || e.ifaceKey !== ifaceKey || e.expiresAt <= now || e.goodbye) continue;
+      for (const e of this.byInstance.get(k) ?? []) {
+        if (e.ifaceKey !== ifaceKey || e.expiresAt <= now || e.goodbye) continue;
         if (e.record.type === 'PTR') hasPtr = true;
         else if (e.record.type === 'SRV') srvTarget = e.record.target;
         else if (e.record.type === 'TXT') hasTxt = true;
@@ -448,6 +485,38 @@ function entryKey(ifaceKey: string, rec: MdnsRecord): string {
     case 'AAAA':
       return `${ifaceKey}|${rec.type}|${rec.name}|${rec.address}`;
   }
+}
+
+function sameRecord(a: MdnsRecord, b: MdnsRecord): boolean {
+  if (a.ttl !== b.ttl) return false;
+  switch (a.type) {
+    case 'PTR':
+      return b.type === 'PTR' && a.instance === b.instance;
+    case 'SRV':
+      return b.type === 'SRV' && a.port === b.port && a.target === b.target;
+    case 'TXT':
+      return b.type === 'TXT' && a.txt.length === b.txt.length && a.txt.every((t, i) => t.equals(b.txt[i] ?? Buffer.alloc(0)));
+    case 'A':
+    case 'AAAA':
+      return b.type === a.type && a.address === b.address;
+  }
+}
+
+function deadlineOf(e: Entry): number {
+  return e.nextRefreshAt !== undefined ? Math.min(e.expiresAt, e.nextRefreshAt) : e.expiresAt;
+}
+
+function indexAdd<K>(index: Map<K, Set<Entry>>, key: K, e: Entry): void {
+  let set = index.get(key);
+  if (set === undefined) index.set(key, (set = new Set()));
+  set.add(e);
+}
+
+function indexDelete<K>(index: Map<K, Set<Entry>>, key: K, e: Entry): void {
+  const set = index.get(key);
+  if (set === undefined) return;
+  set.delete(e);
+  if (set.size === 0) index.delete(key);
 }
 
 function questionFor(e: Entry): CacheQuestion {

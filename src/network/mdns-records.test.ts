@@ -1,7 +1,7 @@
 import * as dnsPacket from 'dns-packet';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { escapedFullServiceName, extractRecords, instanceOf, MAX_TTL_SECONDS, parseInstanceName, parseMobdevTxt, TXT_MAX_BYTES } from './mdns-records.js';
+import { escapedFullServiceName, extractRecords, instanceOf, isPlausibleResponse, MAX_TTL_SECONDS, parseInstanceName, parseMobdevTxt, TXT_MAX_BYTES } from './mdns-records.js';
 
 const SVC = '_apple-mobdev2._tcp.local';
 const INST = 'aa:bb:cc:dd:ee:ff@fe80::1c2:3ff:fe04:506';
@@ -90,6 +90,28 @@ describe('extractRecords', () => {
         if (r.type === 'PTR' || r.type === 'SRV' || r.type === 'TXT') expect(Buffer.byteLength(r.instance)).toBeLessThanOrEqual(63);
       }
     }), { numRuns: 3000 });
+  });
+});
+
+describe('isPlausibleResponse', () => {
+  it('passes real responses, screens out queries, short datagrams and headers whose counts cannot fit', () => {
+    expect(isPlausibleResponse(iphoneResponse())).toBe(true);
+    expect(isPlausibleResponse(dnsPacket.encode({ type: 'query', questions: [{ name: SVC, type: 'PTR' }] }))).toBe(false);
+    expect(isPlausibleResponse(Buffer.alloc(11, 0xff))).toBe(false);
+    expect(isPlausibleResponse(Buffer.from('000084000000ffff00000000', 'hex'))).toBe(false); // 65535 answers in 0 bytes
+    expect(isPlausibleResponse(Buffer.from(`000084000000000100000000${'00'.repeat(11)}`, 'hex'))).toBe(true);
+    expect(isPlausibleResponse(Buffer.from(`000084000000000100000000${'00'.repeat(10)}`, 'hex'))).toBe(false);
+  });
+
+  it('never rejects what dns-packet decodes as a response with that many records', () => {
+    fc.assert(fc.property(fc.uint8Array({ minLength: 12, maxLength: 200 }), (bytes) => {
+      const b = Buffer.from(bytes);
+      b[2] = (b[2] ?? 0) | 0x80;
+      let decoded: dnsPacket.Packet | undefined;
+      try { decoded = dnsPacket.decode(b); } catch { return; }
+      expect(decoded.type).toBe('response');
+      expect(isPlausibleResponse(b)).toBe(true);
+    }));
   });
 });
 

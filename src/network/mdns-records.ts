@@ -33,6 +33,19 @@ export interface ExtractResult {
   readonly rejected: RejectReason[];
 }
 
+/**
+ * Whether a datagram is worth decoding: an mDNS response (QR set; a browser has no use for other
+ * hosts' queries) whose header counts could fit in its length (a question takes ≥ 5 bytes, a
+ * resource record ≥ 11). dns-packet allocates arrays of the header's counts before it finds the
+ * packet short: a 12-byte datagram claiming 4 × 65535 records costs it about a millisecond.
+ */
+export function isPlausibleResponse(buf: Buffer): boolean {
+  if (buf.length < 12 || ((buf[2] ?? 0) & 0x80) === 0) return false;
+  const questions = buf.readUInt16BE(4);
+  const records = buf.readUInt16BE(6) + buf.readUInt16BE(8) + buf.readUInt16BE(10);
+  return questions * 5 + records * 11 <= buf.length - 12;
+}
+
 /** Lower-cased, no trailing dot: the key DNS names are compared by (RFC 6762 §16: case-insensitive). */
 export function nameKey(name: string): string {
   return name.replace(/\.$/, '').toLowerCase();
