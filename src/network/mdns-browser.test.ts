@@ -7,6 +7,7 @@ import * as dnsPacket from 'dns-packet';
 import makeMdns from 'multicast-dns';
 import type { MulticastDNS } from 'multicast-dns';
 import { afterEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
 import { silentLogger } from '../log.js';
 import { MdnsBrowser } from './mdns-browser.js';
 import type { DownReason, MobdevAdvert } from './mdns-browser.js';
@@ -172,6 +173,21 @@ describe('MdnsBrowser (loopback, IPv4)', () => {
     phone.announce();
     const [advert] = await up;
     expect(advert.instance).toBe(phone.instance);
+  });
+
+  it('a port held without SO_REUSEADDR: an error is logged, the browser keeps retrying and stops cleanly', async () => {
+    const port = randomPort();
+    const exclusive = createSocket({ type: 'udp4', reuseAddr: false });
+    await new Promise<void>((r) => exclusive.bind(port, '0.0.0.0', r));
+    cleanups.push(() => new Promise((r) => { exclusive.close(() => { r(); }); }));
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (l: string) => { lines.push(l); } });
+    const b = new MdnsBrowser({ log, port, interfaces: ['lo'], includeInternal: true, families: [4] });
+    b.start();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(lines.some((l) => l.includes('cannot bind UDP') && l.includes('EADDRINUSE'))).toBe(true);
+    expect(b.stats.queriesSent).toBe(0);
+    await b.stop();
   });
 
   it('a listener that throws does not stop the browser', async () => {

@@ -12,18 +12,16 @@
  *     1 s earlier go 1 s later (§10.2): how an address change replaces the old address;
  *   - SRV and TXT are unique records (one per instance, RFC 6763): a new one replaces the old one.
  *
- * Per instance (lower-cased instance label):
+ * Per instance (lower-cased instance label); events are emitted on the arrows marked (…):
  *
- *          PTR/SRV/TXT seen (not yet up: no PTR, or no address)
- *   absent ────────────────────────────────────────► pending ──┐ records expire, none left
- *     ▲  ▲                                            │  ▲      └─────────────────► absent
- *     │  │ nothing left                               │  │ PTR or last address gone
- *     │  └─────────── pending ◄──────────────┐  PTR + │  │ (emit down: goodbye | expired |
- *     │                                      │ ≥1 addr│  │  interface-gone)
- *     │                                      │  (up)  ▼  │
- *     └──── (down, then nothing left) ────── └────── present ──┐ addresses, port or TXT differ
- *                                                      ▲       │ (emit changed)
- *                                                      └───────┘
+ *            a PTR, SRV or TXT of it arrives
+ *   absent ───────────────────────────────► pending ── its last record expires ──► absent
+ *                                            │   ▲
+ *      PTR live, SRV live and ≥ 1 address    │   │ PTR or every address expired / goodbye
+ *      of the SRV target              (up)   ▼   │ or its interface went (down: reason)
+ *                                           present ──┐ addresses, interfaces, port
+ *                                              ▲      │ or TXT differ (changed)
+ *                                              └──────┘
  *
  * Bounded against a hostile LAN: at most `maxInstances` instances, `maxInstancesPerSource` first
  * announced by one sender, and `maxRecords` records (records of a new instance beyond that are
