@@ -175,6 +175,28 @@ describe('MdnsBrowser (loopback, IPv4)', () => {
     expect(advert.instance).toBe(phone.instance);
   });
 
+  it('drops a response from a source on none of our links (RFC 6762 §11)', async () => {
+    const port = randomPort();
+    const lo = { address: '127.0.0.1', netmask: '255.255.255.255', family: 'IPv4' as const, mac: '00:00:00:00:00:00', internal: true, cidr: '127.0.0.1/32' };
+    const b = browser(port, { interfaceSource: () => ({ lo: [lo] }) });
+    b.start();
+    await new Promise((r) => setTimeout(r, 100));
+    const offLink = createSocket({ type: 'udp4', reuseAddr: true });
+    await new Promise<void>((r) => offLink.bind(0, '127.0.0.9', r));
+    offLink.setMulticastInterface('127.0.0.1');
+    cleanups.push(() => new Promise((r) => { offLink.close(() => { r(); }); }));
+    const [ptr, ...rest] = records('spoof@fe80::9', '127.0.0.9', 120);
+    await new Promise<void>((r) => { offLink.send(dnsPacket.encode({ type: 'response', answers: [ptr!], additionals: rest }), port, '224.0.0.251', () => { r(); }); });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(b.stats.unknownInterface).toBeGreaterThanOrEqual(1);
+    expect(b.adverts()).toEqual([]);
+    const phone = fakePhone(port); // sends from 127.0.0.1, on the /32
+    cleanups.push(() => phone.close());
+    const up = next(b, 'up');
+    phone.announce();
+    expect((await up)[0].instance).toBe(phone.instance);
+  });
+
   it('a port held without SO_REUSEADDR: an error is logged, the browser keeps retrying and stops cleanly', async () => {
     const port = randomPort();
     const exclusive = createSocket({ type: 'udp4', reuseAddr: false });

@@ -19,8 +19,8 @@
  *
  * Arrival interface: IPv6 packets from a link-local source carry `%ifname` in rinfo; otherwise the
  * source is matched against the local subnets (longest prefix), which is all Node allows for IPv4
- * (no IP_PKTINFO). A packet from an interface we do not browse on is dropped; one whose interface
- * cannot be told is kept with an unknown interface unless `interfaces` restricts the browser.
+ * (no IP_PKTINFO). A packet from an interface we do not browse on, or from a source on none of our
+ * links (RFC 6762 §11), is dropped and counted (`stats.unknownInterface`).
  *
  * Interfaces are polled (`os.networkInterfaces()`, every `pollIntervalMs`): a new or changed one
  * is joined and queried at once and the backoff restarts; what was learnt on a vanished one goes
@@ -138,7 +138,7 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
     this.log = opts.log;
     this.port = opts.port ?? MDNS_PORT;
     this.cache = new MobdevCache(opts.cache);
-    this.schedule = new BrowseSchedule(Date.now(), opts.maxRequeryMs ?? DEFAULT_MAX_REQUERY_MS);
+    this.schedule = new BrowseSchedule(monotonicMs(), opts.maxRequeryMs ?? DEFAULT_MAX_REQUERY_MS);
     this.families = opts.families ?? [4, 6];
   }
 
@@ -166,7 +166,7 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
   /** Asks again now, on every interface, and restarts the backoff (e.g. after a resume). */
   refresh(): void {
     if (!this.running) return;
-    this.schedule.reset(Date.now());
+    this.schedule.reset(monotonicMs());
     this.armSchedule();
   }
 
@@ -214,7 +214,7 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
         socket.setMulticastTTL(255);
         socket.setMulticastLoopback(true);
         this.syncMemberships(fs);
-        this.schedule.reset(Date.now());
+        this.schedule.reset(monotonicMs());
         this.armSchedule();
       });
     });
@@ -297,7 +297,7 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
       this.warnLimited(`rejected:${rejected[0] ?? ''}`, { from: rinfo.address, reasons: [...new Set(rejected)] }, 'mDNS: records dropped (malformed or oversized)');
     }
     if (records.length === 0) return;
-    const result = this.cache.ingest(records, iface, Date.now(), rinfo.address);
+    const result = this.cache.ingest(records, iface, monotonicMs(), rinfo.address);
     if (result.refused.length > 0) {
       this.stats.refusedRecords += result.refused.length;
       this.warnLimited(`refused:${result.refused[0] ?? ''}`, { from: rinfo.address, reasons: [...new Set(result.refused)], tracked: this.cache.size }, 'mDNS: too many instances or records; new ones are ignored');
@@ -318,8 +318,9 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
     } else {
       iface = interfaceForAddress(this.ifaces, family, address);
     }
-    if (iface !== undefined) return { name: iface.name, index: iface.index };
-    return this.opts.interfaces === undefined ? { name: undefined, index: 0 } : undefined;
+    // RFC 6762 §11: a response from a source that is on none of our links (say, unicast from
+    // across a router to an exposed port 5353) is not a neighbour's: drop it
+    return iface === undefined ? undefined : { name: iface.name, index: iface.index };
   }
 
   private onWarning(fs: FamilySocket, err: unknown): void {
@@ -338,11 +339,11 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
   private armSchedule(): void {
     if (!this.running) return;
     if (this.scheduleTimer !== undefined) clearTimeout(this.scheduleTimer);
-    const wait = Math.max(0, this.schedule.nextAt() - Date.now());
+    const wait = Math.max(0, this.schedule.nextAt() - monotonicMs());
     this.scheduleTimer = setTimeout(() => {
       this.scheduleTimer = undefined;
       this.guard('browse', () => {
-        const now = Date.now();
+        const now = monotonicMs();
         if (this.schedule.due(now)) {
           this.browseAll(now);
           this.schedule.sent(now);
@@ -362,12 +363,12 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
     this.cacheTimer = setTimeout(() => {
       this.cacheTimer = undefined;
       this.guard('expire', () => {
-        const { events, questions } = this.cache.tick(Date.now());
+        const { events, questions } = this.cache.tick(monotonicMs());
         this.emitAll(events);
         this.ask(questions);
         this.armCache();
       });
-    }, Math.max(0, next - Date.now()));
+    }, Math.max(0, next - monotonicMs()));
     this.cacheTimer.unref();
   }
 
@@ -383,7 +384,7 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
 
   private ask(questions: readonly CacheQuestion[]): void {
     if (questions.length === 0) return;
-    const now = Date.now();
+    const now = monotonicMs();
     if (this.lastAsked.size > 4096) this.lastAsked.clear();
     const byIface = new Map<string, Question[]>();
     for (const q of questions) {
@@ -460,7 +461,7 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
     this.log.info({ interfaces: next.map((i) => i.name), gone: gone.map((i) => i.name) }, 'mDNS: interfaces changed');
     this.ifaces = next;
     this.fingerprint = fp;
-    const now = Date.now();
+    const now = monotonicMs();
     for (const g of gone) this.emitAll(this.cache.dropInterface(interfaceKey({ name: g.name, index: g.index }), now));
     for (const fs of this.sockets.values()) if (fs.ready && !fs.closed) this.syncMemberships(fs);
     this.schedule.reset(now);
@@ -499,7 +500,7 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
   }
 
   private warnLimited(kind: string, obj: object, msg: string): void {
-    const now = Date.now();
+    const now = monotonicMs();
     if (this.lastWarn.size > 256) this.lastWarn.clear();
     const w = this.lastWarn.get(kind);
     if (w !== undefined && now - w.at < WARN_INTERVAL_MS) {
@@ -509,6 +510,11 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
     this.lastWarn.set(kind, { at: now, suppressed: 0 });
     this.log.warn({ ...obj, suppressedBefore: w?.suppressed ?? 0 }, msg);
   }
+}
+
+/** Milliseconds on a clock that wall-clock steps (NTP, suspend) do not move: TTLs are durations. */
+function monotonicMs(): number {
+  return performance.now();
 }
 
 /** What joins/sends on an interface: its first IPv4 address, or `::%name` if it has IPv6. */

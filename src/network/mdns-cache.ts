@@ -40,7 +40,7 @@ export interface AdvertAddress {
   readonly family: 4 | 6;
   /** Without zone. */
   readonly address: string;
-  /** The interface the record arrived on; undefined when an IPv4 source matched no local subnet. */
+  /** The interface the record arrived on (undefined only if the caller could not tell; the browser drops such packets). */
   readonly interfaceName: string | undefined;
   /** OS interface index, 0 when unknown. */
   readonly interfaceIndex: number;
