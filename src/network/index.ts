@@ -11,7 +11,7 @@ export type { MdnsBrowserEvents, MdnsBrowserOptions, MdnsBrowserStats, MobdevAdv
 export { MOBDEV2_SERVICE, escapedFullServiceName, parseInstanceName } from './mdns-records.js';
 export { matchAdvert, computeAuthTag, decodeAuthTag, normaliseMac, pairRecordIdentity } from './identity.js';
 export type { AdvertIdentity, IdentityCandidate, MatchMethod, PairRecordIdentity } from './identity.js';
-export { encodeNetworkAddress, decodeNetworkAddress, NETWORK_ADDRESS_LENGTH } from './network-address.js';
+export { encodeNetworkAddress, decodeNetworkAddress, networkAddressFor, parseAddressText, NETWORK_ADDRESS_LENGTH } from './network-address.js';
 export type { AddressLayout, DecodedNetworkAddress, IpAddress } from './network-address.js';
 export { chooseAddressLayout, readPeerLibimobiledevice, libimobiledeviceFromMaps } from './address-layout.js';
 export type { AddressLayoutSetting, ClientIdentity, LayoutChoice, SharedObjectVersion } from './address-layout.js';

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BadNetworkAddressError } from './errors.js';
-import { bytesToIpv6, decodeNetworkAddress, encodeNetworkAddress, ipv6ToBytes, NETWORK_ADDRESS_LENGTH } from './network-address.js';
+import { bytesToIpv6, decodeNetworkAddress, encodeNetworkAddress, ipv6ToBytes, NETWORK_ADDRESS_LENGTH, networkAddressFor, parseAddressText } from './network-address.js';
 
 function hex(b: Buffer): string {
   return b.toString('hex');
@@ -109,5 +109,28 @@ describe('properties', () => {
       const other = encodeNetworkAddress(addr, layout === 'bsd' ? 'linux' : 'bsd');
       expect(blob.subarray(2).equals(other.subarray(2))).toBe(true);
     }), { numRuns: 1000 });
+  });
+});
+
+describe('networkAddressFor', () => {
+  it('scope id = interface index for link-local IPv6 only', () => {
+    expect(decodeNetworkAddress(networkAddressFor({ family: 6, address: 'fe80::1', interfaceIndex: 5 }, 'bsd')).scopeId).toBe(5);
+    expect(decodeNetworkAddress(networkAddressFor({ family: 6, address: '2001:db8::1', interfaceIndex: 5 }, 'linux')).scopeId).toBe(0);
+    expect(decodeNetworkAddress(networkAddressFor({ family: 4, address: '10.0.0.2', interfaceIndex: 5 }, 'linux'))).toMatchObject({ family: 4, address: '10.0.0.2' });
+  });
+});
+
+describe('parseAddressText', () => {
+  it('accepts what users type for a manual device', () => {
+    expect(parseAddressText(' 192.168.1.20 ')).toEqual({ family: 4, address: '192.168.1.20', zone: undefined });
+    expect(parseAddressText('FE80::0001%wlan0')).toEqual({ family: 6, address: 'fe80::1', zone: 'wlan0' });
+    expect(parseAddressText('[fe80::1%3]')).toEqual({ family: 6, address: 'fe80::1', zone: '3' });
+    expect(parseAddressText('2001:db8::1')).toEqual({ family: 6, address: '2001:db8::1', zone: undefined });
+  });
+
+  it('refuses host names, ports, zones on IPv4 and odd zones', () => {
+    for (const bad of ['iphone.local', '192.168.1.20:62078', '192.168.1.20%eth0', 'fe80::1%', 'fe80::1%a/b', '']) {
+      expect(() => parseAddressText(bad)).toThrow(BadNetworkAddressError);
+    }
   });
 });

@@ -107,6 +107,31 @@ export function decodeNetworkAddress(blob: Uint8Array): DecodedNetworkAddress {
   return { layout, family, port, address: bytesToIpv6(b.subarray(8, 24)), scopeId: b.readUInt32LE(24) };
 }
 
+/**
+ * The NetworkAddress of one address of a device, as learnt on an interface: link-local IPv6 gets
+ * the interface index as scope id (libimobiledevice's dialler prefers that interface), every
+ * other address scope 0.
+ */
+export function networkAddressFor(a: { readonly family: 4 | 6; readonly address: string; readonly interfaceIndex: number }, layout: AddressLayout): Buffer {
+  const linkLocal = a.family === 6 && /^fe[89ab][0-9a-f]:/i.test(a.address);
+  return encodeNetworkAddress({ family: a.family, address: a.address, scopeId: linkLocal ? a.interfaceIndex : 0 }, layout);
+}
+
+/**
+ * An address as a user writes it (`--network-device`, AddDevice): `192.168.1.20`, `fe80::1%wlan0`,
+ * `fe80::1%3`, `[fe80::1%wlan0]`. Throws BadNetworkAddressError for anything else (no host names:
+ * resolving them is not ours to do here).
+ */
+export function parseAddressText(text: string): { family: 4 | 6; address: string; zone: string | undefined } {
+  let t = text.trim();
+  if (t.startsWith('[') && t.endsWith(']')) t = t.slice(1, -1);
+  const { address, zone } = splitZone(t);
+  if (zone !== undefined && !/^[\w.:@-]{1,15}$/.test(zone)) throw new BadNetworkAddressError(`bad interface in ${JSON.stringify(text).slice(0, 80)}`);
+  if (isIPv4(address) && zone === undefined) return { family: 4, address, zone };
+  if (isIPv6(address)) return { family: 6, address: bytesToIpv6(ipv6ToBytes(address)), zone };
+  throw new BadNetworkAddressError(`not an IP address: ${JSON.stringify(text).slice(0, 80)}`);
+}
+
 /** `fe80::1%eth0` → { address: 'fe80::1', zone: 'eth0' }. */
 export function splitZone(address: string): { address: string; zone: string | undefined } {
   const i = address.indexOf('%');
