@@ -207,10 +207,47 @@ describe('MdnsBrowser (loopback, IPv4)', () => {
     const b = new MdnsBrowser({ log, port, interfaces: ['lo'], includeInternal: true, families: [4] });
     b.start();
     await new Promise((r) => setTimeout(r, 200));
-    expect(lines.some((l) => l.includes('cannot bind UDP') && l.includes('EADDRINUSE'))).toBe(true);
+    expect(lines.filter((l) => l.includes('cannot bind UDP') && l.includes('EADDRINUSE'))).toHaveLength(1);
     expect(b.stats.queriesSent).toBe(0);
     await b.stop();
   });
+
+  it('honours TTLs: refreshed at 80 % while the phone answers, down (expired) once it falls silent', async () => {
+    const port = randomPort();
+    const phone = fakePhone(port, 'aa:bb:cc:dd:ee:04@fe80::4');
+    cleanups.push(() => phone.close());
+    // a phone with 3 s records that answers every question about them
+    const ttl = 3;
+    let answered = 0;
+    let silent = false;
+    phone.mdns.removeAllListeners('query');
+    phone.mdns.on('query', (q) => {
+      if (silent) return;
+      // like a real responder: a browse query that already knows our PTR gets no answer (known-answer
+      // suppression), so the records stay alive only through the browser's own refresh questions
+      const browse = (q.questions ?? []).some((x) => x.type === 'PTR');
+      const known = (q.answers ?? []).some((a) => a.type === 'PTR' && a.data === `${phone.instance}.${SVC}`);
+      if (browse && known) return;
+      if (!browse) answered++;
+      const [ptr, ...rest] = records(phone.instance, phone.address, ttl);
+      phone.mdns.respond({ answers: [ptr!], additionals: rest });
+    });
+    const b = browser(port);
+    const up = next(b, 'up');
+    b.start();
+    await up;
+    let downs = 0;
+    b.on('down', () => { downs++; });
+    await new Promise((r) => setTimeout(r, 3 * ttl * 1000));
+    expect(downs).toBe(0); // outlived its records thrice: each was refreshed before it expired
+    expect(answered).toBeGreaterThanOrEqual(3); // refresh questions (SRV, A) at 80 % of 3 s
+    silent = true;
+    const down = next(b, 'down');
+    const t0 = performance.now();
+    const [, reason] = await down;
+    expect(reason).toBe('expired');
+    expect(performance.now() - t0).toBeLessThanOrEqual(ttl * 1000 + 1500); // its TTL, plus timer slack under load
+  }, 20_000);
 
   it('a listener that throws does not stop the browser', async () => {
     const port = randomPort();

@@ -221,7 +221,9 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
     mdns.on('response', (packet: unknown, rinfo: RemoteInfo) => { this.guard('response', () => { this.onResponse(fs, packet, rinfo); }); });
     mdns.on('warning', (err: unknown) => { this.onWarning(fs, err); });
     mdns.on('error', (err: unknown) => {
-      // bind failed (EADDRINUSE without SO_REUSEADDR on the other socket, EACCES): retry later
+      // bind failed (EADDRINUSE without SO_REUSEADDR on the other socket, EACCES): retry later.
+      // multicast-dns reports one bind failure twice (socket error and bind callback): once is enough
+      if (fs.closed) return;
       this.log.error({ err, family, port: this.port }, 'mDNS: cannot bind UDP %d for IPv%d; retrying in %d s', this.port, family, REBIND_MS / 1000);
       void this.close(fs).then(() => {
         if (!this.running || this.sockets.get(family) !== fs) return;
