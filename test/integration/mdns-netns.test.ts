@@ -22,8 +22,11 @@ const isRoot = process.getuid?.() === 0;
 const tag = `${process.pid % 10000}${Math.floor(Math.random() * 90 + 10)}`;
 const NS = `mdp${tag}`;
 const HOST_IF = `mdh${tag}`;
-const PHONE_IF = `mdp${tag}`;
 const SUBNET = `10.213.${Math.floor(Math.random() * 250) + 1}`;
+// a second link, made while the browser runs
+const NS2 = `mdq${tag}`;
+const HOST_IF2 = `mdi${tag}`;
+const SUBNET2 = `10.214.${Math.floor(Math.random() * 250) + 1}`;
 const INSTANCE_MAC = '02:11:22:33:44:55';
 
 // The phone: multicast-dns on both families, answering PTR queries for _apple-mobdev2._tcp with
@@ -75,9 +78,28 @@ interface Phone {
   send(cmd: string): void;
 }
 
-async function startPhone(v4: boolean): Promise<Phone> {
-  const child = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e', PHONE_SCRIPT], {
-    cwd: process.cwd(), env: { ...process.env, PHONE_IF, MAC: INSTANCE_MAC, V4: v4 ? '1' : '0' }, stdio: ['pipe', 'pipe', 'pipe'],
+/** A veth from this namespace (hostIf, SUBNET.1) into namespace ns (named like it, SUBNET.2). */
+function link(hostIf: string, ns: string, subnet: string): void {
+  sh('ip', ['netns', 'add', ns]);
+  sh('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
+  sh('ip', ['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', `${ns}x`]);
+  sh('sysctl', ['-qw', `net.ipv6.conf.${hostIf}.accept_dad=0`]);
+  sh('ip', ['link', 'set', `${ns}x`, 'netns', ns, 'name', ns]);
+  sh('ip', ['addr', 'add', `${subnet}.1/24`, 'dev', hostIf]);
+  sh('ip', ['link', 'set', hostIf, 'up']);
+  sh('ip', ['netns', 'exec', ns, 'ip', 'addr', 'add', `${subnet}.2/24`, 'dev', ns]);
+  sh('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', ns, 'up']);
+  sh('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
+}
+
+function unlink(hostIf: string, ns: string): void {
+  try { sh('ip', ['link', 'del', hostIf]); } catch { /* went with the namespace */ }
+  try { sh('ip', ['netns', 'del', ns]); } catch { /* never made */ }
+}
+
+async function startPhone(v4: boolean, ns = NS, mac = INSTANCE_MAC): Promise<Phone> {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', PHONE_SCRIPT], {
+    cwd: process.cwd(), env: { ...process.env, PHONE_IF: ns, MAC: mac, V4: v4 ? '1' : '0' }, stdio: ['pipe', 'pipe', 'pipe'],
   });
   const instance = await new Promise<string>((resolve, reject) => {
     let out = '';
@@ -136,18 +158,9 @@ describe.skipIf(!isRoot)('MdnsBrowser across a veth pair (port 5353)', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'mdns-netns-'));
-    sh('ip', ['netns', 'add', NS]);
-    sh('ip', ['netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
-    sh('ip', ['link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', `${PHONE_IF}x`]);
-    sh('sysctl', ['-qw', `net.ipv6.conf.${HOST_IF}.accept_dad=0`]);
-    sh('ip', ['link', 'set', `${PHONE_IF}x`, 'netns', NS, 'name', PHONE_IF]);
-    sh('ip', ['addr', 'add', `${SUBNET}.1/24`, 'dev', HOST_IF]);
-    sh('ip', ['link', 'set', HOST_IF, 'up']);
-    sh('ip', ['netns', 'exec', NS, 'ip', 'addr', 'add', `${SUBNET}.2/24`, 'dev', PHONE_IF]);
-    sh('ip', ['netns', 'exec', NS, 'ip', 'link', 'set', PHONE_IF, 'up']);
-    sh('ip', ['netns', 'exec', NS, 'ip', 'link', 'set', 'lo', 'up']);
+    link(HOST_IF, NS, SUBNET);
     avahi = await startAvahi(dir);
-    browser = new MdnsBrowser({ log: silentLogger(), interfaces: [HOST_IF], pollIntervalMs: 500 });
+    browser = new MdnsBrowser({ log: silentLogger(), interfaces: [HOST_IF, HOST_IF2], pollIntervalMs: 500 });
     browser.start();
   });
 
@@ -155,8 +168,8 @@ describe.skipIf(!isRoot)('MdnsBrowser across a veth pair (port 5353)', () => {
     await browser.stop();
     avahi?.kill();
     rmSync(dir, { recursive: true, force: true });
-    try { sh('ip', ['link', 'del', HOST_IF]); } catch { /* went with the namespace */ }
-    sh('ip', ['netns', 'del', NS]);
+    unlink(HOST_IF, NS);
+    unlink(HOST_IF2, NS2);
   });
 
   it('an IPv6-only phone: found over ff02::fb, its fe80:: address dialable with %ifname; goodbye takes it down', async () => {
@@ -203,6 +216,22 @@ describe.skipIf(!isRoot)('MdnsBrowser across a veth pair (port 5353)', () => {
       expect(advert.addresses.map((a) => a.family).sort()).toEqual([4, 6]);
       expect(advert.addresses.find((a) => a.family === 4)?.address).toBe(`${SUBNET}.2`);
       expect(advert.interfaces.map((i) => i.name)).toEqual([HOST_IF]);
+    } finally {
+      phone.child.kill();
+    }
+  });
+
+  it('an interface that appears later is joined and queried at once: a silent phone on it is found', async () => {
+    link(HOST_IF2, NS2, SUBNET2);
+    const t0 = performance.now();
+    const phone = await startPhone(true, NS2, '02:11:22:33:44:66');
+    try {
+      const up = once(browser, 'up', phone.instance);
+      const { advert } = await up; // the phone never announces: only our query can find it
+      console.log(`netns link up → phone up (poll every 500 ms): ${(performance.now() - t0).toFixed(0)} ms`);
+      expect(advert.interfaces.map((i) => i.name)).toEqual([HOST_IF2]);
+      expect(browser.interfaces().map((i) => i.name).sort()).toEqual([HOST_IF, HOST_IF2].sort());
+      expect(performance.now() - t0).toBeLessThan(5000); // not the 2-minute backoff
     } finally {
       phone.child.kill();
     }
