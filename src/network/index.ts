@@ -1,7 +1,8 @@
 /**
  * Network (Wi-Fi) iPhones: the pieces the network device provider is built from.
  *
- *   MdnsBrowser          continuous `_apple-mobdev2._tcp` discovery → up / changed / down adverts
+ *   MdnsBrowser          continuous `_apple-mobdev2._tcp` discovery → up / changed / down adverts;
+ *                        resolve(instance) re-asks one phone, refresh() re-browses now
  *   matchAdvert          advert + pair records → candidate UDIDs (auth tag, then MAC), to prove
  *   encodeNetworkAddress the 128-byte NetworkAddress, in the layout chooseAddressLayout picks
  *   dialHost             the host string net.connect needs (fe80:: with %ifname)

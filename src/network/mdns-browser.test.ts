@@ -249,6 +249,33 @@ describe('MdnsBrowser (loopback, IPv4)', () => {
     expect(performance.now() - t0).toBeLessThanOrEqual(ttl * 1000 + 1500); // its TTL, plus timer slack under load
   }, 20_000);
 
+  it('resolve(instance) asks the phone directly for its records, which a browse query would not', async () => {
+    const port = randomPort();
+    const phone = fakePhone(port, 'aa:bb:cc:dd:ee:05@fe80::5', '127.0.0.5');
+    cleanups.push(() => phone.close());
+    const asked: string[] = [];
+    phone.mdns.on('query', (q) => {
+      for (const x of q.questions ?? []) {
+        if (x.type === 'PTR') continue;
+        asked.push(`${x.type} ${x.name}`);
+        if (x.type === 'SRV') {
+          const [, ...rest] = records(phone.instance, phone.address, 120);
+          phone.mdns.respond({ answers: rest });
+        }
+      }
+    });
+    const b = browser(port);
+    const up = next(b, 'up');
+    b.start();
+    await up;
+    const changed = next(b, 'changed');
+    phone.address = '127.0.0.6'; // moved, and does not announce it
+    b.resolve(phone.instance);
+    const [advert] = await changed;
+    expect(advert.addresses.map((a) => a.address)).toContain('127.0.0.6');
+    expect(asked).toEqual(expect.arrayContaining([`SRV ${phone.instance}.${SVC}`, `TXT ${phone.instance}.${SVC}`, 'A fake-iphone.local', 'AAAA fake-iphone.local']));
+  });
+
   it('a listener that throws does not stop the browser', async () => {
     const port = randomPort();
     const phone = fakePhone(port);

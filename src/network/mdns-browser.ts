@@ -170,6 +170,24 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
     this.armSchedule();
   }
 
+  /**
+   * Asks every interface now for one instance's SRV and TXT and its host's addresses (e.g. when
+   * its heartbeat failed: is it still there, at which address?). A browse query would not do:
+   * the phone stays silent about a PTR we list as a known answer. Answers arrive as events.
+   */
+  resolve(instance: string): void {
+    if (!this.running) return;
+    const name = `${instance}.${MOBDEV2_SERVICE}`;
+    const target = this.cache.adverts().find((a) => a.instance.toLowerCase() === instance.toLowerCase())?.target;
+    const questions: CacheQuestion[] = [];
+    for (const iface of this.ifaces) {
+      const on = { ifaceKey: iface.name, iface: { name: iface.name, index: iface.index } };
+      questions.push({ ...on, name, type: 'SRV' }, { ...on, name, type: 'TXT' });
+      if (target !== undefined) questions.push({ ...on, name: target, type: 'A' }, { ...on, name: target, type: 'AAAA' });
+    }
+    this.ask(questions);
+  }
+
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
