@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (umockdev for the USB tier, the real
 # libimobiledevice clients and the reference usbmuxd 1.1.1 for interop and differential tests,
-# a C compiler and the kernel headers for the seccomp helper of test/cli/unit-sandbox.test.ts).
+# a C compiler and the kernel headers for the seccomp helper of test/cli/unit-sandbox.test.ts, and
+# avahi-daemon only so the Wi-Fi discovery test can run our mDNS browser beside it: the daemon
+# itself never needs avahi).
 # Idempotent: does nothing when everything is present. Needs root (or sudo) to install.
 set -euo pipefail
 
-PACKAGES=(umockdev gir1.2-umockdev-1.0 libumockdev0 python3-gi libusbmuxd-tools libimobiledevice-utils usbmuxd systemd udev iproute2 gcc libc6-dev)
+PACKAGES=(umockdev gir1.2-umockdev-1.0 libumockdev0 python3-gi libusbmuxd-tools libimobiledevice-utils usbmuxd systemd udev iproute2 gcc libc6-dev avahi-daemon)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -10,6 +10,7 @@
 export const ERROR_CODES = [
   // shared
   'MUXD_ERR_INVALID_CONFIG',
+  'MUXD_ERR_NETWORK_ADDRESS',
   // devices: connecting to a device of any kind
   'MUXD_ERR_CONNECTION_REFUSED',
   'MUXD_ERR_CONNECT_TIMEOUT',
@@ -67,6 +68,7 @@ export const ERROR_CODES = [
   'MUXD_ERR_VIRTUAL_UNPLUGGED',
   'MUXD_ERR_BRIDGE_SOCKET',
   'MUXD_ERR_BRIDGE_STATE',
+  // network (Wi-Fi devices)
   // daemon
   'MUXD_ERR_INSTANCE_RUNNING',
   'MUXD_ERR_PIDFILE',
@@ -76,7 +78,6 @@ export const ERROR_CODES = [
   'MUXD_ERR_SIGNAL_INSTANCE',
   // network
   'MUXD_ERR_NETWORK_IDENTITY',
-  'MUXD_ERR_NETWORK_ADDRESS',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -104,4 +105,14 @@ export function isMuxdError(err: unknown): err is MuxdError {
 export function systemErrorCode(err: unknown): string | undefined {
   if (err instanceof Error && 'code' in err && typeof err.code === 'string') return err.code;
   return undefined;
+}
+
+/**
+ * An address for a network device is not one: a NetworkAddress blob that is not a 128-byte
+ * IPv4/IPv6 sockaddr in a layout we know, or an address given by a user (`--network-device`,
+ * AddDevice) that is not an IP literal or names a link-local address on an interface this host
+ * lacks.
+ */
+export class NetworkAddressError extends MuxdError {
+  readonly code = 'MUXD_ERR_NETWORK_ADDRESS';
 }

@@ -1,17 +1,14 @@
 import { once } from 'node:events';
 import { createServer } from 'node:net';
-import type { NetworkInterfaceInfo } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { ConnectionRefusedError, DeviceUnreachableError } from '../devices/index.js';
-import { describeEndpoint, dialHost, dialTcp, parseAddress } from './dial.js';
+import { NetworkAddressError } from '../errors.js';
+import { describeEndpoint, dialTcp, endpointHost, parseAddress } from './dial.js';
+import type { LocalInterface } from './interfaces.js';
 
-const IFACES = (): NodeJS.Dict<NetworkInterfaceInfo[]> => ({
-  lo: [{ address: '::1', netmask: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', family: 'IPv6', mac: '00:00:00:00:00:00', internal: true, cidr: '::1/128', scopeid: 0 }],
-  wlan0: [
-    { address: '192.168.1.5', netmask: '255.255.255.0', family: 'IPv4', mac: '02:00:00:00:00:01', internal: false, cidr: '192.168.1.5/24' },
-    { address: 'fe80::1', netmask: 'ffff:ffff:ffff:ffff::', family: 'IPv6', mac: '02:00:00:00:00:01', internal: false, cidr: 'fe80::1/64', scopeid: 3 },
-  ],
-});
+const IFACES = (): LocalInterface[] => [
+  { name: 'wlan0', index: 3, addresses: [{ family: 4, address: '192.168.1.5', prefixLength: 24 }, { family: 6, address: 'fe80::1', prefixLength: 64 }] },
+];
 
 describe('addresses', () => {
   it('parses IPv4, global IPv6 and link-local with an interface name or index', () => {
@@ -19,12 +16,12 @@ describe('addresses', () => {
     expect(parseAddress('2001:db8::2', IFACES)).toEqual({ address: '2001:db8::2', family: 6, interfaceIndex: 0 });
     expect(parseAddress('fe80::2%wlan0', IFACES)).toEqual({ address: 'fe80::2', family: 6, interfaceIndex: 3, interfaceName: 'wlan0' });
     expect(parseAddress('fe80::2%3', IFACES)).toEqual({ address: 'fe80::2', family: 6, interfaceIndex: 3, interfaceName: 'wlan0' });
-    for (const bad of ['phone.local', '10.0.0.2%wlan0', 'fe80::2', 'fe80::2%eth9', 'fe80::2%wlan0%x', '']) expect(() => parseAddress(bad, IFACES)).toThrow(RangeError);
+    for (const bad of ['phone.local', '10.0.0.2%wlan0', 'fe80::2', 'fe80::2%eth9', 'fe80::2%wlan0%x', '']) expect(() => parseAddress(bad, IFACES)).toThrow(NetworkAddressError);
   });
 
   it('dials fe80:: with the interface name (libuv takes no numeric zone), others as they are', () => {
-    expect(dialHost({ address: 'fe80::2', family: 6, interfaceIndex: 3, interfaceName: 'wlan0' })).toBe('fe80::2%wlan0');
-    expect(dialHost({ address: '2001:db8::2', family: 6, interfaceIndex: 3, interfaceName: 'wlan0' })).toBe('2001:db8::2');
+    expect(endpointHost({ address: 'fe80::2', family: 6, interfaceIndex: 3, interfaceName: 'wlan0' })).toBe('fe80::2%wlan0');
+    expect(endpointHost({ address: '2001:db8::2', family: 6, interfaceIndex: 3, interfaceName: 'wlan0' })).toBe('2001:db8::2');
     expect(describeEndpoint({ address: 'fe80::2', family: 6, interfaceIndex: 3, interfaceName: 'wlan0' }, 62078)).toBe('[fe80::2%wlan0]:62078');
     expect(describeEndpoint({ address: '10.0.0.2', family: 4, interfaceIndex: 0 }, 7)).toBe('10.0.0.2:7');
   });

@@ -4,11 +4,13 @@
  * refuses a numeric zone and an address without one, wifi-devices.md §7.1), and what a failure
  * means to a client.
  */
-import { connect, isIP } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { ConnectionRefusedError, DeviceUnreachableError } from '../devices/index.js';
-import { systemErrorCode } from '../errors.js';
+import { NetworkAddressError, systemErrorCode } from '../errors.js';
+import { parseAddressText } from '../ip-address.js';
+import { dialHost, isLinkLocalIpv6, listInterfaces } from './interfaces.js';
+import type { LocalInterface } from './interfaces.js';
 
 /** One address a network device was found at. */
 export interface Endpoint {
@@ -22,42 +24,28 @@ export interface Endpoint {
 }
 
 /**
- * An address a user typed (`--network-device`, AddDevice): an IPv4 or IPv6 literal, `%zone` for
- * a link-local one (an interface name, or its index). Throws RangeError for anything else, and for
- * a link-local address whose interface cannot be named.
+ * An address a user typed (`--network-device`, AddDevice): an IPv4 or IPv6 literal, `%zone` for a
+ * link-local one (an interface name, or its index). Throws NetworkAddressError for anything else,
+ * and for a link-local address whose interface this host does not have.
  */
-export function parseAddress(text: string, interfaces: () => ReturnType<typeof networkInterfaces> = networkInterfaces): Endpoint {
-  const [address = '', zone, ...more] = text.split('%');
-  const family = isIP(address);
-  if (family === 0 || more.length > 0 || (family === 4 && zone !== undefined)) throw new RangeError(`not an IP address: ${text}`);
-  if (family === 4) return { address, family: 4, interfaceIndex: 0 };
-  if (!isLinkLocal6(address)) return { address, family: 6, interfaceIndex: 0 };
-  if (zone === undefined || zone === '') throw new RangeError(`a link-local address needs its interface: ${address}%<interface>`);
-  // os.networkInterfaces() gives each fe80:: address its scopeid: the index ↔ name map Node lacks.
-  for (const [name, addrs] of Object.entries(interfaces())) {
-    const index = (addrs ?? []).find((a) => a.family === 'IPv6' && a.scopeid > 0)?.scopeid;
-    if (index === undefined) continue;
-    if (zone === name || zone === String(index)) return { address, family: 6, interfaceIndex: index, interfaceName: name };
-  }
-  throw new RangeError(`no interface ${zone} with an IPv6 link-local address`);
-}
-
-/** True for fe80::/10. */
-export function isLinkLocal6(address: string): boolean {
-  return /^fe[89ab][0-9a-f]:/i.test(address);
+export function parseAddress(text: string, interfaces: () => readonly LocalInterface[] = listInterfaces): Endpoint {
+  const { family, address, zone } = parseAddressText(text);
+  if (family === 4) return { address, family, interfaceIndex: 0 };
+  if (!isLinkLocalIpv6(address)) return { address, family, interfaceIndex: 0 };
+  if (zone === undefined || zone === '') throw new NetworkAddressError(`a link-local address needs its interface: ${address}%<interface>`);
+  const iface = interfaces().find((i) => zone === i.name || (i.index > 0 && zone === String(i.index)));
+  if (iface === undefined || iface.index === 0) throw new NetworkAddressError(`no interface ${zone} for ${address}`);
+  return { address, family, interfaceIndex: iface.index, interfaceName: iface.name };
 }
 
 /** The host string node:net dials: `fe80::1%eth0` for a link-local address, the address otherwise. */
-export function dialHost(endpoint: Endpoint): string {
-  if (endpoint.family === 6 && isLinkLocal6(endpoint.address) && endpoint.interfaceName !== undefined) {
-    return `${endpoint.address}%${endpoint.interfaceName}`;
-  }
-  return endpoint.address;
+export function endpointHost(endpoint: Endpoint): string {
+  return dialHost(endpoint.address, endpoint.interfaceName) ?? endpoint.address;
 }
 
 /** `address` or `[address%if]:port` for logs. */
 export function describeEndpoint(endpoint: Endpoint, port?: number): string {
-  const host = dialHost(endpoint);
+  const host = endpointHost(endpoint);
   if (port === undefined) return host;
   return endpoint.family === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }
@@ -69,7 +57,7 @@ export function describeEndpoint(endpoint: Endpoint, port?: number): string {
  */
 export function dialTcp(endpoint: Endpoint, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
-    const socket = connect({ host: dialHost(endpoint), port, family: endpoint.family, noDelay: true });
+    const socket = connect({ host: endpointHost(endpoint), port, family: endpoint.family, noDelay: true });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new DeviceUnreachableError(port, 'ETIMEDOUT'));

@@ -12,11 +12,3 @@ import { MuxdError } from '../errors.js';
 export class NetworkIdentityError extends MuxdError {
   readonly code = 'MUXD_ERR_NETWORK_IDENTITY';
 }
-
-/**
- * An address given for a network device (`--network-device`, AddDevice) is not an IP address, or
- * names a link-local address on an interface this host does not have.
- */
-export class NetworkAddressError extends MuxdError {
-  readonly code = 'MUXD_ERR_NETWORK_ADDRESS';
-}

@@ -1,10 +1,24 @@
 /**
- * Network (Wi-Fi) devices: what main.ts wires. The provider proves and holds devices found by
- * discovery or named by the user; src/server reaches them only through the device directory.
+ * Network (Wi-Fi) devices: what main.ts wires.
+ *
+ *   MdnsBrowser      continuous `_apple-mobdev2._tcp` discovery → up / changed / down adverts;
+ *                    resolve(instance) re-asks one phone, refresh() re-browses now
+ *   matchAdvert      advert + pair records → candidate UDIDs (auth tag, then MAC), to prove
+ *   NetworkProvider  proves candidates with lockdown sessions, holds their heartbeats, announces
+ *                    them in the device directory and keeps trying to reach them
+ *
+ * src/server reaches these devices only through the directory.
  */
+export { MdnsBrowser, MDNS_PORT } from './mdns-browser.js';
+export type { MdnsBrowserEvents, MdnsBrowserOptions, MdnsBrowserStats, MobdevAdvert, AdvertAddress, DownReason } from './mdns-browser.js';
+export { MOBDEV2_SERVICE, escapedFullServiceName, parseInstanceName } from './mdns-records.js';
+export { matchAdvert, computeAuthTag, decodeAuthTag, normaliseMac, pairRecordIdentity } from './identity.js';
+export type { AdvertIdentity, IdentityCandidate, MatchMethod, PairRecordIdentity } from './identity.js';
+export { dialHost, dialHostForIndex, listInterfaces, isLinkLocalIpv6 } from './interfaces.js';
+export type { ArrivalInterface, LocalInterface } from './interfaces.js';
 export { NetworkProvider, PROVE_TIMEOUT_MS, MAX_MANUAL } from './provider.js';
 export type { Advert, KnownRecord, MatchAdvert, NetworkProviderOptions, RecordSource } from './provider.js';
-export { parseAddress, dialHost, describeEndpoint } from './dial.js';
+export { parseAddress, endpointHost, describeEndpoint } from './dial.js';
 export type { Endpoint } from './dial.js';
-export { NetworkAddressError, NetworkIdentityError } from './errors.js';
+export { NetworkIdentityError } from './errors.js';
 export { HEARTBEAT_SERVICE } from './heartbeat.js';

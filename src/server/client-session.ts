@@ -39,7 +39,8 @@ import {
   switchesToPlist,
 } from './messages.js';
 import type { ClientIdentity, DeviceRecord, Dialect, Request } from './messages.js';
-import { layoutFor } from './network-address.js';
+import { chooseAddressLayout } from './address-layout.js';
+import type { AddressLayout } from './network-address.js';
 import { Tunnel } from './tunnel.js';
 
 export type SessionState = 'command' | 'busy' | 'listening' | 'connecting' | 'tunnel' | 'closed';
@@ -108,7 +109,7 @@ export class ClientSession {
 
   notifyAttached(device: Device): void {
     if (!this.sees(device)) return;
-    this.notify(encodeAttached(this.dialect, deviceRecord(device), layoutFor(this.identity)));
+    this.notify(encodeAttached(this.dialect, deviceRecord(device), this.addressLayout()));
   }
 
   notifyDetached(device: Device): void {
@@ -117,6 +118,11 @@ export class ClientSession {
 
   notifyPaired(device: Device): void {
     if (this.sees(device)) this.notify(encodePaired(this.dialect, device.id));
+  }
+
+  /** How this client reads NetworkAddress, from what its hello said. */
+  private addressLayout(): AddressLayout {
+    return chooseAddressLayout(this.identity).layout;
   }
 
   /** Binary (v0) clients' device records cannot say Network: they are told of USB devices only. */
@@ -223,7 +229,7 @@ export class ClientSession {
         this.connect(request.deviceId, request.port, tag);
         return;
       case 'ListDevices':
-        this.replyPlist(tag, { DeviceList: this.ctx.directory.list().map((d) => attachedDict(deviceRecord(d), layoutFor(this.identity))) });
+        this.replyPlist(tag, { DeviceList: this.ctx.directory.list().map((d) => attachedDict(deviceRecord(d), this.addressLayout())) });
         return;
       case 'ListListeners':
         this.replyPlist(tag, { ListenerList: [...this.ctx.listeners()].map((s) => this.listenerDict(s)) });

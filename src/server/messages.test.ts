@@ -121,7 +121,7 @@ describe('network devices', () => {
     const blob = props['NetworkAddress'] as Buffer;
     expect(blob.length).toBe(128);
     expect(blob.subarray(0, 8).toString('hex')).toBe('10020000c0a80aef');
-    const native = (parsePlist(encodeAttached('plist', NET, 'native').subarray(16)) as { Properties: { NetworkAddress: Buffer } }).Properties.NetworkAddress;
+    const native = (parsePlist(encodeAttached('plist', NET, 'linux').subarray(16)) as { Properties: { NetworkAddress: Buffer } }).Properties.NetworkAddress;
     expect(native.subarray(0, 8).toString('hex')).toBe('02000000c0a80aef');
   });
 

@@ -13,7 +13,7 @@
  * PairRecordData InvalidPairRecordId/DataError (22), as usbmuxd answers them.
  */
 import type { DeviceInfo, UsbDeviceInfo } from '../devices/index.js';
-import { encodeNetworkAddress } from './network-address.js';
+import { networkAddressFor } from './network-address.js';
 import type { AddressLayout } from './network-address.js';
 import { isIP } from 'node:net';
 import { InvalidPairRecordDataError, InvalidPairRecordIdError, isValidPairRecordId } from '../pairrecords/index.js';
@@ -231,7 +231,7 @@ export function encodeResult(dialect: Dialect, tag: number, number: number): Buf
   return encodeFrame(ProtocolVersion.BINARY, MessageType.RESULT, tag, body);
 }
 
-/** `layout`: how this client reads a network device's NetworkAddress (see network-address.ts). */
+/** `layout`: how this client reads a network device's NetworkAddress (see address-layout.ts). */
 export function attachedDict(device: DeviceRecord, layout: AddressLayout = 'bsd'): PlistDict {
   return { MessageType: 'Attached', DeviceID: device.deviceId, Properties: deviceProperties(device, layout) };
 }
@@ -256,7 +256,7 @@ function deviceProperties({ deviceId, info }: DeviceRecord, layout: AddressLayou
         // A manually added device was never advertised; the name other shims use then.
         EscapedFullServiceName: info.escapedFullServiceName ?? `${info.serial}._apple-mobdev2._tcp.local.`,
         InterfaceIndex: info.interfaceIndex,
-        NetworkAddress: encodeNetworkAddress(info.address, info.family, info.interfaceIndex, layout),
+        NetworkAddress: networkAddressFor(info, layout),
         SerialNumber: info.serial,
       };
   }

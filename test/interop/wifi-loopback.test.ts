@@ -140,7 +140,7 @@ describe('the loopback network face, reached by libimobiledevice 1.3.0 as a Netw
 
   it('iproxy -n: TCP to the echo port, dialled by iproxy itself from the NetworkAddress', async (ctx) => {
     if (phone.status().ports['echo'] === undefined) ctx.skip(); // port 7 needs root
-    const proxy = await startIproxy(socketPath, 7, { udid: UDID, extraArgs: ['-n'] });
+    const proxy = await startIproxy(socketPath, 7, { udid: UDID, network: true });
     try {
       const data = Buffer.alloc(256 * 1024);
       for (let i = 0; i < data.length; i++) data[i] = (i * 13) & 0xff;

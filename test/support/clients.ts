@@ -140,9 +140,9 @@ export interface Iproxy {
 
 export interface IproxyOptions {
   readonly udid?: string;
+  /** `-n`: a network device (iproxy dials its NetworkAddress itself). */
+  readonly network?: boolean;
   readonly readyTimeoutMs?: number;
-  /** More arguments, e.g. `-n` (network devices: iproxy dials their NetworkAddress itself). */
-  readonly extraArgs?: readonly string[];
 }
 
 /** `iproxy LOCAL:DEVICE [-u UDID]` on a free port; resolves once the local port accepts TCP. */
@@ -150,7 +150,7 @@ export async function startIproxy(socketPath: string, devicePort: number, option
   const localPort = await freePort();
   const args = [`${localPort}:${devicePort}`];
   if (options.udid !== undefined) args.push('-u', options.udid);
-  args.push(...(options.extraArgs ?? []));
+  if (options.network === true) args.push('-n');
   const child = spawn('iproxy', args, { env: muxdEnv(socketPath), stdio: ['ignore', 'pipe', 'pipe'] });
   const chunks: string[] = [];
   child.stdout.setEncoding('utf8').on('data', (s: string) => chunks.push(s));
