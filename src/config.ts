@@ -62,6 +62,11 @@ export interface DaemonConfig {
    * moment; wait: nobody taps; deny: Don't Trust; password: locked; setup: pairs without a dialog.
    */
   readonly virtualTrust: VirtualTrustMode;
+  /**
+   * `--virtual-wifi`: each virtual phone also answers on a loopback address (127.0.0.2, …) as a
+   * network phone, added as a manual network device: it is listed as Network once it is paired.
+   */
+  readonly virtualWifi: boolean;
   /** false with `--no-usb`: node-usb is never loaded. */
   readonly usb: boolean;
   /** false with `--no-network`: no mDNS browsing, no network devices, no AddDevice. */
@@ -105,6 +110,7 @@ export const DEFAULT_CONFIG: DaemonConfig = Object.freeze<DaemonConfig>({
   configDir: DEFAULT_CONFIG_DIR,
   virtualDevices: [],
   virtualTrust: 'auto',
+  virtualWifi: false,
   usb: true,
   network: true,
   networkDevices: [],

@@ -22,7 +22,7 @@ import { parseArgs } from './cli/args.js';
 import { usageText, versionLine } from './cli/usage.js';
 import type { DaemonConfig } from './config.js';
 import { validateConfig } from './config.js';
-import { isMuxdError, systemErrorCode } from './errors.js';
+import { isMuxdError, NetworkAddressError, systemErrorCode } from './errors.js';
 import { Lifecycle } from './daemon/lifecycle.js';
 import { createRootLogger } from './daemon/logging.js';
 import type { RootLogger } from './daemon/logging.js';
@@ -40,11 +40,13 @@ import type { Logger } from './log.js';
 import { DeviceRegistry } from './devices/index.js';
 import { MuxProvider } from './mux/index.js';
 import { MuxdServer } from './server/index.js';
-import type { ListenTarget } from './server/index.js';
+import type { ListenTarget, ManualDevices } from './server/index.js';
+import { MdnsBrowser, NetworkProvider, parseAddress } from './network/index.js';
+import type { Endpoint } from './network/index.js';
 import { assertSafeConfigDir, FilePairRecordStore } from './pairrecords/index.js';
 import { Preflight } from './preflight/index.js';
-import { createVirtualDevice } from './emulator/index.js';
-import type { VirtualDevice } from './emulator/index.js';
+import { createVirtualDevice, startLoopbackFace } from './emulator/index.js';
+import type { NetworkPhone, VirtualDevice } from './emulator/index.js';
 
 /** What the daemon has built so far; teardown undoes whatever exists. */
 interface Parts {
@@ -53,6 +55,10 @@ interface Parts {
   registry?: DeviceRegistry;
   preflight?: Preflight;
   usb?: { stop(): Promise<void>; rediscover(): void };
+  network?: NetworkProvider;
+  browser?: MdnsBrowser;
+  /** Network faces of --virtual-wifi phones. */
+  wifiFaces?: NetworkPhone[];
   unixPath?: string;
 }
 
@@ -72,8 +78,12 @@ function withTimeout(p: Promise<void>, ms: number, log: Logger, what: string): P
 async function teardown(parts: Parts, config: DaemonConfig, log: Logger): Promise<void> {
   // Preflight first: its lockdown connections are reset before the devices go.
   if (parts.preflight) await withTimeout(parts.preflight.stop(), 3000, log, 'preflight stop');
+  // Network sessions end before the directory resets their devices' connections.
+  if (parts.browser) await withTimeout(parts.browser.stop(), 1000, log, 'mDNS browser stop');
+  if (parts.network) await withTimeout(parts.network.stop(), 1000, log, 'network stop');
   if (parts.registry) await withTimeout(parts.registry.shutdown(), Math.max(config.shutdownFlushMs, 1000), log, 'device shutdown');
   if (parts.usb) await withTimeout(parts.usb.stop(), 2000, log, 'USB stop');
+  if (parts.wifiFaces) await withTimeout(Promise.all(parts.wifiFaces.map((f) => f.stop())).then(() => undefined), 1000, log, 'virtual Wi-Fi stop');
   if (parts.server) await withTimeout(parts.server.close(), 2000, log, 'server close');
   if (parts.unixPath !== undefined) {
     try {
@@ -177,7 +187,29 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
   const store = new FilePairRecordStore({ dir: config.configDir, log });
   const maxClients = clientLimitFor(config.maxClients, readSoftNofile());
   if (maxClients < config.maxClients) log.warn({ maxClients, configured: config.maxClients }, 'client limit lowered to fit the open-file limit (raise it with ulimit -n or LimitNOFILE=)');
-  const server = new MuxdServer({ directory: registry, store, log, maxClients, identify: createPeerIdentifier(log) });
+  const networkLog = log.child({ layer: 'network' });
+  const browser = config.network ? new MdnsBrowser({ log: networkLog }) : undefined;
+  const network = config.network
+    ? new NetworkProvider({
+      directory: registry,
+      records: store,
+      log: networkLog,
+      connectTimeoutMs: config.connectTimeoutMs,
+      // A phone that stopped answering is asked again by name: a browse query would not bring
+      // back an answer the cache already holds, but a new address would come as 'changed'.
+      requery: (instances) => { for (const i of instances) browser?.resolve(i); },
+    })
+    : undefined;
+  const server = new MuxdServer({
+    directory: registry,
+    store,
+    log,
+    maxClients,
+    identify: createPeerIdentifier(log),
+    ...(network === undefined ? {} : { manualDevices: manualDevicesOf(network) }),
+  });
+  // Checked before anything listens: a typo in --network-device is a startup error.
+  const manualEndpoints = config.networkDevices.map(endpointOf);
   const { target, unixPath } = listenTargetFor(config, activation, log);
   // Known to teardown before the first await, so a signal during startup still cleans up.
   parts.server = server;
@@ -225,6 +257,30 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
     mux.addDevice(vd.transport, vd.info);
     log.info({ udid: vd.info.serial, trust: config.virtualTrust }, 'virtual device attached');
   }
+  if (network !== undefined && browser !== undefined) {
+    parts.network = network;
+    parts.browser = browser;
+    browser.on('up', (advert) => { void network.advertUp(advert); });
+    browser.on('changed', (advert) => { void network.advertUp(advert); });
+    browser.on('down', (advert) => { network.advertDown(advert.instance); });
+    // A record saved by a client may be the one an unclaimed advert was waiting for.
+    registry.on('paired', () => { void network.recordsChanged(); });
+    browser.start();
+    for (const endpoint of manualEndpoints) void addManual(network, endpoint, undefined, log);
+    if (config.virtualWifi) {
+      parts.wifiFaces = [];
+      for (const vd of virtualDevices) {
+        const face = await startLoopbackFace(vd.emulator, { log: log.child({ layer: 'virtual-wifi', udid: vd.info.serial }) });
+        parts.wifiFaces.push(face);
+        const status = face.status();
+        if (status.unavailablePorts.length > 0) log.info({ udid: vd.info.serial, unavailable: status.unavailablePorts.map((p) => p.service) }, 'virtual Wi-Fi phone: some service ports need root');
+        log.info({ udid: vd.info.serial, address: status.bind }, 'virtual Wi-Fi phone listening; it is announced once paired');
+        void addManual(network, { address: status.bind, family: 4, interfaceIndex: 0 }, vd.info.serial, log);
+      }
+    }
+  } else if (config.virtualWifi) {
+    log.warn('--virtual-wifi has no effect with --no-network');
+  }
   lifecycle.ready();
   log.info({ pid: process.pid }, 'usbmuxd ready');
 }
@@ -241,6 +297,41 @@ async function makeVirtualDevices(config: DaemonConfig, log: Logger): Promise<Vi
   await Promise.all(devices.map((vd) => vd.emulator.pairing.prepareKey()));
   if (devices.length > 0) log.debug({ count: devices.length, ms: Math.round(performance.now() - t0) }, 'virtual device keys ready');
   return devices;
+}
+
+/** `--network-device` addresses become endpoints at startup: an unusable one stops the daemon. */
+function endpointOf(address: string): Endpoint {
+  try {
+    return parseAddress(address);
+  } catch (err) {
+    if (err instanceof NetworkAddressError) throw new NetworkAddressError(`--network-device ${address}: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+/** A manual device added by the daemon itself: a failure is the operator's to read in the log. */
+async function addManual(network: NetworkProvider, endpoint: Endpoint, udid: string | undefined, log: Logger): Promise<void> {
+  try {
+    await network.addManual(endpoint, udid);
+  } catch (err) {
+    log.warn({ err, address: endpoint.address }, 'network device not added');
+  }
+}
+
+/** AddDevice / RemoveDevice, as the server sees them. */
+function manualDevicesOf(network: NetworkProvider): ManualDevices {
+  return {
+    add: (address, udid) => {
+      let endpoint: Endpoint;
+      try {
+        endpoint = parseAddress(address);
+      } catch (err) {
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+      return network.addManual(endpoint, udid, true);
+    },
+    remove: (what) => network.removeManual(what),
+  };
 }
 
 function describe(target: ListenTarget): string {

@@ -49,6 +49,7 @@ const SPECS: readonly OptSpec[] = [
   { long: 'logfile', short: 'l', arg: 'required' },
   { long: 'virtual-device', arg: 'optional' },
   { long: 'virtual-trust', arg: 'required' },
+  { long: 'virtual-wifi', arg: 'none' },
   { long: 'no-usb', arg: 'none' },
   { long: 'no-network', arg: 'none' },
   { long: 'network-device', arg: 'required' },
@@ -223,6 +224,7 @@ export function parseArgs(argv: readonly string[]): CliCommand {
           c.virtualTrust = mode;
           break;
         }
+        case 'virtual-wifi': c.virtualWifi = true; break;
         case 'no-usb': c.usb = false; break;
         case 'no-network': c.network = false; break;
         case 'network-device': networkDevices.push(requireValue(o)); break;

@@ -45,6 +45,8 @@ Options of this implementation:
                              user taps Trust after a moment (auto, default), nobody
                              taps (wait), Don't Trust (deny), locked (password), or
                              a phone in setup that pairs without asking (setup)
+      --virtual-wifi         each virtual phone is also a Wi-Fi phone on 127.0.0.2, …
+                             (listed as Network, e.g. by idevice_id -n, once paired)
       --no-usb               do not open USB at all (node-usb is not loaded)
       --no-network           no network (Wi-Fi) devices: no mDNS browsing, no AddDevice
       --network-device ADDRESS

@@ -17,7 +17,7 @@ export type { AdvertIdentity, IdentityCandidate, MatchMethod, PairRecordIdentity
 export { dialHost, dialHostForIndex, listInterfaces, isLinkLocalIpv6 } from './interfaces.js';
 export type { ArrivalInterface, LocalInterface } from './interfaces.js';
 export { NetworkProvider, PROVE_TIMEOUT_MS, MAX_MANUAL } from './provider.js';
-export type { Advert, KnownRecord, MatchAdvert, NetworkProviderOptions, RecordSource } from './provider.js';
+export type { Advert, KnownRecord, NetworkProviderOptions, RecordSource } from './provider.js';
 export { parseAddress, endpointHost, describeEndpoint } from './dial.js';
 export type { Endpoint } from './dial.js';
 export { NetworkIdentityError } from './errors.js';

@@ -28,31 +28,22 @@ import type { HeartbeatEnd } from './heartbeat.js';
 import { NetworkLink } from './link.js';
 import { Reachability } from './reachability.js';
 import { NetworkIdentityError } from './errors.js';
+import { matchAdvert } from './identity.js';
+import type { PairRecordIdentity } from './identity.js';
+import type { MobdevAdvert } from './mdns-cache.js';
 import { PairRecordNotFoundError } from '../pairrecords/index.js';
 
-/** What discovery reports of one `_apple-mobdev2._tcp` instance. */
-export interface Advert {
-  /** The instance name, unescaped (`<mac>@<fe80 address>`): the key of the advert. */
-  readonly instance: string;
-  /** The full service name as clients see it in `EscapedFullServiceName`. */
-  readonly fullName: string;
-  /** The MAC of the instance name, lowercase with colons, when it has one. */
-  readonly mac: string | undefined;
-  /** TXT `identifier`, raw. */
-  readonly identifier: Buffer | undefined;
-  /** TXT `authTag`, `authTag#N` values, raw (still base64 text). */
-  readonly authTags: readonly Buffer[];
-  readonly endpoints: readonly Endpoint[];
-}
+/** What the provider uses of a discovered `_apple-mobdev2._tcp` instance (MdnsBrowser's MobdevAdvert). */
+export type Advert = Pick<MobdevAdvert, 'instance' | 'fullServiceName' | 'mac' | 'identifier' | 'authTags'> & {
+  /** Where the phone said it is; each is an endpoint to dial. */
+  readonly addresses: readonly Endpoint[];
+};
 
 /** A pair record as the provider uses it. */
 export interface KnownRecord {
   readonly udid: string;
   readonly credentials: SessionCredentials;
 }
-
-/** Candidate UDIDs for an advert, most likely first (src/network/identity.ts). */
-export type MatchAdvert = (advert: Advert, records: readonly KnownRecord[]) => string[];
 
 /** Where pair records come from (FilePairRecordStore). */
 export interface RecordSource {
@@ -64,14 +55,13 @@ export interface RecordSource {
 export interface NetworkProviderOptions {
   readonly directory: DeviceSink;
   readonly records: RecordSource;
-  readonly match: MatchAdvert;
   readonly log: Logger;
   /** Bound on each TCP connect and lockdown round trip while proving. */
   readonly timeoutMs?: number;
   /** Connect timeout of clients' Connects (CONNECT_TIMEOUT_MS). */
   readonly connectTimeoutMs?: number;
-  /** Ask discovery to query again (a device could not be reached). */
-  readonly requery?: () => void;
+  /** Ask discovery again about these instances (a device that named them cannot be reached). */
+  readonly requery?: (instances: readonly string[]) => void;
   readonly initialBackoffMs?: number;
   readonly maxBackoffMs?: number;
   /** Heartbeat grace (tests). */
@@ -83,6 +73,8 @@ export const PROVE_TIMEOUT_MS = 5000;
 const MAX_UNMATCHED = 256;
 /** Manual devices; a local user cannot make the daemon dial the whole internet. */
 export const MAX_MANUAL = 64;
+/** How soon adverts matching no record are matched again (a record may be saved meanwhile). */
+const RECHECK_MS = 30_000;
 
 interface Tracked {
   readonly udid: string;
@@ -100,6 +92,8 @@ export class NetworkProvider {
   private readonly timeoutMs: number;
   private readonly tracked = new Map<string, Tracked>();
   private readonly unmatched = new Map<string, Advert>();
+  /** Pending re-match of `unmatched`. */
+  private recheck: NodeJS.Timeout | undefined;
   /** Manual addresses whose UDID is not known yet, by address%interface. */
   private readonly asking = new Map<string, ManualAddress>();
   private stopped = false;
@@ -115,27 +109,44 @@ export class NetworkProvider {
     return new Map([...this.tracked].map(([udid, t]) => [udid, t.reach.current]));
   }
 
-  /** A new or changed advert. */
+  /** A new or changed advert. Never rejects: a failure is logged (the advert is tried again later). */
   async advertUp(advert: Advert): Promise<void> {
+    try {
+      await this.match(advert);
+    } catch (err) {
+      this.log.warn({ err, instance: advert.instance }, 'network advert not handled');
+      this.remember(advert);
+    }
+  }
+
+  private remember(advert: Advert): void {
+    this.unmatched.delete(advert.instance);
+    if (this.unmatched.size < MAX_UNMATCHED) this.unmatched.set(advert.instance, advert);
+    this.recheck ??= setTimeout(() => {
+      this.recheck = undefined;
+      void this.recordsChanged();
+    }, RECHECK_MS).unref();
+  }
+
+  private async match(advert: Advert): Promise<void> {
     if (this.stopped) return;
     const records = await this.loadRecords();
     if (this.isStopped()) return;
-    const udids = this.opts.match(advert, records);
+    const udids = matchAdvert(advert, records.map(identityOf)).map((c) => c.udid);
     // The instance may have named other UDIDs before (records changed): take it from them.
     for (const t of this.tracked.values()) if (!udids.includes(t.udid) && t.instances.has(advert.instance)) this.dropInstance(t, advert.instance);
     if (udids.length === 0) {
       if (!this.unmatched.has(advert.instance)) {
         this.log.info({ instance: advert.instance, tags: advert.authTags.length, mac: advert.mac }, 'network device not shown: no pair record matches its advert');
       }
-      this.unmatched.delete(advert.instance);
-      if (this.unmatched.size < MAX_UNMATCHED) this.unmatched.set(advert.instance, advert);
+      this.remember(advert);
       return;
     }
     this.unmatched.delete(advert.instance);
     for (const udid of udids) {
       const t = this.track(udid);
       t.instances.set(advert.instance, advert);
-      t.reach.setEndpoints(advert.endpoints);
+      t.reach.setEndpoints(advert.addresses);
     }
   }
 
@@ -145,7 +156,10 @@ export class NetworkProvider {
     for (const t of [...this.tracked.values()]) if (t.instances.has(instance)) this.dropInstance(t, instance);
   }
 
-  /** Records may have changed (a SavePairRecord): match the adverts nobody claimed again. */
+  /**
+   * Records may have changed (a SavePairRecord; or just time passing: a client may save a record
+   * without naming a device): match the adverts nobody claimed again. Never rejects.
+   */
   async recordsChanged(): Promise<void> {
     const pending = [...this.unmatched.values()];
     this.unmatched.clear();
@@ -157,15 +171,17 @@ export class NetworkProvider {
    * A device at a fixed address (VPNs, containers: where multicast does not reach). Without a
    * UDID the device is asked for it, now and again until it answers (src/network/manual-address.ts);
    * the session that follows proves it either way. Resolves with the UDID when it is known after
-   * the first attempt, undefined while the address is still being asked; rejects when the UDID
-   * has no pair record (NetworkIdentityError) or too many manual devices exist.
+   * the first attempt, undefined while the address is still being asked; rejects when too many
+   * manual devices exist, or, with `requireRecord` (a client's AddDevice, which wants an answer),
+   * when the UDID has no pair record yet (NetworkIdentityError). Without it the device waits for
+   * its record (the daemon's own --network-device and virtual phones, paired moments later).
    */
-  async addManual(endpoint: Endpoint, udid?: string): Promise<string | undefined> {
+  async addManual(endpoint: Endpoint, udid?: string, requireRecord = false): Promise<string | undefined> {
     if (this.stopped) throw new NetworkIdentityError('the daemon is stopping');
     const count = [...this.tracked.values()].reduce((n, t) => n + t.manual.length, 0) + this.asking.size;
     if (count >= MAX_MANUAL) throw new NetworkIdentityError(`at most ${MAX_MANUAL} manual network devices`);
     if (udid !== undefined) {
-      await this.manualFor(udid, endpoint);
+      await this.manualFor(udid, endpoint, requireRecord);
       return udid;
     }
     const key = `${endpoint.address}%${endpoint.interfaceIndex}`;
@@ -183,7 +199,7 @@ export class NetworkProvider {
           known = id;
           return;
         }
-        this.manualFor(id, endpoint).catch((err: unknown) => {
+        this.manualFor(id, endpoint, requireRecord).catch((err: unknown) => {
           this.log.warn({ udid: id, at: describeEndpoint(endpoint), err }, 'manual network device not added');
         });
       },
@@ -192,13 +208,15 @@ export class NetworkProvider {
     this.log.info({ at: describeEndpoint(endpoint) }, 'manual network device added; asking which phone it is');
     await asking.start();
     firstAttempt = false;
-    if (known !== undefined) await this.manualFor(known, endpoint);
+    if (known !== undefined) await this.manualFor(known, endpoint, requireRecord);
     return known;
   }
 
-  private async manualFor(udid: string, endpoint: Endpoint): Promise<void> {
-    const records = await this.loadRecords();
-    if (!records.some((r) => r.udid === udid)) throw new NetworkIdentityError(`no pair record for ${udid}: pair it over USB first`);
+  private async manualFor(udid: string, endpoint: Endpoint, requireRecord: boolean): Promise<void> {
+    if (requireRecord) {
+      const records = await this.loadRecords();
+      if (!records.some((r) => r.udid === udid)) throw new NetworkIdentityError(`no pair record for ${udid}: pair it over USB first`);
+    }
     if (this.isStopped()) return;
     const t = this.track(udid);
     if (!t.manual.some((e) => e.address === endpoint.address && e.interfaceIndex === endpoint.interfaceIndex)) t.manual.push(endpoint);
@@ -238,6 +256,8 @@ export class NetworkProvider {
     for (const t of this.tracked.values()) t.reach.stop();
     this.tracked.clear();
     this.unmatched.clear();
+    if (this.recheck !== undefined) clearTimeout(this.recheck);
+    this.recheck = undefined;
     return Promise.resolve();
   }
 
@@ -261,7 +281,7 @@ export class NetworkProvider {
         prove: (endpoint, onEnd) => this.prove(udid, endpoint, log, onEnd),
         onUp: (session) => { this.up(t, session); },
         onDown: (session, why, err) => { this.down(t, session, why, err); },
-        onUnreachable: () => { this.opts.requery?.(); },
+        onUnreachable: () => { this.opts.requery?.([...t.instances.keys()]); },
         ...(this.opts.initialBackoffMs === undefined ? {} : { initialBackoffMs: this.opts.initialBackoffMs }),
         ...(this.opts.maxBackoffMs === undefined ? {} : { maxBackoffMs: this.opts.maxBackoffMs }),
       }),
@@ -292,10 +312,11 @@ export class NetworkProvider {
     try {
       bytes = await this.opts.records.read(udid);
     } catch (err) {
-      if (err instanceof PairRecordNotFoundError) {
-        // Deleted (DeletePairRecord, unpaired): nothing to prove it with, now or later.
-        const t = this.tracked.get(udid);
-        if (t !== undefined) queueMicrotask(() => { this.untrack(t); });
+      const t = this.tracked.get(udid);
+      if (err instanceof PairRecordNotFoundError && t !== undefined && t.manual.length === 0) {
+        // Deleted (DeletePairRecord, unpaired): nothing to prove an advert with, now or later. A
+        // manual device stays: it is being asked for by address and may be paired any moment.
+        queueMicrotask(() => { this.untrack(t); });
         log.info('network device dropped: its pair record is gone');
       }
       throw err;
@@ -315,14 +336,14 @@ export class NetworkProvider {
 
   private up(t: Tracked, session: DeviceSession): void {
     const e = session.endpoint;
-    const advert = [...t.instances.values()].find((a) => a.endpoints.some((x) => x.address === e.address)) ?? [...t.instances.values()][0];
+    const advert = [...t.instances.values()].find((a) => a.addresses.some((x) => x.address === e.address)) ?? [...t.instances.values()][0];
     const info: NetworkDeviceInfo = {
       connectionType: 'Network',
       serial: t.udid,
       address: e.address,
       family: e.family,
       interfaceIndex: e.interfaceIndex,
-      escapedFullServiceName: advert?.fullName,
+      escapedFullServiceName: advert?.fullServiceName,
     };
     const timeout = this.opts.connectTimeoutMs;
     this.opts.directory.add(info, (context) => {
@@ -352,4 +373,8 @@ export class NetworkProvider {
     }
     return out;
   }
+}
+
+function identityOf(r: KnownRecord): PairRecordIdentity {
+  return { udid: r.udid, hostId: r.credentials.hostId, wifiMacAddress: r.credentials.wifiMacAddress };
 }

@@ -212,7 +212,7 @@ export class Reachability {
 
   private failed(endpoint: Endpoint, err: unknown): void {
     const reason = failureReason(err);
-    const fields = { udid: this.udid, at: describeEndpoint(endpoint), reason, err };
+    const fields = { at: describeEndpoint(endpoint), reason, err };
     if (reason !== this.lastReason) {
       this.lastReason = reason;
       this.log.info(fields, 'network device not reachable here; will retry');

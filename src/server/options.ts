@@ -6,8 +6,11 @@ import type { Logger } from '../log.js';
 
 /** Network devices a client may add or remove by address (AddDevice / RemoveDevice). */
 export interface ManualDevices {
-  /** Resolves with the device's UDID once it is being tracked (it is announced once proven). */
-  add(address: string, udid: string | undefined): Promise<string>;
+  /**
+   * Resolves once the device is being tracked (it is announced once proven), with its UDID when
+   * known yet; rejects when the address or the UDID cannot be used.
+   */
+  add(address: string, udid: string | undefined): Promise<string | undefined>;
   /** True when something was removed. */
   remove(what: { udid: string | undefined; address: string | undefined }): boolean;
 }
