@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (umockdev for the USB tier, the real
-# libimobiledevice clients and the reference usbmuxd 1.1.1 for interop and differential tests).
-# Idempotent: does nothing when everything is present. Needs root (or sudo) to install.
+# libimobiledevice clients and the reference usbmuxd 1.1.1 for interop and differential tests),
+# then the third-party clients (pymobiledevice3, tidevice, go-ios) into the repository's
+# .venv-clients/ (scripts/setup-clients.sh; no root needed for that part).
+# Idempotent: does nothing when everything is present. Needs root (or sudo) to install packages.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-PACKAGES=(umockdev gir1.2-umockdev-1.0 libumockdev0 python3-gi libusbmuxd-tools libimobiledevice-utils usbmuxd systemd udev iproute2)
+PACKAGES=(umockdev gir1.2-umockdev-1.0 libumockdev0 python3-gi libusbmuxd-tools libimobiledevice-utils usbmuxd systemd udev iproute2 python3-venv)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -15,22 +18,22 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup-system: all packages present (${PACKAGES[*]})"
-  exit 0
-fi
-
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO=sudo
-  else
-    echo "setup-system: missing Debian packages: ${missing[*]}" >&2
-    echo "setup-system: run this script as root (or install them with apt-get)." >&2
-    exit 1
-  fi
 else
-  SUDO=
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+      SUDO=sudo
+    else
+      echo "setup-system: missing Debian packages: ${missing[*]}" >&2
+      echo "setup-system: run this script as root (or install them with apt-get)." >&2
+      exit 1
+    fi
+  else
+    SUDO=
+  fi
+  echo "setup-system: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "setup-system: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+bash scripts/setup-clients.sh
