@@ -116,7 +116,7 @@ function make(maxPayload = 1000, connectTimeoutMs = 10_000): { conn: Connection;
   const result: { conn?: Connection; err?: Error } = {};
   const conn = new Connection(
     host,
-    { deviceId: 1, localPort: 1, remotePort: 7, window: TX_WINDOW, maxPayload, ackDelayMs: 30, connectTimeoutMs, log: silentLogger() },
+    { deviceId: 1, localPort: 1, remotePort: 7, window: TX_WINDOW, maxPayload, ackDelayMs: 30, connectTimeoutMs, endTimeoutMs: 10_000, log: silentLogger() },
     { resolve: (c) => (result.conn = c), reject: (e) => (result.err = e) },
   );
   return { conn, host, result };

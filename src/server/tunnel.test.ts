@@ -16,11 +16,15 @@ class FakeConnection implements DeviceConnection {
   /** The `more` hint of each write. */
   more: boolean[] = [];
   resets = 0;
+  ends = 0;
   sink: ConnectionSink | undefined;
   write(chunk: Buffer, more = false): boolean {
     this.written.push(chunk);
     this.more.push(more);
     return true;
+  }
+  end(): void {
+    this.ends++;
   }
   reset(): void {
     this.resets++;
