@@ -504,7 +504,7 @@ export class Connection implements DeviceConnection {
     this.quietTimer = undefined;
     if (this.phase !== 'finishing') return;
     if (this.quietWindowOpen && this.rxSeq === this.quietSeq) this.deviceActive = false;
-    if (!this.finishIfDone() && this.quietTimer === undefined && this.phase === 'finishing') this.armQuietCheck();
+    this.finishIfDone(); // re-arms the check while the device is still active
   };
 
   private readonly onEndTimeout = (): void => {
