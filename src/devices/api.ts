@@ -76,8 +76,11 @@ export interface DeviceConnection {
    * byte, then sends RST; a device that acknowledges nothing for END_ACK_TIMEOUT_MS is reset
    * anyway (logged). A TCP transport: socket.end(). `write` after `end` is ignored (returns
    * false). Idempotent; `reset()` still aborts at once.
+   * `readerGone`: nobody takes the device's bytes any more (the client closed entirely), so there
+   * is no point waiting for the device to finish sending (mux: no quiet wait after the last ACK).
+   * May follow an earlier `end()`.
    */
-  end(): void;
+  end(readerGone?: boolean): void;
   /** Abort (mux: RST to the device); `onClose('local-reset')` follows. Idempotent. */
   reset(): void;
   /** Install the sink; device data received before this is held (bounded by the window). */

@@ -694,6 +694,28 @@ describe('Connection end(): finish, then close', () => {
     expect(host.sent.at(-1)?.flags).toBe(RST);
   });
 
+  it('end(true), nobody reads any more: a device still sending does not hold the RST, also after an earlier end()', () => {
+    vi.useFakeTimers();
+    const a = established(1000);
+    const ra = recorder();
+    a.conn.attach(ra.sink);
+    data(a.conn, Buffer.alloc(100));
+    a.conn.end(true);
+    expect(ra.closes).toEqual(['local-end']);
+
+    const b = established(1000);
+    const rb = recorder();
+    b.conn.attach(rb.sink);
+    data(b.conn, Buffer.alloc(100));
+    b.conn.write(Buffer.alloc(10));
+    b.conn.end();
+    data(b.conn, Buffer.alloc(100), TX_WINDOW, 11); // our last byte acked; the device is still sending
+    expect(rb.closes).toEqual([]);
+    b.conn.end(true); // the client's socket closed
+    expect(rb.closes).toEqual(['local-end']);
+    expect(b.host.sent.at(-1)?.flags).toBe(RST);
+  });
+
   it('reset() while finishing aborts (local-reset); a device RST while finishing is device-reset, no RST back', () => {
     const a = established(1000, 1000);
     const ra = recorder();

@@ -138,6 +138,8 @@ export class Connection implements DeviceConnection {
   private lastRxAt = 0;
   /** While finishing: the device was sending to us around end() or has sent since. */
   private deviceActive = false;
+  /** end(true): nobody takes the device's bytes any more. */
+  private readerGone = false;
   /** While finishing with everything acked: when that was (Date.now()), and the quiet check. */
   private ackedAllAt: number | undefined;
   private quietTimer: NodeJS.Timeout | undefined;
@@ -298,7 +300,7 @@ export class Connection implements DeviceConnection {
     this.rxSeq = (this.rxSeq + length) >>> 0;
     this.unconsumed += length;
     this.lastRxAt = Date.now();
-    if (this.phase === 'finishing') this.deviceActive = true;
+    if (this.phase === 'finishing' && !this.readerGone) this.deviceActive = true;
     const sink = this.sink;
     if (sink === undefined) {
       this.held.push(payload);
@@ -441,16 +443,19 @@ export class Connection implements DeviceConnection {
    * Finish, then close: every byte `write` accepted goes out (a held tail at once), the device keeps
    * sending to the sink, and once it has acknowledged the last of our bytes we send RST and the
    * sink hears `local-end`. A device that acknowledges nothing for endTimeoutMs is reset anyway.
+   * `readerGone` (also after an earlier end()): nobody takes the device's bytes any more, so the
+   * RST does not wait for the device to go quiet.
    */
-  end(): void {
+  end(readerGone = false): void {
+    if (readerGone) this.readerGone = true;
     switch (this.phase) {
       case 'established':
         this.phase = 'finishing';
         this.wantWritable = false;
-        this.deviceActive = this.unconsumed > 0 || this.txAck !== this.txAckSent || Date.now() - this.lastRxAt < END_QUIET_MS;
+        this.deviceActive = !this.readerGone && (this.unconsumed > 0 || this.txAck !== this.txAckSent || Date.now() - this.lastRxAt < END_QUIET_MS);
         this.queue.release();
         if (this.queue.length > 0) this.pump(Number.POSITIVE_INFINITY, false);
-        if (this.finishIfDone()) return;
+        if (this.finishIfDone() || this.ackedAllAt !== undefined) return;
         this.log.debug({ queued: this.queue.length, unacked: this.inFlight() }, 'finishing: waiting for the device to acknowledge our last bytes');
         this.endTimer = setTimeout(this.onEndTimeout, this.endTimeoutMs);
         this.endTimer.unref();
@@ -460,6 +465,11 @@ export class Connection implements DeviceConnection {
         this.reset(); // nothing was accepted before the handshake
         return;
       case 'finishing':
+        if (readerGone) {
+          this.deviceActive = false;
+          this.finishIfDone();
+        }
+        return;
       case 'ended':
         return;
     }

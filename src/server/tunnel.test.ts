@@ -17,14 +17,17 @@ class FakeConnection implements DeviceConnection {
   more: boolean[] = [];
   resets = 0;
   ends = 0;
+  /** The readerGone argument of each end(). */
+  endArgs: boolean[] = [];
   sink: ConnectionSink | undefined;
   write(chunk: Buffer, more = false): boolean {
     this.written.push(chunk);
     this.more.push(more);
     return true;
   }
-  end(): void {
+  end(readerGone = false): void {
     this.ends++;
+    this.endArgs.push(readerGone);
   }
   reset(): void {
     this.resets++;
@@ -172,14 +175,14 @@ describe('Tunnel, after the client ended', () => {
     tunnel.start([]);
     clientEnd.destroy();
     await new Promise((r) => daemonEnd.once('end', r)); // its EOF: a close looks like a half-close
-    expect([conn.ends, conn.resets]).toEqual([1, 0]);
+    expect([conn.endArgs, conn.resets]).toEqual([[false], 0]);
     let done = 0;
     tunnel.onData(Buffer.from('nobody reads this'), () => done++);
     await new Promise((r) => daemonEnd.once('close', r)); // the write failed: now the socket is gone
+    expect([conn.endArgs, conn.resets]).toEqual([[false, true], 0]); // nobody reads: no wait for the device
     tunnel.onData(Buffer.from('nor this'), () => done++);
     await new Promise((r) => setTimeout(r, 20));
     expect(done).toBe(2); // the ack still advances, so the device is never stuck behind a closed window
-    expect([conn.ends, conn.resets]).toEqual([1, 0]);
     tunnel.onClose('local-end');
   });
 

@@ -8,7 +8,8 @@
  *                                      onWritable() ◀──────────────── window reopened → resume
  *   socket.write(payload, done) ◀───── onData(payload, done)   (done = bytes reached the kernel,
  *                                                               only then does our ack advance)
- *   'end' / 'close' ── socketOnGone ─▶ conn.end()   (finish: what the client wrote still goes)
+ *   'end' ── socketOnEnd ────────────▶ conn.end()   (finish: what the client wrote still goes)
+ *   'close' ── socketOnClose ────────▶ conn.end(true)   (the same; nobody reads the device now)
  *   socket.end() ◀──────────────────── onClose('local-end' | 'device-reset' | 'device-gone' |
  *                                      'protocol-error')  (queued bytes flushed first, never truncated)
  *   socket.destroy() ◀──────────────── onClose('local-reset')   (destroy(): daemon shutdown)
@@ -22,8 +23,9 @@
  * Finishing: the client is done writing (shutdown(SHUT_WR) or close; an error on its socket too),
  * but every byte it wrote was accepted by the connection, which delivers them and closes once the
  * device has acknowledged the last one. Until then the device's bytes still reach a client that
- * only half-closed (the server makes sockets with allowHalfOpen); for one that is gone entirely
- * the write fails, `done` still runs and the bytes are dropped.
+ * only half-closed (the server makes sockets with allowHalfOpen). A close looks like a half-close
+ * at first; once a write to the client fails its socket closes, `done` still runs for every payload
+ * (the bytes are dropped), and the connection is told nobody reads any more.
  *
  * A slow client therefore throttles the device: unflushed payload holds back `done`, the ack does
  * not advance, and the device's window closes. Daemon memory per tunnel stays within our window.
@@ -78,11 +80,11 @@ export class Tunnel implements ConnectionSink {
     let writable = true;
     for (const chunk of leftover) writable = this.conn.write(chunk);
     socket.on('data', socketOnData);
-    socket.on('end', socketOnGone);
-    socket.on('close', socketOnGone);
+    socket.on('end', socketOnEnd);
+    socket.on('close', socketOnClose);
     this.conn.attach(this);
     if (socket.destroyed) {
-      this.clientGone();
+      this.clientGone(true);
       return;
     }
     if (!writable && !this.closed) socket.pause();
@@ -116,8 +118,8 @@ export class Tunnel implements ConnectionSink {
     this.closed = true;
     const socket = this.socket;
     socket.removeListener('data', socketOnData);
-    socket.removeListener('end', socketOnGone);
-    socket.removeListener('close', socketOnGone);
+    socket.removeListener('end', socketOnEnd);
+    socket.removeListener('close', socketOnClose);
     switch (reason) {
       case 'local-end':
       case 'device-reset':
@@ -143,14 +145,18 @@ export class Tunnel implements ConnectionSink {
   }
 
   /**
-   * The client is done writing (EOF), or gone (error, close): finish the device connection, so
-   * that every byte the client wrote still reaches the device before the RST.
+   * The client is done writing (EOF), or gone (`closed`: error, close): finish the device
+   * connection, so that every byte the client wrote still reaches the device before the RST.
    */
-  clientGone(): void {
-    if (this.closed || this.finishing) return;
-    this.finishing = true;
-    this.log.debug({ clientGone: this.socket.destroyed }, 'client ended; finishing the device connection');
-    this.conn.end();
+  clientGone(closed: boolean): void {
+    if (this.closed) return;
+    if (!this.finishing) {
+      this.finishing = true;
+      this.log.debug({ closed }, 'client ended; finishing the device connection');
+      this.conn.end(closed);
+    } else if (closed) {
+      this.conn.end(true);
+    }
   }
 }
 
@@ -166,6 +172,10 @@ function socketOnLingerTimeout(this: TunnelSocket): void {
   this.destroy();
 }
 
-function socketOnGone(this: TunnelSocket): void {
-  this[kTunnel]?.clientGone();
+function socketOnEnd(this: TunnelSocket): void {
+  this[kTunnel]?.clientGone(false);
+}
+
+function socketOnClose(this: TunnelSocket): void {
+  this[kTunnel]?.clientGone(true);
 }
