@@ -45,8 +45,10 @@ export type DeviceInfo = UsbDeviceInfo | NetworkDeviceInfo;
 export type CloseReason =
   /** The device ended it (mux: RST, or FIN, which usbmuxd also treats as the end). */
   | 'device-reset'
-  /** We reset it (client went away, `reset()` called, daemon shutdown). */
+  /** We reset it (`reset()` called: daemon shutdown, a tunnel that failed). */
   | 'local-reset'
+  /** `end()` finished: every byte written was delivered (mux: acknowledged), then we closed it. */
+  | 'local-end'
   /** The device went away: unplugged, or its transport failed. */
   | 'device-gone'
   /** The device broke the protocol on this connection (e.g. overran our window); we reset it. */
@@ -80,6 +82,19 @@ export interface DeviceConnection {
    * use it to pack them into fewer packets, or ignore it.
    */
   write(chunk: Buffer, more?: boolean): boolean;
+  /**
+   * Finish, then close: the writer is done (its client sent EOF). Every byte `write` accepted is
+   * still delivered, and the device's data still reaches the sink, until the connection closes
+   * with `onClose('local-end')` (or earlier with another reason if the device ends it first).
+   * Mux: the protocol has no usable FIN, so the connection waits for the device's ACK of the last
+   * byte, then sends RST; a device that acknowledges nothing for END_ACK_TIMEOUT_MS is reset
+   * anyway (logged). A TCP transport: socket.end(). `write` after `end` is ignored (returns
+   * false). Idempotent; `reset()` still aborts at once.
+   * `readerGone`: nobody takes the device's bytes any more (the client closed entirely), so there
+   * is no point waiting for the device to finish sending (mux: no quiet wait after the last ACK).
+   * May follow an earlier `end()`.
+   */
+  end(readerGone?: boolean): void;
   /** Abort (mux: RST to the device); `onClose('local-reset')` follows. Idempotent. */
   reset(): void;
   /** Install the sink; device data received before this is held (bounded by the window). */

@@ -33,6 +33,9 @@ class NullConnection implements DeviceConnection {
   write(): boolean {
     return true;
   }
+  end(): void {
+    this.closed = 'local-end';
+  }
   reset(): void {
     this.closed = 'local-reset';
   }

@@ -21,6 +21,9 @@ class FakeConnection implements DeviceConnection {
     this.writes.push(chunk);
     return this.accept;
   }
+  end(): void {
+    this.sink?.onClose('local-end');
+  }
   reset(): void {
     this.resets++;
     this.sink?.onClose('local-reset');

@@ -10,7 +10,7 @@
  *   write(chunk) ◀──────────────────────── _write(chunk, cb): cb() at once, or held until
  *                                            onWritable (the peer window or transport was full)
  *   onClose('device-reset')  ────────────▶ push(null): a clean end of the readable side
- *   onClose('local-reset')   ────────────▶ destroy() without error (we asked for it)
+ *   onClose('local-reset' | 'local-end') ▶ destroy() without error (we asked for it)
  *   onClose('device-gone' | 'protocol-error') ▶ destroy(DeviceStreamError)
  *   reset() ◀───────────────────────────── destroy() (from either side of the stream)
  *
@@ -62,6 +62,7 @@ export class DeviceDuplex extends Duplex implements ConnectionSink {
         this.push(null);
         break;
       case 'local-reset':
+      case 'local-end':
         this.destroy();
         break;
       case 'device-gone':

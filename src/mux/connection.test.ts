@@ -5,7 +5,7 @@ import type { CloseReason, ConnectionSink } from '../devices/api.js';
 import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError } from '../devices/errors.js';
 import { Connection } from './connection.js';
 import type { ConnectionHost } from './connection.js';
-import { TAIL_HOLD_MS, TcpFlag, TX_WINDOW } from './constants.js';
+import { END_QUIET_MAX_MS, END_QUIET_MS, TAIL_HOLD_MS, TcpFlag, TX_WINDOW } from './constants.js';
 import { MuxProtocolError, SequenceGapError, WindowOverrunError } from './errors.js';
 import type { TcpHeader } from './wire.js';
 
@@ -111,12 +111,14 @@ function data(conn: Connection, payload: Buffer, window = TX_WINDOW, ack = 1): v
   conn.onSegment(seg(ACK, window, ack, seq), payload);
 }
 
+const END_TIMEOUT_MS = 10_000;
+
 function make(maxPayload = 1000, connectTimeoutMs = 10_000): { conn: Connection; host: StubHost; result: { conn?: Connection; err?: Error } } {
   const host = new StubHost();
   const result: { conn?: Connection; err?: Error } = {};
   const conn = new Connection(
     host,
-    { deviceId: 1, localPort: 1, remotePort: 7, window: TX_WINDOW, maxPayload, ackDelayMs: 30, connectTimeoutMs, log: silentLogger() },
+    { deviceId: 1, localPort: 1, remotePort: 7, window: TX_WINDOW, maxPayload, ackDelayMs: 30, connectTimeoutMs, endTimeoutMs: END_TIMEOUT_MS, log: silentLogger() },
     { resolve: (c) => (result.conn = c), reject: (e) => (result.err = e) },
   );
   return { conn, host, result };
@@ -582,6 +584,168 @@ describe('Connection established (table)', () => {
   });
 });
 
+describe('Connection end(): finish, then close', () => {
+  /** The payload bytes and flags sent so far, then forgotten. */
+  const take = (host: StubHost): Sent[] => host.sent.splice(0);
+
+  it('nothing pending and a quiet device: RST at once, local-end; writes after are refused', () => {
+    const { conn, host } = established();
+    const r = recorder();
+    conn.attach(r.sink);
+    conn.end();
+    conn.end();
+    expect(take(host).map((s) => s.flags)).toEqual([RST]);
+    expect(r.closes).toEqual(['local-end']);
+    expect(conn.currentState).toBe('reset');
+    expect(conn.write(Buffer.from('x'))).toBe(false);
+    expect(host.sent).toEqual([]);
+  });
+
+  it('window-limited bytes still go out as the device acks; the RST follows the ack of the last byte', () => {
+    const { conn, host } = established(1000, 2000);
+    const r = recorder();
+    conn.attach(r.sink);
+    expect(conn.write(Buffer.alloc(5000))).toBe(false);
+    expect(take(host).map((s) => s.len)).toEqual([1000, 1000]);
+    conn.end();
+    expect(conn.currentState).toBe('finishing');
+    expect(host.sent).toEqual([]); // the window is full: nothing more yet, and no RST
+    conn.onSegment(seg(ACK, 2000, 2001), Buffer.alloc(0));
+    expect(take(host).map((s) => [s.flags, s.seq, s.len])).toEqual([[ACK, 2001, 1000], [ACK, 3001, 1000]]);
+    conn.onSegment(seg(ACK, 2000, 4001), Buffer.alloc(0));
+    expect(take(host).map((s) => [s.flags, s.seq, s.len])).toEqual([[ACK, 4001, 1000]]);
+    expect(r.closes).toEqual([]);
+    conn.onSegment(seg(ACK, 2000, 4501), Buffer.alloc(0)); // not everything yet
+    expect(host.sent).toEqual([]);
+    conn.onSegment(seg(ACK, 2000, 5001), Buffer.alloc(0));
+    expect(take(host).map((s) => [s.flags, s.seq])).toEqual([[RST, 5001]]);
+    expect(r.closes).toEqual(['local-end']);
+    expect(r.writable).toBe(0); // the writer is done: no onWritable after end()
+  });
+
+  it('a held bulk tail goes out at once', () => {
+    const { conn, host } = established(1000);
+    conn.attach(recorder().sink);
+    conn.write(Buffer.alloc(2500), true);
+    host.flushTurns();
+    expect(take(host).map((s) => s.len)).toEqual([1000, 1000]); // the 500-byte tail is held (rule 4)
+    conn.end();
+    expect(take(host).map((s) => s.len)).toEqual([500]);
+    conn.onSegment(seg(ACK, TX_WINDOW, 2501), Buffer.alloc(0));
+    expect(take(host).map((s) => s.flags)).toEqual([RST]);
+  });
+
+  it('a device that stops acknowledging is reset after endTimeoutMs without progress; each ack restarts the wait', () => {
+    vi.useFakeTimers();
+    const { conn, host } = established(1000, 3000);
+    const r = recorder();
+    conn.attach(r.sink);
+    conn.write(Buffer.alloc(3000));
+    conn.end();
+    take(host);
+    vi.advanceTimersByTime(END_TIMEOUT_MS - 1);
+    conn.onSegment(seg(ACK, 3000, 1001), Buffer.alloc(0)); // progress
+    vi.advanceTimersByTime(END_TIMEOUT_MS - 1);
+    expect(host.sent).toEqual([]);
+    expect(r.closes).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(take(host).map((s) => s.flags)).toEqual([RST]);
+    expect(r.closes).toEqual(['local-end']);
+  });
+
+  it('the device still sending at end(): its data reaches the sink, and the RST waits until it had our whole window and sent nothing for END_QUIET_MS', () => {
+    vi.useFakeTimers();
+    const { conn, host } = established(1000);
+    const r = recorder();
+    conn.attach(r.sink);
+    data(conn, Buffer.alloc(300, 1)); // a reply under way
+    conn.write(Buffer.alloc(10));
+    conn.end();
+    take(host);
+    data(conn, Buffer.alloc(200, 2), TX_WINDOW, 11); // acks our last byte, and more data comes
+    expect(r.data.map((b) => b.length)).toEqual([300, 200]);
+    expect(host.sent.filter((s) => s.flags === RST)).toEqual([]);
+    vi.advanceTimersByTime(END_QUIET_MS * 3); // unconsumed data keeps our window from being wide open
+    expect(host.sent.filter((s) => s.flags === RST)).toEqual([]);
+    for (const done of r.dones) done();
+    host.flushTurns();
+    vi.advanceTimersByTime(30); // the delayed-ACK timer carries the ack for the last 500 bytes
+    expect(host.sent.at(-1)).toMatchObject({ flags: ACK, ack: 501 });
+    vi.advanceTimersByTime(2 * END_QUIET_MS);
+    expect(host.sent.at(-1)?.flags).toBe(RST);
+    expect(r.closes).toEqual(['local-end']);
+  });
+
+  it('a device that streams on after end() is reset END_QUIET_MAX_MS after it acknowledged our last byte', () => {
+    vi.useFakeTimers();
+    const { conn, host } = established(1000);
+    const r = recorder();
+    conn.attach(r.sink);
+    data(conn, Buffer.alloc(100));
+    conn.end(); // nothing of ours pending; the device is sending
+    expect(r.closes).toEqual([]);
+    for (let t = 0; t < END_QUIET_MAX_MS; t += 50) {
+      vi.advanceTimersByTime(50);
+      for (const done of r.dones.splice(0)) done();
+      if (r.closes.length === 0) data(conn, Buffer.alloc(100));
+    }
+    vi.advanceTimersByTime(END_QUIET_MS);
+    expect(r.closes).toEqual(['local-end']);
+    expect(host.sent.at(-1)?.flags).toBe(RST);
+  });
+
+  it('end(true), nobody reads any more: a device still sending does not hold the RST, also after an earlier end()', () => {
+    vi.useFakeTimers();
+    const a = established(1000);
+    const ra = recorder();
+    a.conn.attach(ra.sink);
+    data(a.conn, Buffer.alloc(100));
+    a.conn.end(true);
+    expect(ra.closes).toEqual(['local-end']);
+
+    const b = established(1000);
+    const rb = recorder();
+    b.conn.attach(rb.sink);
+    data(b.conn, Buffer.alloc(100));
+    b.conn.write(Buffer.alloc(10));
+    b.conn.end();
+    data(b.conn, Buffer.alloc(100), TX_WINDOW, 11); // our last byte acked; the device is still sending
+    expect(rb.closes).toEqual([]);
+    b.conn.end(true); // the client's socket closed
+    expect(rb.closes).toEqual(['local-end']);
+    expect(b.host.sent.at(-1)?.flags).toBe(RST);
+  });
+
+  it('reset() while finishing aborts (local-reset); a device RST while finishing is device-reset, no RST back', () => {
+    const a = established(1000, 1000);
+    const ra = recorder();
+    a.conn.attach(ra.sink);
+    a.conn.write(Buffer.alloc(3000));
+    a.conn.end();
+    a.conn.reset();
+    expect(ra.closes).toEqual(['local-reset']);
+    expect(a.host.sent.at(-1)?.flags).toBe(RST);
+
+    const b = established(1000, 1000);
+    const rb = recorder();
+    b.conn.attach(rb.sink);
+    b.conn.write(Buffer.alloc(3000));
+    b.conn.end();
+    take(b.host);
+    b.conn.onSegment(seg(RST), Buffer.alloc(0));
+    expect(rb.closes).toEqual(['device-reset']);
+    expect(b.host.sent).toEqual([]);
+  });
+
+  it('end() before the handshake is a reset', () => {
+    const { conn, host, result } = make();
+    conn.sendSyn();
+    conn.end();
+    expect(host.sent.map((s) => s.flags)).toEqual([SYN, RST]);
+    expect(result.err).toBeInstanceOf(DeviceGoneError);
+  });
+});
+
 describe('Connection properties', () => {
   const segmentArb = fc.record({
     flags: fc.oneof(fc.constantFrom(ACK, ACK, ACK, SYN | ACK, RST, FIN, FIN | ACK), fc.integer({ min: 0, max: 0x3f })),
@@ -597,6 +761,7 @@ describe('Connection properties', () => {
     fc.record({ kind: fc.constant('write' as const), len: fc.integer({ min: 0, max: 5000 }) }),
     fc.record({ kind: fc.constant('attach' as const) }),
     fc.record({ kind: fc.constant('reset' as const) }),
+    fc.record({ kind: fc.constant('end' as const) }),
     fc.record({ kind: fc.constant('gone' as const) }),
     fc.record({ kind: fc.constant('busy' as const), on: fc.boolean() }),
     fc.record({ kind: fc.constant('drain' as const) }),
@@ -644,6 +809,9 @@ describe('Connection properties', () => {
             case 'reset':
               conn.reset();
               break;
+            case 'end':
+              conn.end();
+              break;
             case 'gone':
               conn.deviceGone();
               break;
@@ -673,7 +841,7 @@ describe('Connection properties', () => {
     );
   });
 
-  it('a device that acks what it gets receives every written byte, in order, never a window-cut segment while bytes are in flight', () => {
+  it('a device that acks what it gets receives every written byte, in order, never a window-cut segment while bytes are in flight; after end() the RST comes last', () => {
     const stepArb = fc.oneof(
       fc.record({ kind: fc.constant('write' as const), len: fc.integer({ min: 1, max: 5000 }), more: fc.boolean() }),
       fc.record({ kind: fc.constant('ack' as const), upTo: fc.integer({ min: 0, max: 3 }) }),
@@ -720,15 +888,24 @@ describe('Connection properties', () => {
           else host.flushTurns();
           check();
         }
-        // Quiet end: the transport drains, turns flush, the device acks everything it got.
+        // The client ends: the transport drains, turns flush, the device acks everything it got.
+        const seen: Sent[] = [];
+        const record = host.sent;
+        conn.end();
         for (let i = 0; i < 10_000 && sentUpTo - 1 < written; i++) {
           host.drain();
           host.flushTurns();
+          seen.push(...record.filter((x) => x.flags === RST));
           check();
           ack(0);
         }
         expect(sentUpTo - 1).toBe(written);
         expect(conn.pendingWriteBytes).toBe(0);
+        expect(seen).toEqual([]); // no RST while any byte was unsent or unacked
+        ack(0);
+        // The ack of the last byte brought the RST (check() skipped it: no payload).
+        expect(r.closes).toEqual(['local-end']);
+        expect(conn.currentState).toBe('reset');
       }),
       { numRuns: 300 },
     );

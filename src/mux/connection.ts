@@ -6,16 +6,24 @@
  *
  *              session active          SYN|ACK exactly: seq = ack = 1, bare ACK
  *   pending ─────────────────▶ syn-sent ──────────────────────────────────────▶ established
- *     │                         │  anything else: refused (RST back unless it was RST)  │
- *     │                         │  connect timer: timeout (RST)                        │
- *     │                         │  reset(): reset (RST); device gone: closed           │
- *     │ timer, reset(),         ▼                                                      │
- *     └─ device gone ─────▶   ended ◀───────────────────────────────────────────────────┘
+ *     │                         │  anything else: refused (RST back unless it was RST)  │   │
+ *     │                         │  connect timer: timeout (RST)                        │   │ end()
+ *     │                         │  reset(): reset (RST); device gone: closed           │   ▼
+ *     │ timer, reset(),         ▼                                                      │ finishing
+ *     └─ device gone ─────▶   ended ◀───────────────────────────────────────────────────┴───┘
  *                                device RST: reset; FIN or other flags, a protocol violation
  *                                (the session's onViolation), reset(): reset (RST from us);
- *                                transport gone: closed (nothing sent)
+ *                                transport gone: closed (nothing sent);
+ *                                finishing, every byte sent and acked (or END_ACK_TIMEOUT_MS
+ *                                without an ack, warned) and the device quiet: reset (RST from
+ *                                us), sink hears local-end
  *
- * There is no FIN in this protocol: connections end with RST. Data from the device is delivered as
+ * There is no FIN in this protocol: connections end with RST. So `end()` (the client finished
+ * writing) cannot tell the device; it keeps the connection open, both ways, until the device has
+ * acknowledged every byte `write` accepted, and only then sends the RST. A device that was still
+ * sending (data within END_QUIET_MS before end() or after it, or unconsumed or unacked) may hold more behind
+ * our window: the RST then waits until it has sent nothing for END_QUIET_MS with our window fully
+ * reopened (END_QUIET_MAX_MS at most). Data from the device is delivered as
  * views; our ack advances only when the sink calls `done` (consumed). The window-opening ACK waits
  * for the session's once-per-turn flush (`flushTurn`), which sends a bare ACK only once a quarter
  * of our window (ACK_EVERY_WINDOW_FRACTION) has been consumed since the last ack we sent: the
@@ -26,7 +34,7 @@
 import type { CloseReason, ConnectionSink, DeviceConnection } from '../devices/api.js';
 import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError } from '../devices/errors.js';
 import type { Logger } from '../log.js';
-import { ACK_EVERY_WINDOW_FRACTION, TcpFlag } from './constants.js';
+import { ACK_EVERY_WINDOW_FRACTION, END_QUIET_MAX_MS, END_QUIET_MS, TcpFlag } from './constants.js';
 import { SequenceGapError, WindowOverrunError } from './errors.js';
 import { SendQueue } from './send-queue.js';
 import type { TcpHeader } from './wire.js';
@@ -34,7 +42,7 @@ import { formatTcpFlags } from './wire.js';
 
 /** How a connection ended. */
 type Outcome = 'closed' | 'reset' | 'refused' | 'timeout';
-type Phase = 'pending' | 'syn-sent' | 'established' | 'ended';
+type Phase = 'pending' | 'syn-sent' | 'established' | 'finishing' | 'ended';
 export type ConnectionState = Exclude<Phase, 'ended'> | Outcome;
 
 /** What a connection may ask of its session. */
@@ -62,6 +70,8 @@ export interface ConnectionOptions {
   readonly ackDelayMs: number;
   /** Give up on the handshake after this many ms (ConnectTimeoutError). */
   readonly connectTimeoutMs: number;
+  /** After end(), reset anyway once the device has acked nothing new for this many ms (END_ACK_TIMEOUT_MS). */
+  readonly endTimeoutMs: number;
   /** Child logger bound to `{ dev, sport, dport }`. */
   readonly log: Logger;
 }
@@ -122,6 +132,21 @@ export class Connection implements DeviceConnection {
   private ackTimer: NodeJS.Timeout | undefined;
   private ackTimerArmed = false;
   private connectTimer: NodeJS.Timeout | undefined;
+  /** While finishing: fires after endTimeoutMs without ack progress. */
+  private endTimer: NodeJS.Timeout | undefined;
+  /** When the device's latest payload arrived (Date.now()); tells end() whether it is still sending. */
+  private lastRxAt = 0;
+  /** While finishing: the device was sending to us around end() or has sent since. */
+  private deviceActive = false;
+  /** end(true): nobody takes the device's bytes any more. */
+  private readerGone = false;
+  /** While finishing with everything acked: when that was (Date.now()), and the quiet check. */
+  private ackedAllAt: number | undefined;
+  private quietTimer: NodeJS.Timeout | undefined;
+  /** rxSeq when the quiet timer was armed: unchanged when it fires means the device sent nothing. */
+  private quietSeq = 0;
+  /** Our window was wide open (all consumed, ack sent) when the quiet timer was armed. */
+  private quietWindowOpen = false;
   private waiter: ConnectWaiter | undefined;
   /** The TCP header of our next segment: ports and window fixed, the rest filled per send. */
   private readonly header: TcpHeader;
@@ -133,6 +158,7 @@ export class Connection implements DeviceConnection {
   private readonly ackThreshold: number;
   private readonly ackDelayMs: number;
   private readonly connectTimeoutMs: number;
+  private readonly endTimeoutMs: number;
   private readonly log: Logger;
 
   constructor(
@@ -149,6 +175,7 @@ export class Connection implements DeviceConnection {
     this.queue = new SendQueue(options.maxPayload, this.onHoldExpired);
     this.ackDelayMs = options.ackDelayMs;
     this.connectTimeoutMs = options.connectTimeoutMs;
+    this.endTimeoutMs = options.endTimeoutMs;
     this.log = options.log;
     this.waiter = waiter;
     this.connectTimer = setTimeout(this.onConnectTimeout, options.connectTimeoutMs);
@@ -162,6 +189,11 @@ export class Connection implements DeviceConnection {
   /** Bytes delivered to (or held for) the sink and not yet consumed. */
   get unconsumedBytes(): number {
     return this.unconsumed;
+  }
+
+  /** Data flows: established, or finishing after end(). */
+  private get open(): boolean {
+    return this.phase === 'established' || this.phase === 'finishing';
   }
 
   /** Client bytes accepted by `write` and not yet sent. */
@@ -204,6 +236,7 @@ export class Connection implements DeviceConnection {
    */
   onSegment(tcp: TcpHeader, payload: Buffer): void {
     // Every segment updates these before the state is looked at (§2.7).
+    if (this.phase === 'finishing' && tcp.ack !== this.rxAck) this.endTimer?.refresh();
     this.rxAck = tcp.ack;
     this.rxWindow = tcp.window;
     switch (this.phase) {
@@ -214,6 +247,7 @@ export class Connection implements DeviceConnection {
         this.onHandshakeReply(tcp.flags);
         return;
       case 'established':
+      case 'finishing':
         if (tcp.flags !== TcpFlag.ACK) {
           this.onEndFromDevice(tcp.flags);
           return;
@@ -222,6 +256,7 @@ export class Connection implements DeviceConnection {
         // The device acked or opened its window: send what now fits, then maybe onWritable.
         if (this.queue.length > 0) this.pump(Number.POSITIVE_INFINITY, false);
         this.notifyWritable();
+        this.finishIfDone();
         return;
       case 'ended':
         return;
@@ -264,6 +299,8 @@ export class Connection implements DeviceConnection {
     if (this.unconsumed + length > this.window) throw new WindowOverrunError(this.unconsumed, length, this.window);
     this.rxSeq = (this.rxSeq + length) >>> 0;
     this.unconsumed += length;
+    this.lastRxAt = Date.now();
+    if (this.phase === 'finishing' && !this.readerGone) this.deviceActive = true;
     const sink = this.sink;
     if (sink === undefined) {
       this.held.push(payload);
@@ -275,7 +312,7 @@ export class Connection implements DeviceConnection {
 
   /** The session acts on a protocol violation of this connection: RST, and the sink hears protocol-error. */
   resetForViolation(): void {
-    if (this.phase !== 'established') return;
+    if (!this.open) return;
     this.transmit(TcpFlag.RST, undefined, 0);
     this.finish('reset', 'protocol-error');
   }
@@ -285,7 +322,7 @@ export class Connection implements DeviceConnection {
     const length = this.consumeQueue.shift();
     if (length === undefined) return;
     this.unconsumed -= length;
-    if (this.phase !== 'established') return;
+    if (!this.open) return;
     this.txAck = (this.txAck + length) >>> 0;
     this.queueTurn();
     if (!this.ackTimerArmed) {
@@ -313,7 +350,7 @@ export class Connection implements DeviceConnection {
    */
   flushTurn(): void {
     this.turnQueued = false;
-    if (this.phase !== 'established') return;
+    if (!this.open) return;
     if (this.tailDeferred) this.pump(Number.POSITIVE_INFINITY, false);
     if (((this.txAck - this.txAckSent) >>> 0) >= this.ackThreshold) this.transmit(TcpFlag.ACK, undefined, 0);
   }
@@ -321,7 +358,7 @@ export class Connection implements DeviceConnection {
   /** Safety net: if the coalesced flush has not carried the ACK out yet, send it now. */
   private readonly onAckTimer = (): void => {
     this.ackTimerArmed = false;
-    if (this.phase === 'established' && this.txAck !== this.txAckSent) {
+    if (this.open && this.txAck !== this.txAckSent) {
       this.log.debug('delayed-ACK timer sent an owed ACK');
       this.transmit(TcpFlag.ACK, undefined, 0);
     }
@@ -329,7 +366,7 @@ export class Connection implements DeviceConnection {
 
   /** A bulk tail held for TAIL_HOLD_MS goes out alone (send-queue.ts rule 4). */
   private readonly onHoldExpired = (): void => {
-    if (this.phase !== 'established') return;
+    if (!this.open) return;
     this.log.debug({ pending: this.queue.length }, 'held bulk tail sent by its timer (no ACK, no further read)');
     this.pump(Number.POSITIVE_INFINITY, false);
   };
@@ -337,7 +374,8 @@ export class Connection implements DeviceConnection {
   // ── host → device ────────────────────────────────────────────────────────────────────────
 
   write(chunk: Buffer, more = false): boolean {
-    if (this.phase !== 'established') return false; // ended: the bytes are dropped with the connection
+    // Ended: the bytes are dropped with the connection. Finishing: end() promised no more writes.
+    if (this.phase !== 'established') return false;
     if (chunk.length > 0) {
       const bulk = this.queue.push(chunk, more);
       this.pump(Number.POSITIVE_INFINITY, bulk);
@@ -357,7 +395,7 @@ export class Connection implements DeviceConnection {
    * connection still wants turns (the transport filled again, or data that fits the window).
    */
   drainTurn(): boolean {
-    if (this.phase !== 'established') return false;
+    if (!this.open) return false;
     this.stalled = false;
     if (!this.pump(1, false)) return true;
     if (this.queue.length > 0 && this.queue.nextSegment(this.rxWindow, this.inFlight(), false) > 0) return true;
@@ -372,7 +410,7 @@ export class Connection implements DeviceConnection {
   private pump(maxSegments: number, fullOnly: boolean): boolean {
     this.tailDeferred = false;
     if (this.stalled) return false;
-    for (let sent = 0; sent < maxSegments && this.phase === 'established'; sent++) {
+    for (let sent = 0; sent < maxSegments && this.open; sent++) {
       const n = this.queue.nextSegment(this.rxWindow, this.inFlight(), fullOnly);
       if (n === 0) break;
       if (!this.transmit(TcpFlag.ACK, this.queue.take(n), n)) return false;
@@ -401,9 +439,99 @@ export class Connection implements DeviceConnection {
     if (this.closeReason !== undefined) this.deliverClose(this.closeReason);
   }
 
+  /**
+   * Finish, then close: every byte `write` accepted goes out (a held tail at once), the device keeps
+   * sending to the sink, and once it has acknowledged the last of our bytes we send RST and the
+   * sink hears `local-end`. A device that acknowledges nothing for endTimeoutMs is reset anyway.
+   * `readerGone` (also after an earlier end()): nobody takes the device's bytes any more, so the
+   * RST does not wait for the device to go quiet.
+   */
+  end(readerGone = false): void {
+    if (readerGone) this.readerGone = true;
+    switch (this.phase) {
+      case 'established':
+        this.phase = 'finishing';
+        this.wantWritable = false;
+        this.deviceActive = !this.readerGone && (this.unconsumed > 0 || this.txAck !== this.txAckSent || Date.now() - this.lastRxAt < END_QUIET_MS);
+        this.queue.release();
+        if (this.queue.length > 0) this.pump(Number.POSITIVE_INFINITY, false);
+        if (this.finishIfDone() || this.ackedAllAt !== undefined) return;
+        this.log.debug({ queued: this.queue.length, unacked: this.inFlight() }, 'finishing: waiting for the device to acknowledge our last bytes');
+        this.endTimer = setTimeout(this.onEndTimeout, this.endTimeoutMs);
+        this.endTimer.unref();
+        return;
+      case 'pending':
+      case 'syn-sent':
+        this.reset(); // nothing was accepted before the handshake
+        return;
+      case 'finishing':
+        if (readerGone) {
+          this.deviceActive = false;
+          this.finishIfDone();
+        }
+        return;
+      case 'ended':
+        return;
+    }
+  }
+
+  /**
+   * Finishing, every accepted byte sent and acknowledged, and the device quiet (or never active):
+   * RST, local-end. Otherwise the quiet check is armed. Returns whether it ended.
+   */
+  private finishIfDone(): boolean {
+    if (this.phase !== 'finishing' || this.queue.length > 0 || this.inFlight() > 0) return false;
+    if (this.deviceActive) {
+      const now = Date.now();
+      if (this.ackedAllAt === undefined) {
+        this.ackedAllAt = now;
+        if (this.endTimer !== undefined) clearTimeout(this.endTimer);
+        this.endTimer = undefined;
+      }
+      if (now - this.ackedAllAt < END_QUIET_MAX_MS) {
+        if (this.quietTimer === undefined) this.armQuietCheck();
+        return false;
+      }
+      this.log.debug({ maxMs: END_QUIET_MAX_MS }, 'device still sending after the client ended; resetting');
+    }
+    this.transmit(TcpFlag.RST, undefined, 0);
+    this.finish('reset', 'local-end');
+    return true;
+  }
+
+  private armQuietCheck(): void {
+    this.quietSeq = this.rxSeq;
+    this.quietWindowOpen = this.unconsumed === 0 && this.txAck === this.txAckSent;
+    this.quietTimer = setTimeout(this.onQuietCheck, END_QUIET_MS);
+    this.quietTimer.unref();
+  }
+
+  /**
+   * The device had our whole window when the check was armed and sent nothing since (so nothing
+   * can have closed the window either): it is done. Otherwise look again later.
+   */
+  private readonly onQuietCheck = (): void => {
+    this.quietTimer = undefined;
+    if (this.phase !== 'finishing') return;
+    if (this.quietWindowOpen && this.rxSeq === this.quietSeq) this.deviceActive = false;
+    this.finishIfDone(); // re-arms the check while the device is still active
+  };
+
+  private readonly onEndTimeout = (): void => {
+    this.endTimer = undefined;
+    if (this.phase !== 'finishing') return;
+    this.log.warn(
+      { unacked: this.inFlight(), unsent: this.queue.length, timeoutMs: this.endTimeoutMs },
+      'device acknowledged nothing after the client ended; resetting with bytes unconfirmed',
+    );
+    this.transmit(TcpFlag.RST, undefined, 0);
+    this.finish('reset', 'local-end');
+  };
+
   reset(): void {
     switch (this.phase) {
       case 'established':
+      case 'finishing':
         // A held bulk tail was accepted from the client: it goes before the RST (what the window
         // and the transport allow, as it would have without the hold).
         this.queue.release();
@@ -427,6 +555,7 @@ export class Connection implements DeviceConnection {
   deviceGone(cause?: Error): void {
     switch (this.phase) {
       case 'established':
+      case 'finishing':
         this.finish('closed', 'device-gone');
         return;
       case 'pending':
@@ -447,23 +576,27 @@ export class Connection implements DeviceConnection {
   };
 
   private failConnect(outcome: Outcome, err: Error): void {
-    this.end(outcome);
+    this.terminate(outcome);
     const waiter = this.waiter;
     this.waiter = undefined;
     waiter?.reject(err);
   }
 
   private finish(outcome: 'reset' | 'closed', reason: CloseReason): void {
-    this.end(outcome);
+    this.terminate(outcome);
     if (this.sink === undefined) this.closeReason = reason;
     else this.deliverClose(reason);
   }
 
-  private end(outcome: Outcome): void {
+  private terminate(outcome: Outcome): void {
     this.phase = 'ended';
     this.outcome = outcome;
     this.queue.clear();
     this.clearConnectTimer();
+    if (this.endTimer !== undefined) clearTimeout(this.endTimer);
+    this.endTimer = undefined;
+    if (this.quietTimer !== undefined) clearTimeout(this.quietTimer);
+    this.quietTimer = undefined;
     if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
     this.ackTimerArmed = false;

@@ -84,6 +84,20 @@ export const ACK_EVERY_WINDOW_FRACTION = 4;
 export const ACK_TIMEOUT_MS = 30;
 /** Longest, in ms, a held bulk tail waits (rule 4 of send-queue.ts; about twice this at worst). */
 export const TAIL_HOLD_MS = 5;
+/**
+ * After `end()` (the client finished writing), how long in ms the device may go without
+ * acknowledging any more of our bytes before we reset the connection anyway (ours; usbmuxd sends
+ * RST as soon as it reads the client's EOF, having nothing of the client's left to send).
+ */
+export const END_ACK_TIMEOUT_MS = 10_000;
+/**
+ * After `end()`, once the device has acknowledged our last byte: if it was still sending to us, it
+ * may have more queued behind our window, and there is no FIN to say it is done. The connection
+ * stays open until it has sent nothing for this many ms with our window wide open...
+ */
+export const END_QUIET_MS = 100;
+/** ...but at most this many ms after that last acknowledgement (a device that streams forever). */
+export const END_QUIET_MAX_MS = 2000;
 /** Default wait in ms for the device's VERSION reply before dropping it (ours; usbmuxd waits forever). */
 export const VERSION_TIMEOUT_MS = 5000;
 /** Longest wait in ms at shutdown for RSTs to leave a busy transport (usbmuxd runs USB events 100 ms, §2.10). */

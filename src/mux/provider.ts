@@ -6,7 +6,7 @@
 import type { Device, DeviceSink, UsbDeviceInfo } from '../devices/api.js';
 import { CONNECT_TIMEOUT_MS } from '../devices/constants.js';
 import { InvalidConfigError } from '../errors.js';
-import { ACK_TIMEOUT_MS, SHORT_TRANSFER_QUANTUM, TX_WINDOW, VERSION_TIMEOUT_MS, WINDOW_SHIFT } from './constants.js';
+import { ACK_TIMEOUT_MS, END_ACK_TIMEOUT_MS, SHORT_TRANSFER_QUANTUM, TX_WINDOW, VERSION_TIMEOUT_MS, WINDOW_SHIFT } from './constants.js';
 import { MuxSession } from './session.js';
 import type { SessionOptions } from './session.js';
 import type { Transport } from './transport.js';
@@ -14,6 +14,8 @@ import type { Transport } from './transport.js';
 export interface MuxProviderOptions {
   /** Default connect timeout in ms (CONNECT_TIMEOUT_MS). */
   readonly connectTimeoutMs?: number;
+  /** After a client's end, reset a device that acks nothing new for this many ms (END_ACK_TIMEOUT_MS). */
+  readonly endTimeoutMs?: number;
   /** Wait in ms for the device's VERSION reply (VERSION_TIMEOUT_MS). */
   readonly versionTimeoutMs?: number;
   /** Safety-net delayed-ACK timer in ms (ACK_TIMEOUT_MS). */
@@ -49,6 +51,7 @@ export class MuxProvider {
     }
     this.sessionOptions = {
       connectTimeoutMs: positive('connectTimeoutMs', options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS),
+      endTimeoutMs: positive('endTimeoutMs', options.endTimeoutMs ?? END_ACK_TIMEOUT_MS),
       versionTimeoutMs: positive('versionTimeoutMs', options.versionTimeoutMs ?? VERSION_TIMEOUT_MS),
       ackDelayMs: positive('ackDelayMs', options.ackDelayMs ?? ACK_TIMEOUT_MS),
       window,

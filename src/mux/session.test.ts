@@ -65,6 +65,7 @@ function setup(log: Logger = silentLogger()): { session: MuxSession; transport: 
   const owner = new Owner(log);
   const session = new MuxSession(transport, owner, {
     connectTimeoutMs: 1000,
+    endTimeoutMs: 10_000,
     versionTimeoutMs: 500,
     ackDelayMs: 30,
     window: TX_WINDOW,

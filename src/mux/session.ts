@@ -64,6 +64,8 @@ export type SessionState = 'awaiting-version' | 'active' | 'dead';
 
 export interface SessionOptions {
   readonly connectTimeoutMs: number;
+  /** See ConnectionOptions.endTimeoutMs. */
+  readonly endTimeoutMs: number;
   readonly versionTimeoutMs: number;
   readonly ackDelayMs: number;
   /** Receive window we advertise per connection, in bytes. */
@@ -173,6 +175,7 @@ export class MuxSession implements DeviceLink, TransportSink, PacketSink, Connec
           maxPayload: this.maxPayload,
           ackDelayMs: this.options.ackDelayMs,
           connectTimeoutMs: options?.timeoutMs ?? this.options.connectTimeoutMs,
+          endTimeoutMs: this.options.endTimeoutMs,
           log: this.log.child({ sport: localPort, dport: port }),
         },
         { resolve, reject },

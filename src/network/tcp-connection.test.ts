@@ -110,6 +110,35 @@ describe('TcpDeviceConnection', () => {
     expect(Buffer.concat(got).equals(chunk)).toBe(true);
   });
 
+  it('end(): a half-closed client still gets the phone\'s reply, then local-end when the phone closes', async () => {
+    const { phone, conn } = await pair();
+    const sink = new Sink();
+    conn.attach(sink);
+    phone.on('data', () => undefined);
+    phone.once('end', () => { phone.end(Buffer.alloc(200_000, 9)); });
+    conn.write(Buffer.from('request'));
+    conn.end();
+    expect(conn.write(Buffer.from('late'))).toBe(false);
+    await until(() => sink.closed !== undefined);
+    expect(sink.closed).toBe('local-end');
+    expect(sink.bytes).toBe(200_000);
+  });
+
+  it('end(true): nobody reads any more, so it closes (local-end) once our bytes are out', async () => {
+    const { phone, conn } = await pair();
+    const sink = new Sink();
+    conn.attach(sink);
+    const got: Buffer[] = [];
+    phone.on('data', (c: Buffer) => got.push(c));
+    const phoneEnded = once(phone, 'end');
+    conn.write(Buffer.alloc(300_000, 4));
+    conn.end(true);
+    await until(() => sink.closed !== undefined);
+    expect(sink.closed).toBe('local-end');
+    await phoneEnded;
+    expect(Buffer.concat(got).length).toBe(300_000);
+  });
+
   it('reset(): the phone sees a reset, the sink local-reset; drop(): device-gone', async () => {
     for (const [act, reason] of [[(c: TcpDeviceConnection) => { c.reset(); }, 'local-reset'], [(c: TcpDeviceConnection) => { c.drop(); }, 'device-gone']] as const) {
       const { phone, conn } = await pair();

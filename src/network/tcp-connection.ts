@@ -8,9 +8,11 @@
  *   onData(payload, done) ◀───── 'data'  (more than RX_HIGH_WATER bytes not yet `done`:
  *                                          pause the socket, so a slow client slows the phone
  *                                          through TCP's own window, as a mux window would)
- *   end() ─────────────────────▶ socket.end(): everything written goes out, then FIN
+ *   end() ─────────────────────▶ socket.end(): everything written goes out, then FIN; the phone's
+ *                                 bytes still come until its own FIN: onClose('local-end')
+ *   end(true) ─────────────────▶ the same, but nobody reads: closed once our bytes are out
  *   reset() ───────────────────▶ RST; onClose('local-reset')
- *   onClose('device-reset') ◀─── the phone closed (FIN after its data, or RST)
+ *   onClose('device-reset') ◀─── the phone closed first (FIN after its data, or RST)
  *   onClose('device-gone') ◀──── drop() (the device was detached), or the link failed
  *                                (ETIMEDOUT, EHOSTUNREACH …)
  *
@@ -52,6 +54,8 @@ export class TcpDeviceConnection implements DeviceConnection {
   /** Why it closed, once it did; `onClose` runs once, when a sink is attached. */
   private closeReason: CloseReason | undefined;
   private closeReported = false;
+  /** end() was called: no more writes; the phone's FIN then means 'local-end'. */
+  private ending = false;
 
   /** `socket` must be connected; it is paused here until `attach`. */
   constructor(socket: Socket, remotePort: number) {
@@ -70,12 +74,21 @@ export class TcpDeviceConnection implements DeviceConnection {
 
   write(chunk: Buffer): boolean {
     if (this.closeReason !== undefined) return true;
+    if (this.ending) return false;
     return this.socket.write(chunk);
   }
 
-  end(): void {
+  end(readerGone = false): void {
     if (this.closeReason !== undefined) return;
-    this.socket.end();
+    if (!this.ending) {
+      this.ending = true;
+      this.socket.end();
+    }
+    if (readerGone) {
+      // Our bytes are in the kernel once 'finish' fires; it still delivers them after close.
+      if (this.socket.writableFinished) this.close('local-end');
+      else this.socket.once('finish', () => { this.close('local-end'); });
+    }
   }
 
   reset(): void {
@@ -110,7 +123,7 @@ export class TcpDeviceConnection implements DeviceConnection {
 
   /** @internal 'end': the phone sent FIN after its last byte. */
   onSocketEnd(): void {
-    this.close('device-reset');
+    this.close(this.ending ? 'local-end' : 'device-reset');
   }
 
   /** @internal 'error' */
@@ -121,7 +134,7 @@ export class TcpDeviceConnection implements DeviceConnection {
 
   /** @internal 'close' */
   onSocketClose(): void {
-    this.close('device-reset');
+    this.close(this.ending ? 'local-end' : 'device-reset');
   }
 
   private consumedOne(): void {

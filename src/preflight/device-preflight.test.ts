@@ -45,7 +45,7 @@ class ScriptedConnection implements DeviceConnection {
     return true;
   }
   reset(): void {
-    this.end('local-reset');
+    this.close('local-reset');
   }
   attach(sink: ConnectionSink): void {
     this.sink = sink;
@@ -53,7 +53,10 @@ class ScriptedConnection implements DeviceConnection {
   send(msg: PlistDict): void {
     setImmediate(() => { if (!this.closed) this.sink?.onData(encodePlistFrame(msg), () => undefined); });
   }
-  end(reason: CloseReason): void {
+  end(): void {
+    this.close('local-end');
+  }
+  close(reason: CloseReason): void {
     if (this.closed) return;
     this.closed = true;
     this.sink?.onClose(reason);
@@ -111,7 +114,7 @@ class ScriptedPhone {
       case 'Pair': {
         const answer = this.pairs.shift() ?? 'pending';
         if (answer === 'ok') reply({ EscrowBag: Buffer.from('bag') });
-        else if (answer === 'drop') setImmediate(() => { conn.end('device-reset'); });
+        else if (answer === 'drop') setImmediate(() => { conn.close('device-reset'); });
         else reply({ Error: answer === 'pending' ? 'PairingDialogResponsePending' : answer === 'denied' ? 'UserDeniedPairing' : 'PasswordProtected' });
         break;
       }

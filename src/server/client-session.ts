@@ -11,6 +11,12 @@
  *
  *   any state ──(socket closed, bad frame, input while listening, server close)──▶ closed
  *
+ * The client's EOF (it shut down its writing side; the server keeps sockets half-open) is not a
+ * state: frames already received are still answered, and our side ends once nothing is owed: in
+ * command or listening state at once, in `busy` once the reply is written. A client that ends
+ * while its Connect is pending is gone, as in usbmuxd: our side ends, and the connection is reset
+ * when it arrives. In a tunnel the EOF is the tunnel's (it finishes the device connection).
+ *
  * Frames are handled one at a time and in order: while `busy` or `connecting`, input is only
  * buffered in the decoder (the socket is paused above a limit). In `connecting`, bytes the client
  * sends after Connect are not commands: at Result 0 they go to the device (see `handOff`).
@@ -84,6 +90,8 @@ export class ClientSession {
   private tunnel: Tunnel | undefined;
   /** Reading is paused until the client takes its replies ('drain'). */
   private awaitingDrain = false;
+  /** The client sent EOF: end our side once nothing more is owed. */
+  private inputEnded = false;
 
   constructor(socket: Socket, number: number, ctx: SessionContext, log: Logger) {
     this.socket = socket;
@@ -92,6 +100,7 @@ export class ClientSession {
     this.log = log;
     this.decoder = new FrameDecoder(ctx.maxFrameBytes);
     socket.on('data', this.onSocketData);
+    socket.once('end', this.onSocketEnd);
     socket.once('close', this.onSocketClose);
   }
 
@@ -161,6 +170,17 @@ export class ClientSession {
     }
   };
 
+  private readonly onSocketEnd = (): void => {
+    this.inputEnded = true;
+    this.endIfIdle();
+  };
+
+  /** After the client's EOF: end our side unless a reply or a Connect is still in the works. */
+  private endIfIdle(): void {
+    if (!this.inputEnded) return;
+    if (this.state === 'command' || this.state === 'listening' || this.state === 'connecting') this.socket.end();
+  }
+
   private readonly onReplyDrain = (): void => {
     this.awaitingDrain = false;
     if (this.state === 'command') this.processFrames();
@@ -197,6 +217,7 @@ export class ClientSession {
       this.handleFrame(frame);
     }
     if (this.state === 'command' && this.socket.isPaused()) this.socket.resume();
+    this.endIfIdle();
   }
 
   private handleFrame(frame: Frame): void {

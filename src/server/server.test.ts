@@ -406,7 +406,7 @@ describe('Connect', () => {
     await until(() => conn.resetCount === 1);
   });
 
-  it('device reset ends the client after queued bytes; client close resets the connection', async () => {
+  it('device reset ends the client after queued bytes; client close finishes the connection (end, not reset)', async () => {
     const dev = directory.add();
     const a = await (await client()).connectDevice(dev.id, 7);
     const connA = dev.connections[0]!;
@@ -418,7 +418,8 @@ describe('Connect', () => {
     const b = await (await client()).connectDevice(dev.id, 7);
     const connB = dev.connections[1]!;
     b.destroy();
-    await until(() => connB.resetCount === 1);
+    await until(() => connB.endCount === 1);
+    expect(connB.resetCount).toBe(0);
   });
 
   it('backpressure: a full connection pauses the client socket until onWritable', async () => {

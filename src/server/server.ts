@@ -36,7 +36,10 @@ export class MuxdServer {
     this.options = options;
     this.log = options.log;
     this.maxClients = options.maxClients ?? DEFAULT_MAX_CLIENTS;
-    this.server = createServer({ noDelay: true });
+    // allowHalfOpen: a client's EOF ends only its writing side. Sessions end theirs once what they
+    // owe it is written (client-session.ts), and a tunnel keeps delivering the device's bytes to
+    // a client that shut down its writing side but still reads (tunnel.ts).
+    this.server = createServer({ noDelay: true, allowHalfOpen: true });
     this.server.on('connection', this.onConnection);
     const listening = this.listening;
     this.context = {

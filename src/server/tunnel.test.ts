@@ -16,11 +16,18 @@ class FakeConnection implements DeviceConnection {
   /** The `more` hint of each write. */
   more: boolean[] = [];
   resets = 0;
+  ends = 0;
+  /** The readerGone argument of each end(). */
+  endArgs: boolean[] = [];
   sink: ConnectionSink | undefined;
   write(chunk: Buffer, more = false): boolean {
     this.written.push(chunk);
     this.more.push(more);
     return true;
+  }
+  end(readerGone = false): void {
+    this.ends++;
+    this.endArgs.push(readerGone);
   }
   reset(): void {
     this.resets++;
@@ -39,7 +46,7 @@ afterEach(() => {
 async function socketPair(): Promise<{ daemonEnd: Socket; clientEnd: Socket }> {
   const dir = mkdtempSync(join(tmpdir(), 'muxd-tunnel-'));
   const path = join(dir, 's.sock');
-  const server: Server = createServer();
+  const server: Server = createServer({ allowHalfOpen: true }); // as MuxdServer makes them
   await new Promise<void>((resolve) => server.listen(path, resolve));
   const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
   const clientEnd = createConnection(path);
@@ -133,5 +140,61 @@ describe('Tunnel, after the device side ended', () => {
     await new Promise((r) => daemonEnd.once('close', r));
     expect(daemonEnd.destroyed).toBe(true);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(150); // not at once: it lingered first
+  });
+});
+
+describe('Tunnel, after the client ended', () => {
+  it('a half-close finishes the connection (end, never reset); the device\'s bytes still reach the client, then local-end ends it', async () => {
+    const { daemonEnd, clientEnd } = await socketPair();
+    const conn = new FakeConnection();
+    const tunnel = new Tunnel(daemonEnd, conn, silentLogger());
+    tunnel.start([]);
+    const received: Buffer[] = [];
+    clientEnd.on('data', (b: Buffer) => received.push(b));
+    const ended = new Promise((r) => clientEnd.once('end', r));
+    clientEnd.end('last words');
+    await new Promise<void>((resolve) => daemonEnd.once('end', resolve));
+    await new Promise((r) => setImmediate(r));
+    expect(Buffer.concat(conn.written).toString()).toBe('last words');
+    expect([conn.ends, conn.resets]).toEqual([1, 0]);
+    let done = 0;
+    tunnel.onData(Buffer.from('the reply'), () => done++);
+    tunnel.onData(Buffer.from(', all of it'), () => done++);
+    tunnel.onClose('local-end');
+    await ended;
+    expect(Buffer.concat(received).toString()).toBe('the reply, all of it');
+    expect(done).toBe(2);
+    expect(conn.ends).toBe(1);
+  });
+
+  it('a client gone entirely (destroyed) still finishes: the device\'s bytes are dropped but each done runs', async () => {
+    const { daemonEnd, clientEnd } = await socketPair();
+    const conn = new FakeConnection();
+    const tunnel = new Tunnel(daemonEnd, conn, silentLogger());
+    daemonEnd.on('error', () => undefined); // MuxdServer installs one: writing to a closed peer fails (EPIPE)
+    tunnel.start([]);
+    clientEnd.destroy();
+    await new Promise((r) => daemonEnd.once('end', r)); // its EOF: a close looks like a half-close
+    expect([conn.endArgs, conn.resets]).toEqual([[false], 0]);
+    let done = 0;
+    tunnel.onData(Buffer.from('nobody reads this'), () => done++);
+    await new Promise((r) => daemonEnd.once('close', r)); // the write failed: now the socket is gone
+    expect([conn.endArgs, conn.resets]).toEqual([[false, true], 0]); // nobody reads: no wait for the device
+    tunnel.onData(Buffer.from('nor this'), () => done++);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(done).toBe(2); // the ack still advances, so the device is never stuck behind a closed window
+    tunnel.onClose('local-end');
+  });
+
+  it('destroy() (daemon shutdown) resets, even while finishing', async () => {
+    const { daemonEnd, clientEnd } = await socketPair();
+    const conn = new FakeConnection();
+    const tunnel = new Tunnel(daemonEnd, conn, silentLogger());
+    tunnel.start([]);
+    clientEnd.end();
+    await new Promise<void>((resolve) => daemonEnd.once('end', resolve));
+    tunnel.destroy();
+    expect([conn.ends, conn.resets]).toEqual([1, 1]);
+    expect(daemonEnd.destroyed).toBe(true);
   });
 });

@@ -8,10 +8,24 @@
  *                                      onWritable() ◀──────────────── window reopened → resume
  *   socket.write(payload, done) ◀───── onData(payload, done)   (done = bytes reached the kernel,
  *                                                               only then does our ack advance)
- *   'end' / 'close' ── socketOnGone ─▶ conn.reset()   (RST to the phone)
- *   socket.end() ◀──────────────────── onClose('device-reset' | 'device-gone' | 'protocol-error')
- *                                      (queued bytes are flushed first, never truncated)
- *   socket.destroy() ◀──────────────── onClose('local-reset')
+ *   'end' ── socketOnEnd ────────────▶ conn.end()   (finish: what the client wrote still goes)
+ *   'close' ── socketOnClose ────────▶ conn.end(true)   (the same; nobody reads the device now)
+ *   socket.end() ◀──────────────────── onClose('local-end' | 'device-reset' | 'device-gone' |
+ *                                      'protocol-error')  (queued bytes flushed first, never truncated)
+ *   socket.destroy() ◀──────────────── onClose('local-reset')   (destroy(): daemon shutdown)
+ *
+ * States:
+ *
+ *            client EOF, or the socket closed           onClose(any)
+ *   open ─────────────────────────────────────▶ finishing ────────────▶ closed
+ *     └────────────────────────── onClose(any) ─────────────────────────▶ ┘
+ *
+ * Finishing: the client is done writing (shutdown(SHUT_WR) or close; an error on its socket too),
+ * but every byte it wrote was accepted by the connection, which delivers them and closes once the
+ * device has acknowledged the last one. Until then the device's bytes still reach a client that
+ * only half-closed (the server makes sockets with allowHalfOpen). A close looks like a half-close
+ * at first; once a write to the client fails its socket closes, `done` still runs for every payload
+ * (the bytes are dropped), and the connection is told nobody reads any more.
  *
  * A slow client therefore throttles the device: unflushed payload holds back `done`, the ack does
  * not advance, and the device's window closes. Daemon memory per tunnel stays within our window.
@@ -46,6 +60,8 @@ export class Tunnel implements ConnectionSink {
   private readonly lingerMs: number;
   /** onClose has run: the connection takes no more writes. */
   private closed = false;
+  /** The client is done writing and conn.end() was called. */
+  private finishing = false;
 
   constructor(socket: Socket, conn: DeviceConnection, log: Logger, lingerMs = END_LINGER_MS) {
     this.socket = socket;
@@ -64,9 +80,13 @@ export class Tunnel implements ConnectionSink {
     let writable = true;
     for (const chunk of leftover) writable = this.conn.write(chunk);
     socket.on('data', socketOnData);
-    socket.on('end', socketOnGone);
-    socket.on('close', socketOnGone);
+    socket.on('end', socketOnEnd);
+    socket.on('close', socketOnClose);
     this.conn.attach(this);
+    if (socket.destroyed) {
+      this.clientGone(true);
+      return;
+    }
     if (!writable && !this.closed) socket.pause();
     else socket.resume();
   }
@@ -98,13 +118,14 @@ export class Tunnel implements ConnectionSink {
     this.closed = true;
     const socket = this.socket;
     socket.removeListener('data', socketOnData);
-    socket.removeListener('end', socketOnGone);
-    socket.removeListener('close', socketOnGone);
+    socket.removeListener('end', socketOnEnd);
+    socket.removeListener('close', socketOnClose);
     switch (reason) {
+      case 'local-end':
       case 'device-reset':
       case 'device-gone':
       case 'protocol-error':
-        this.log.debug({ reason }, 'tunnel closed by the device side; ending client after queued bytes');
+        this.log.debug({ reason }, 'tunnel closed; ending client after queued bytes');
         socket.resume(); // a paused socket would never see the client's FIN
         socket.setTimeout(this.lingerMs, socketOnLingerTimeout);
         socket.end();
@@ -118,15 +139,24 @@ export class Tunnel implements ConnectionSink {
 
   /** Client bytes toward the device. */
   write(chunk: Buffer): void {
-    if (this.closed) return;
+    if (this.closed || this.finishing) return;
     if (this.log.isLevelEnabled('trace')) this.log.trace({ len: chunk.length }, '[OUT] from client');
     if (!this.conn.write(chunk, chunk.length >= FULL_READ)) this.socket.pause();
   }
 
-  /** Client went away (EOF, error or close): abort the device connection with RST. */
-  clientGone(): void {
+  /**
+   * The client is done writing (EOF), or gone (`closed`: error, close): finish the device
+   * connection, so that every byte the client wrote still reaches the device before the RST.
+   */
+  clientGone(closed: boolean): void {
     if (this.closed) return;
-    this.conn.reset();
+    if (!this.finishing) {
+      this.finishing = true;
+      this.log.debug({ closed }, 'client ended; finishing the device connection');
+      this.conn.end(closed);
+    } else if (closed) {
+      this.conn.end(true);
+    }
   }
 }
 
@@ -142,6 +172,10 @@ function socketOnLingerTimeout(this: TunnelSocket): void {
   this.destroy();
 }
 
-function socketOnGone(this: TunnelSocket): void {
-  this[kTunnel]?.clientGone();
+function socketOnEnd(this: TunnelSocket): void {
+  this[kTunnel]?.clientGone(false);
+}
+
+function socketOnClose(this: TunnelSocket): void {
+  this[kTunnel]?.clientGone(true);
 }

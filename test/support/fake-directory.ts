@@ -21,6 +21,7 @@ export class FakeConnection implements DeviceConnection {
   readonly written: Buffer[] = [];
   sink: ConnectionSink | undefined;
   resetCount = 0;
+  endCount = 0;
   closedWith: CloseReason | undefined;
   /** What `write` returns (flip to false to simulate a full window). */
   accepting = true;
@@ -37,6 +38,12 @@ export class FakeConnection implements DeviceConnection {
   write(chunk: Buffer): boolean {
     this.written.push(chunk);
     return this.accepting;
+  }
+
+  /** Finish then close: this fake has nothing in flight, so it closes at once. */
+  end(): void {
+    this.endCount += 1;
+    this.close('local-end');
   }
 
   reset(): void {
