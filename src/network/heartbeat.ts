@@ -93,9 +93,9 @@ export class HeartbeatClient implements PlistConnectionHandler {
     const command = message['Command'];
     if (command === 'Marco') {
       const interval = message['Interval'];
-      if (isPlistInteger(interval)) {
-        this.intervalMs = Math.min(MAX_INTERVAL_S, Math.max(MIN_INTERVAL_S, Number(interval))) * 1000;
-      }
+      // An integer on phones seen so far; a real is taken too (plist reals read as numbers).
+      const seconds = isPlistInteger(interval) ? Number(interval) : typeof interval === 'number' ? interval : Number.NaN;
+      if (Number.isFinite(seconds)) this.intervalMs = Math.min(MAX_INTERVAL_S, Math.max(MIN_INTERVAL_S, seconds)) * 1000;
       this.beats++;
       try {
         this.conn.send({ Command: 'Polo' });
