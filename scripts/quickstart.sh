@@ -35,7 +35,7 @@ start() {
     echo "quickstart: dist/main.js is missing; run 'npm run build' (or 'bash scripts/quickstart.sh')" >&2
     exit 1
   fi
-  nohup node dist/main.js -f --no-usb --virtual-device \
+  nohup node dist/main.js -f --no-usb --virtual-device --virtual-wifi \
     -S "$SOCKET" -P "$PIDFILE" -C "$CONFIG_DIR" -l "$LOG" >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do
@@ -58,8 +58,10 @@ start() {
   cat <<EOF
 usbmuxd is running (pid $pid) with a virtual iPhone, listening on $SOCKET.
 
-  Try:   ${env_hint}idevice_id -l        # prints the virtual iPhone's UDID
+  Try:   ${env_hint}idevice_id -l        # prints the virtual iPhone's UDID (USB)
          ${env_hint}ideviceinfo -s       # its lockdown values
+         ${env_hint}idevice_id -n        # the same phone over (virtual) Wi-Fi, once paired
+         ${env_hint}ideviceinfo -n       # a TLS session with it over the network
   Logs:  $LOG
   Stop:  bash scripts/quickstart.sh stop   (or: node dist/main.js -X -P $PIDFILE)
 EOF

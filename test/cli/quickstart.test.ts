@@ -12,7 +12,7 @@ import { cleanup, ideviceIdList, repoRoot, tempDir } from './run-daemon.js';
 
 afterEach(cleanup);
 
-it('quickstart.sh start: a background daemon with a virtual iPhone that idevice_id -l lists; stop ends it', async () => {
+it('quickstart.sh start: a background daemon with a virtual iPhone that idevice_id -l and -n list; stop ends it', async () => {
   const dir = tempDir('muxd-quickstart-');
   const env = {
     ...process.env,
@@ -33,6 +33,13 @@ it('quickstart.sh start: a background daemon with a virtual iPhone that idevice_
       encoding: 'utf8', timeout: 15_000, env: { ...process.env, USBMUXD_SOCKET_ADDRESS: `UNIX:${env.QUICKSTART_SOCKET}` },
     });
     expect(info.stdout.trim()).not.toBe('');
+    // --virtual-wifi: once preflight has paired it over virtual USB, the phone is a Network device too.
+    let network = '';
+    for (let i = 0; i < 100 && network === ''; i++) {
+      network = spawnSync('idevice_id', ['-n'], { encoding: 'utf8', timeout: 15_000, env: { ...process.env, USBMUXD_SOCKET_ADDRESS: `UNIX:${env.QUICKSTART_SOCKET}` } }).stdout.trim();
+      if (network === '') await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(network).toBe('00008030-001A2B3C4D5E802E');
   } finally {
     const stopped = spawnSync('bash', [script, 'stop'], { env, encoding: 'utf8', timeout: 30_000 });
     expect(stopped.status, stopped.stderr).toBe(0);
