@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 const nodeBuiltinsIo = ['node:net', 'net', 'node:fs', 'fs', 'node:fs/promises', 'fs/promises', 'node:dgram', 'dgram'];
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'dist-*/**', 'node_modules/**', 'coverage/**', '.ci/**'] },
+  { ignores: ['dist/**', 'dist-*/**', 'node_modules/**', 'coverage/**', '.ci/**', '.venv-clients/**', 'scripts/clients/node_modules/**'] },
   ...tseslint.configs.strictTypeChecked,
   {
     languageOptions: {
