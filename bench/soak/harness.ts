@@ -104,6 +104,8 @@ export interface DaemonSpawnOptions {
    * after a full GC. Default true; it costs the daemon nothing until it is asked.
    */
   readonly heapProbe?: boolean;
+  /** The daemon's entry script (default dist/main.js): another build, for before/after runs. */
+  readonly entry?: string;
 }
 
 /** Kills every daemon still running when the soak process exits. */
@@ -142,13 +144,14 @@ export class SoakDaemon {
   }
 
   static async start(options: DaemonSpawnOptions = {}): Promise<SoakDaemon> {
-    if (!existsSync(daemonEntry)) throw new Error(`${daemonEntry} is missing: run \`npm run build\``);
+    const entry = options.entry ?? daemonEntry;
+    if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\``);
     const dir = mkdtempSync(join(tmpdir(), 'muxd-soak-'));
     const socketPath = join(dir, 'usbmuxd.sock');
     const configDir = options.configDir ?? join(dir, 'config');
     mkdirSync(configDir, { recursive: true });
     const logFile = join(dir, 'daemon.log');
-    const args = [daemonEntry, '-f', '-S', options.socketArg ?? socketPath, '-P', 'NONE', '-C', configDir, '--log-format', 'json'];
+    const args = [entry, '-f', '-S', options.socketArg ?? socketPath, '-P', 'NONE', '-C', configDir, '--log-format', 'json'];
     for (let n = 0; n < (options.verbosity ?? 0); n++) args.push('-v');
     if (options.usb !== true) args.push('--no-usb');
     const devices = options.virtualDevices ?? 1;

@@ -1,0 +1,285 @@
+/**
+ * `npm run bench:shares [-- --daemon dist-before/main.js] [--only NAME]`: the local attacks of
+ * issue 13 on the daemon's shares, against the real daemon process, one table row per figure.
+ *
+ * The attacker runs as `nobody` (a child process with uid/gid 65534), a second user as `daemon`
+ * (uid 1), and root is this process; the daemon runs as root with its defaults, a virtual iPhone
+ * and the socket in a 0755 temp dir.
+ *
+ *   slots     nobody opens 1100 connections that each send half a frame header and wait; then
+ *             uid 1 and root try 20 ListDevices each; 12 s later, how many of nobody's are open.
+ *   replies   a 16 MiB pair record in the store; 8 clients of nobody each pipeline 4
+ *             ReadPairRecord and never read: the daemon's peak RSS, and root's ListDevices.
+ *   listeners 200 listeners of nobody never read; root saves the phone's record with its DeviceID
+ *             (each save sends Paired to every listener) 5000 times: peak RSS, listeners closed.
+ *
+ * Figures are printed as a Markdown table for bench/results.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { buildXml } from '../src/plist/index.js';
+import { encodeFrame } from '../src/server/framing.js';
+import { MuxdClient } from '../test/support/muxd-client.js';
+import { SoakDaemon, sleep } from './soak/harness.js';
+
+const NOBODY = 65534;
+const OTHER_UID = 1;
+
+/** The client processes: plain CommonJS for `node -e`, so they need no file a user could not read. */
+const CHILD = String.raw`
+const net = require('net');
+const cfg = JSON.parse(process.argv[1]);
+const sockets = [];
+let refused = 0;
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+function openOnce(bytes, pause) {
+  return new Promise((resolve) => {
+    const s = net.connect(cfg.path);
+    s.on('error', () => {});
+    s.once('connect', () => { sockets.push(s); if (bytes) s.write(bytes); if (pause) s.pause(); resolve(true); });
+    s.once('close', () => { s.closedAt = Date.now(); resolve(false); });
+  });
+}
+// A full accept backlog refuses a Unix connect at once (EAGAIN): try again, as a patient attacker would.
+async function open(bytes, pause) {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    if (await openOnce(bytes, pause)) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
+const openCount = () => sockets.filter((s) => s.closedAt === undefined).length;
+async function openMany(count, bytes, pause) {
+  for (let n = 0; n < count; n += 50) {
+    const batch = [];
+    for (let k = n; k < Math.min(count, n + 50); k++) batch.push(open(bytes, pause));
+    for (const ok of await Promise.all(batch)) if (!ok) refused++;
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  out({ opened: sockets.length, refused, open: openCount() });
+}
+function listDevices() {
+  return new Promise((resolve) => {
+    const t0 = process.hrtime.bigint();
+    const s = net.connect(cfg.path);
+    let got = Buffer.alloc(0);
+    const done = (ok) => { clearTimeout(timer); s.destroy(); resolve({ ok, ms: Number(process.hrtime.bigint() - t0) / 1e6 }); };
+    const timer = setTimeout(() => done(false), 2000);
+    s.on('error', () => done(false));
+    s.once('close', () => done(false));
+    s.once('connect', () => s.write(Buffer.from(cfg.request, 'hex')));
+    s.on('data', (c) => { got = Buffer.concat([got, c]); if (got.length >= 16 && got.length >= got.readUInt32LE(0)) done(true); });
+  });
+}
+(async () => {
+  if (cfg.mode === 'probe') {
+    const ms = [];
+    let ok = 0;
+    for (let n = 0; n < cfg.tries; n++) { const r = await listDevices(); if (r.ok) { ok++; ms.push(r.ms); } }
+    ms.sort((a, b) => a - b);
+    out({ ok, failed: cfg.tries - ok, p50: ms[Math.floor(ms.length / 2)] ?? null, max: ms[ms.length - 1] ?? null });
+    return;
+  }
+  const bytes = cfg.bytes ? Buffer.from(cfg.bytes, 'hex') : undefined;
+  await openMany(cfg.count, bytes, cfg.pause === true);
+  const rl = require('readline').createInterface({ input: process.stdin });
+  rl.on('line', () => out({ open: openCount() }));
+  rl.on('close', () => { for (const s of sockets) s.destroy(); process.exit(0); });
+})();
+`;
+
+interface ChildReport { opened?: number; refused?: number; open?: number; ok?: number; failed?: number; p50?: number | null; max?: number | null }
+
+/** A client process as `uid`; `next()` reads its next report, `ask()` asks a holder for its open count. */
+class ClientProcess {
+  private readonly lines: string[] = [];
+  private waiter: (() => void) | undefined;
+  private constructor(readonly child: ChildProcess) {
+    if (child.stdout === null) throw new Error('no stdout');
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      this.lines.push(line);
+      this.waiter?.();
+    });
+    child.stderr?.on('data', (d: Buffer) => process.stderr.write(d));
+  }
+
+  static start(uid: number, config: Record<string, unknown>): ClientProcess {
+    return new ClientProcess(spawn(process.execPath, ['-e', CHILD, JSON.stringify(config)], { uid, gid: uid, stdio: ['pipe', 'pipe', 'pipe'] }));
+  }
+
+  async next(timeoutMs = 120_000): Promise<ChildReport> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.lines.length === 0) {
+      if (Date.now() > deadline) throw new Error('client process did not report');
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve;
+        setTimeout(resolve, 200);
+      });
+    }
+    return JSON.parse(this.lines.shift() ?? '{}') as ChildReport;
+  }
+
+  async ask(): Promise<ChildReport> {
+    this.child.stdin?.write('status\n');
+    return this.next();
+  }
+
+  stop(): void {
+    this.child.stdin?.end();
+  }
+}
+
+const listDevicesRequest = encodeFrame(1, 8, 1, buildXml({ MessageType: 'ListDevices', ProgName: 'bench-probe' })).toString('hex');
+
+interface Figure { readonly attack: string; readonly figure: string; readonly value: string }
+
+async function startDaemon(entry: string | undefined): Promise<SoakDaemon> {
+  const daemon = await SoakDaemon.start(entry === undefined ? { virtualDevices: 1 } : { virtualDevices: 1, entry });
+  chmodSync(daemon.dir, 0o755);
+  return daemon;
+}
+
+async function probe(uid: number, path: string, tries: number): Promise<string> {
+  const p = ClientProcess.start(uid, { mode: 'probe', path, tries, request: listDevicesRequest });
+  const r = await p.next();
+  return `${r.ok ?? 0}/${tries} answered${r.max === null || r.max === undefined ? '' : ` (max ${r.max.toFixed(0)} ms)`}`;
+}
+
+/** Peak RSS while `work` runs, sampled every 50 ms. */
+async function peakRss(daemon: SoakDaemon, work: () => Promise<void>): Promise<number> {
+  let peak = daemon.rssKiB();
+  let running = true;
+  const sampler = (async () => {
+    while (running && daemon.alive) {
+      peak = Math.max(peak, daemon.rssKiB());
+      await sleep(50);
+    }
+  })();
+  try {
+    await work();
+  } finally {
+    running = false;
+    await sampler;
+  }
+  return peak;
+}
+
+const mib = (kib: number): string => `${(kib / 1024).toFixed(0)} MiB`;
+
+async function slots(entry: string | undefined): Promise<Figure[]> {
+  const daemon = await startDaemon(entry);
+  const figures: Figure[] = [];
+  const at = (figure: string, value: string): void => {
+    figures.push({ attack: 'slots', figure, value });
+  };
+  try {
+    const half = encodeFrame(1, 8, 1, Buffer.alloc(200)).subarray(0, 8).toString('hex');
+    const t0 = Date.now();
+    const attacker = ClientProcess.start(NOBODY, { mode: 'hold', path: daemon.socketPath, count: 1100, bytes: half });
+    const opened = await attacker.next();
+    at('nobody: half-frame connections held after 0.5 s', `${opened.open ?? 0} of 1100 (${opened.refused ?? 0} refused at connect)`);
+    at('uid 1: ListDevices', await probe(OTHER_UID, daemon.socketPath, 20));
+    at('root: ListDevices', await probe(0, daemon.socketPath, 20));
+    await sleep(Math.max(0, 12_000 - (Date.now() - t0)));
+    at('nobody: connections still open 12 s later', String((await attacker.ask()).open ?? 0));
+    at('daemon RSS', mib(daemon.rssKiB()));
+    attacker.stop();
+    at('daemon alive', String(daemon.alive));
+  } finally {
+    await daemon.stop();
+  }
+  return figures;
+}
+
+async function replies(entry: string | undefined): Promise<Figure[]> {
+  const daemon = await startDaemon(entry);
+  const figures: Figure[] = [];
+  const at = (figure: string, value: string): void => {
+    figures.push({ attack: 'replies', figure, value });
+  };
+  try {
+    const id = 'F'.repeat(40);
+    writeFileSync(join(daemon.configDir, `${id}.plist`), buildXml({ HostID: 'bench', Filler: Buffer.alloc(16 << 20, 0x5a) }));
+    const request = encodeFrame(1, 8, 1, buildXml({ MessageType: 'ReadPairRecord', PairRecordID: id }));
+    const before = daemon.rssKiB();
+    let report: ChildReport = {};
+    let attacker: ClientProcess | undefined;
+    const peak = await peakRss(daemon, async () => {
+      attacker = ClientProcess.start(NOBODY, { mode: 'hold', path: daemon.socketPath, count: 8, bytes: Buffer.concat([request, request, request, request]).toString('hex'), pause: true });
+      await attacker.next();
+      await sleep(4000);
+      report = await attacker.ask();
+    });
+    at('daemon RSS before → peak', `${mib(before)} → ${mib(peak)}`);
+    at('nobody: non-reading clients still open after 4.5 s', `${report.open ?? 0} of 8`);
+    at('root: ListDevices meanwhile', await probe(0, daemon.socketPath, 10));
+    attacker?.stop();
+    at('daemon alive', String(daemon.alive));
+  } finally {
+    await daemon.stop();
+  }
+  return figures;
+}
+
+async function listeners(entry: string | undefined): Promise<Figure[]> {
+  const daemon = await startDaemon(entry);
+  const figures: Figure[] = [];
+  const at = (figure: string, value: string): void => {
+    figures.push({ attack: 'listeners', figure, value });
+  };
+  try {
+    const listen = encodeFrame(1, 8, 1, buildXml({ MessageType: 'Listen', ProgName: 'bench-listener' })).toString('hex');
+    const client = await MuxdClient.connect(daemon.socketPath);
+    const { reply } = await client.request({ MessageType: 'ListDevices' });
+    const list = reply.kind === 'plist' ? reply.dict['DeviceList'] : undefined;
+    const first = Array.isArray(list) ? (list[0] as { DeviceID: number; Properties: { SerialNumber: string } } | undefined) : undefined;
+    if (first === undefined) throw new Error('no device');
+    const before = daemon.rssKiB();
+    let report: ChildReport = {};
+    let attacker: ClientProcess | undefined;
+    const saves = 5000;
+    const t0 = Date.now();
+    const peak = await peakRss(daemon, async () => {
+      attacker = ClientProcess.start(NOBODY, { mode: 'hold', path: daemon.socketPath, count: 200, bytes: listen, pause: true });
+      await attacker.next();
+      const save = encodeFrame(1, 8, 2, buildXml({ MessageType: 'SavePairRecord', PairRecordID: first.Properties.SerialNumber, DeviceID: first.DeviceID, PairRecordData: buildXml({ HostID: 'bench' }) }));
+      for (let n = 0; n < saves; n += 100) {
+        const batch = Array<Buffer>(100).fill(save);
+        client.send(Buffer.concat(batch));
+        for (let k = 0; k < 100; k++) await client.readFrame(30_000);
+      }
+      report = await attacker.ask();
+    });
+    at(`daemon RSS before → peak (${saves} Paired to 200 listeners, ${((Date.now() - t0) / 1000).toFixed(0)} s)`, `${mib(before)} → ${mib(peak)}`);
+    at('nobody: non-reading listeners still open', `${report.open ?? 0} of 200`);
+    at('root: ListDevices meanwhile', await probe(0, daemon.socketPath, 10));
+    attacker?.stop();
+    await client.close();
+    at('daemon alive', String(daemon.alive));
+  } finally {
+    await daemon.stop();
+  }
+  return figures;
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const entryAt = argv.indexOf('--daemon');
+  const entry = entryAt >= 0 ? argv[entryAt + 1] : undefined;
+  const onlyAt = argv.indexOf('--only');
+  const only = onlyAt >= 0 ? argv[onlyAt + 1] : undefined;
+  const attacks: [string, (entry: string | undefined) => Promise<Figure[]>][] = [['slots', slots], ['replies', replies], ['listeners', listeners]];
+  const rows: Figure[] = [];
+  for (const [name, run] of attacks) {
+    if (only !== undefined && !name.includes(only)) continue;
+    process.stdout.write(`bench shares: ${name} ...\n`);
+    rows.push(...(await run(entry)));
+  }
+  process.stdout.write(`\ndaemon: ${entry ?? 'dist/main.js'}\n\n| attack | figure | value |\n| --- | --- | --- |\n`);
+  for (const r of rows) process.stdout.write(`| ${r.attack} | ${r.figure} | ${r.value} |\n`);
+}
+
+await main();
