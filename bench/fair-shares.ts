@@ -151,9 +151,9 @@ async function probe(uid: number, path: string, tries: number): Promise<string> 
 /** Peak RSS while `work` runs, sampled every 50 ms. */
 async function peakRss(daemon: SoakDaemon, work: () => Promise<void>): Promise<number> {
   let peak = daemon.rssKiB();
-  let running = true;
+  const state = { running: true };
   const sampler = (async () => {
-    while (running && daemon.alive) {
+    while (state.running && daemon.alive) {
       peak = Math.max(peak, daemon.rssKiB());
       await sleep(50);
     }
@@ -161,13 +161,45 @@ async function peakRss(daemon: SoakDaemon, work: () => Promise<void>): Promise<n
   try {
     await work();
   } finally {
-    running = false;
+    state.running = false;
     await sampler;
   }
   return peak;
 }
 
 const mib = (kib: number): string => `${(kib / 1024).toFixed(0)} MiB`;
+
+/** heapUsed + external after a full GC in the daemon (its heap probe), or n/a. */
+async function liveMemory(daemon: SoakDaemon): Promise<string> {
+  const heap = await daemon.heap(20_000);
+  return heap === undefined ? 'n/a' : `${(heap.heapUsed / 1048576).toFixed(0)} + ${(heap.external / 1048576).toFixed(0)} MiB`;
+}
+
+/** Clients the daemon closed, by error code, from its log ("MUXD_ERR_SLOW_READER × 7"). */
+function closedBy(daemon: SoakDaemon): string {
+  const counts = new Map<string, number>();
+  for (const line of daemon.logs().split('\n')) {
+    if (!line.includes('closing client')) continue;
+    const code = /"code":"(MUXD_ERR_[A-Z_]+)"/.exec(line)?.[1] ?? 'other';
+    counts.set(code, (counts.get(code) ?? 0) + 1);
+  }
+  return counts.size === 0 ? 'none' : [...counts].map(([code, n]) => `${code} × ${n}`).join(', ');
+}
+
+/** Wait until the daemon's fd count is stable for 2 s (its work on the attack is done), at most `ms`. */
+async function settle(daemon: SoakDaemon, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  let last = daemon.fds();
+  let stableSince = Date.now();
+  while (Date.now() < deadline && Date.now() - stableSince < 2000) {
+    await sleep(250);
+    const now = daemon.fds();
+    if (now !== last) {
+      last = now;
+      stableSince = Date.now();
+    }
+  }
+}
 
 async function slots(entry: string | undefined): Promise<Figure[]> {
   const daemon = await startDaemon(entry);
@@ -205,17 +237,20 @@ async function replies(entry: string | undefined): Promise<Figure[]> {
     writeFileSync(join(daemon.configDir, `${id}.plist`), buildXml({ HostID: 'bench', Filler: Buffer.alloc(16 << 20, 0x5a) }));
     const request = encodeFrame(1, 8, 1, buildXml({ MessageType: 'ReadPairRecord', PairRecordID: id }));
     const before = daemon.rssKiB();
-    let report: ChildReport = {};
+    const fds = daemon.fds();
     let attacker: ClientProcess | undefined;
+    let meanwhile = '';
     const peak = await peakRss(daemon, async () => {
       attacker = ClientProcess.start(NOBODY, { mode: 'hold', path: daemon.socketPath, count: 8, bytes: Buffer.concat([request, request, request, request]).toString('hex'), pause: true });
       await attacker.next();
-      await sleep(4000);
-      report = await attacker.ask();
+      meanwhile = await probe(0, daemon.socketPath, 10);
+      await settle(daemon, 60_000);
     });
     at('daemon RSS before → peak', `${mib(before)} → ${mib(peak)}`);
-    at('nobody: non-reading clients still open after 4.5 s', `${report.open ?? 0} of 8`);
-    at('root: ListDevices meanwhile', await probe(0, daemon.socketPath, 10));
+    at('root: ListDevices meanwhile', meanwhile);
+    at('nobody: non-reading clients the daemon still holds', `${daemon.fds() - fds} of 8`);
+    at('clients closed (daemon log)', closedBy(daemon));
+    at('daemon heap + external after GC, attacker still connected', await liveMemory(daemon));
     attacker?.stop();
     at('daemon alive', String(daemon.alive));
   } finally {
@@ -238,7 +273,7 @@ async function listeners(entry: string | undefined): Promise<Figure[]> {
     const first = Array.isArray(list) ? (list[0] as { DeviceID: number; Properties: { SerialNumber: string } } | undefined) : undefined;
     if (first === undefined) throw new Error('no device');
     const before = daemon.rssKiB();
-    let report: ChildReport = {};
+    const fds = daemon.fds();
     let attacker: ClientProcess | undefined;
     const saves = 5000;
     const t0 = Date.now();
@@ -251,10 +286,12 @@ async function listeners(entry: string | undefined): Promise<Figure[]> {
         client.send(Buffer.concat(batch));
         for (let k = 0; k < 100; k++) await client.readFrame(30_000);
       }
-      report = await attacker.ask();
     });
     at(`daemon RSS before → peak (${saves} Paired to 200 listeners, ${((Date.now() - t0) / 1000).toFixed(0)} s)`, `${mib(before)} → ${mib(peak)}`);
-    at('nobody: non-reading listeners still open', `${report.open ?? 0} of 200`);
+    await settle(daemon, 10_000);
+    at('nobody: non-reading listeners the daemon still holds', `${daemon.fds() - fds} of 200`);
+    at('clients closed (daemon log)', closedBy(daemon));
+    at('daemon heap + external after GC, listeners still connected', await liveMemory(daemon));
     at('root: ListDevices meanwhile', await probe(0, daemon.socketPath, 10));
     attacker?.stop();
     await client.close();

@@ -67,8 +67,10 @@ export interface DaemonConfig {
   readonly connectTimeoutMs: number;
   /** Mux version-exchange timeout (ms) handed to the mux provider. */
   readonly versionTimeoutMs: number;
-  /** Most concurrent socket clients. */
+  /** Most concurrent socket clients (`--max-clients`). */
   readonly maxClients: number;
+  /** Most concurrent clients of one user, root excepted (`--max-clients-per-user`); undefined: 3/4 of maxClients. */
+  readonly maxClientsPerUser: number | undefined;
   /** How long shutdown waits for RSTs and USB transfers to flush (usbmuxd waits about 100 ms). */
   readonly shutdownFlushMs: number;
 }
@@ -104,6 +106,7 @@ export const DEFAULT_CONFIG: DaemonConfig = Object.freeze<DaemonConfig>({
   connectTimeoutMs: CONNECT_TIMEOUT_MS,
   versionTimeoutMs: VERSION_TIMEOUT_MS,
   maxClients: 1024,
+  maxClientsPerUser: undefined,
   shutdownFlushMs: 100,
 });
 
@@ -160,6 +163,7 @@ export function validateConfig(config: DaemonConfig): DaemonConfig {
   positiveInt('connect timeout', config.connectTimeoutMs, 600_000);
   positiveInt('version timeout', config.versionTimeoutMs, 600_000);
   positiveInt('max clients', config.maxClients, 1_000_000);
+  if (config.maxClientsPerUser !== undefined) positiveInt('max clients per user', config.maxClientsPerUser, config.maxClients);
   positiveInt('shutdown flush', config.shutdownFlushMs, 60_000);
   return config;
 }

@@ -27,6 +27,7 @@ import { createRootLogger } from './daemon/logging.js';
 import type { RootLogger } from './daemon/logging.js';
 import { clientLimitFor, readSoftNofile } from './daemon/fd-limit.js';
 import { createPeerIdentifier } from './daemon/peer.js';
+import { loadPeerCredentials } from './daemon/peer-credentials.js';
 import { InstanceLock, findRunningInstance } from './daemon/pidfile.js';
 import { dropPrivileges, isRoot, lookupGroupId, resolveDropUser } from './daemon/privileges.js';
 import type { UserEntry } from './daemon/privileges.js';
@@ -176,7 +177,14 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
   const store = new FilePairRecordStore({ dir: config.configDir, log });
   const maxClients = clientLimitFor(config.maxClients, readSoftNofile());
   if (maxClients < config.maxClients) log.warn({ maxClients, configured: config.maxClients }, 'client limit lowered to fit the open-file limit (raise it with ulimit -n or LimitNOFILE=)');
-  const server = new MuxdServer({ directory: registry, store, log, maxClients, identify: createPeerIdentifier(log) });
+  const credentials = await loadPeerCredentials();
+  if (credentials.lookup === undefined) log.warn({ reason: credentials.reason }, 'client uids cannot be read: clients are not shared out per user');
+  const server = new MuxdServer({
+    directory: registry, store, log, maxClients,
+    identify: createPeerIdentifier(log),
+    ...(config.maxClientsPerUser === undefined ? {} : { maxClientsPerUser: Math.min(config.maxClientsPerUser, maxClients) }),
+    ...(credentials.lookup === undefined ? {} : { peerCredentials: credentials.lookup }),
+  });
   const { target, unixPath } = listenTargetFor(config, activation, log);
   // Known to teardown before the first await, so a signal during startup still cleans up.
   parts.server = server;

@@ -53,6 +53,8 @@ const SPECS: readonly OptSpec[] = [
   { long: 'log-format', arg: 'required' },
   { long: 'socket-mode', arg: 'required' },
   { long: 'socket-group', arg: 'required' },
+  { long: 'max-clients', arg: 'required' },
+  { long: 'max-clients-per-user', arg: 'required' },
 ];
 
 class UsageError extends Error {}
@@ -161,6 +163,11 @@ function parsePort(text: string): number {
   return port;
 }
 
+function parseCount(option: string, text: string): number {
+  if (!/^\d{1,7}$/.test(text) || Number(text) < 1) throw new UsageError(`--${option} takes a positive number, not '${text}'`);
+  return Number(text);
+}
+
 function parseMode(text: string): number {
   if (!/^0?[0-7]{3,4}$/.test(text)) throw new UsageError(`invalid socket mode '${text}' (octal, e.g. 0660)`);
   return parseInt(text, 8);
@@ -229,6 +236,8 @@ export function parseArgs(argv: readonly string[]): CliCommand {
         }
         case 'socket-mode': c.socketMode = parseMode(requireValue(o)); break;
         case 'socket-group': c.socketGroup = requireValue(o); break;
+        case 'max-clients': c.maxClients = parseCount(o.spec.long, requireValue(o)); break;
+        case 'max-clients-per-user': c.maxClientsPerUser = parseCount(o.spec.long, requireValue(o)); break;
         default: throw new UsageError(`unhandled option '--${o.spec.long}'`);
       }
     }

@@ -50,5 +50,10 @@ Options of this implementation:
                              log line format (default: pretty on a foreground terminal)
       --socket-mode MODE     octal mode of the Unix socket (default 0666)
       --socket-group GROUP   group owner of the Unix socket (name or gid)
+      --max-clients N        clients served at once (default 1024; 1/32 of them are
+                             kept for root)
+      --max-clients-per-user N
+                             clients of one user at once, root excepted
+                             (default 3/4 of --max-clients)
 `;
 }

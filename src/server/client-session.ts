@@ -10,12 +10,19 @@
  *               └──── Listen (Result 0, Attached × visible) ──▶ listening
  *
  *   any state ──(socket closed, bad frame, input while listening, server close)──▶ closed
+ *   command ──(deadline: no request in time, a frame left half-sent, replies left unread)──▶ closed
  *
  * Frames are handled one at a time and in order: while `busy` or `connecting`, input is only
  * buffered in the decoder (the socket is paused above a limit). In `connecting`, bytes the client
  * sends after Connect are not commands: at Result 0 they go to the device (see `handOff`).
  * usbmuxd's CONNECTING2 state is not needed: Node writes a socket's data in order, so the Result
  * always precedes tunnel bytes.
+ *
+ * Deadlines (command state only, while the client owes us something; never while we work, never
+ * for listeners and tunnels): the first request within `requestTimeoutMs` of accept, each frame
+ * complete within `requestTimeoutMs` of its first byte, replies taken within `requestTimeoutMs`
+ * once reading is paused for them, and the next request within `idleTimeoutMs` of the last reply.
+ * Replies and notifications go through an Outbox (outbox.ts): bounded per client and in total.
  */
 import type { Socket } from 'node:net';
 import type { Device, DeviceConnection, DeviceDirectory } from '../devices/index.js';
@@ -24,7 +31,9 @@ import type { PairRecordStore } from '../pairrecords/index.js';
 import type { PlistDict } from '../plist/index.js';
 import type { Logger } from '../log.js';
 import { isMuxdError } from '../errors.js';
-import { errorToResult, InputWhileListeningError, ListenerOverflowError, Result, UnknownDeviceError } from './errors.js';
+import {
+  ClientIdleError, errorToResult, InputWhileListeningError, ListenerOverflowError, RequestTimeoutError, Result, SlowReaderError, UnknownDeviceError,
+} from './errors.js';
 import { FrameDecoder } from './framing.js';
 import type { Frame } from './framing.js';
 import {
@@ -38,6 +47,8 @@ import {
   switchesToPlist,
 } from './messages.js';
 import type { ClientIdentity, DeviceRecord, Dialect, Request } from './messages.js';
+import { Outbox } from './outbox.js';
+import type { OutputBudget, Overflow } from './outbox.js';
 import { Tunnel } from './tunnel.js';
 
 export type SessionState = 'command' | 'busy' | 'listening' | 'connecting' | 'tunnel' | 'closed';
@@ -46,14 +57,28 @@ export type SessionState = 'command' | 'busy' | 'listening' | 'connecting' | 'tu
 const MAX_PENDING_INPUT = 256 * 1024;
 /** Stop reading requests while this many reply bytes wait for a client that does not read them. */
 const MAX_REPLY_BACKLOG = 1024 * 1024;
-/** Close a listener whose unread notifications pass this many bytes. */
-const MAX_LISTENER_BACKLOG = 1024 * 1024;
+
+/** What the client owes us while a deadline runs: the error it is closed with when it passes. */
+type Owed = 'first-request' | 'frame' | 'read' | 'idle';
+
+/** The bounds each session keeps (ServerOptions' defaults are in options.ts). */
+export interface SessionLimits {
+  readonly maxFrameBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  /** Unread replies of a command client beyond which it is closed (unless it had none unread). */
+  readonly maxReplyBacklogBytes: number;
+  /** Unread notifications of a listener beyond which it is closed. */
+  readonly maxListenerBacklogBytes: number;
+}
 
 /** What the server gives each session. */
 export interface SessionContext {
   readonly directory: DeviceDirectory;
   readonly store: PairRecordStore;
-  readonly maxFrameBytes: number;
+  readonly limits: SessionLimits;
+  /** Unread bytes over all clients. */
+  readonly budget: OutputBudget;
   /** Sessions currently in `listening` (for ListListeners). */
   listeners(): Iterable<ClientSession>;
   /** The session entered `listening`: it gets live device events from now on. */
@@ -77,17 +102,24 @@ export class ClientSession {
   private readonly log: Logger;
   private decoder: FrameDecoder | undefined;
   private tunnel: Tunnel | undefined;
-  /** Reading is paused until the client takes its replies ('drain'). */
+  private readonly outbox: Outbox;
+  /** Reading is paused until the client takes its replies. */
   private awaitingDrain = false;
+  /** A request was handled: from now on silence is idleness, not a missing first request. */
+  private served = false;
+  private deadline: NodeJS.Timeout | undefined;
+  private owed: Owed | undefined;
 
   constructor(socket: Socket, number: number, ctx: SessionContext, log: Logger) {
     this.socket = socket;
     this.number = number;
     this.ctx = ctx;
     this.log = log;
-    this.decoder = new FrameDecoder(ctx.maxFrameBytes);
+    this.decoder = new FrameDecoder(ctx.limits.maxFrameBytes);
+    this.outbox = new Outbox(socket, ctx.budget, this.onOverflow);
     socket.on('data', this.onSocketData);
     socket.once('close', this.onSocketClose);
+    this.armDeadline();
   }
 
   get currentState(): SessionState {
@@ -116,12 +148,65 @@ export class ClientSession {
 
   private notify(frame: Buffer): void {
     if (this.state !== 'listening') return;
-    if (this.socket.writableLength > MAX_LISTENER_BACKLOG) {
-      this.fail(new ListenerOverflowError(`listener has ${this.socket.writableLength} unread bytes`));
-      return;
-    }
-    this.socket.write(frame);
+    this.outbox.send(frame, this.ctx.limits.maxListenerBacklogBytes);
   }
+
+  /** The outbox refused a frame: the client is closed, with the reason. */
+  private readonly onOverflow = (overflow: Overflow): void => {
+    const listening = this.state === 'listening';
+    if (overflow.kind === 'budget') {
+      this.fail(new SlowReaderError(`closed with ${overflow.unread} bytes unread, the most of any client, when all clients' unread bytes reached ${overflow.total}`));
+    } else if (listening) {
+      this.fail(new ListenerOverflowError(`listener has ${overflow.unread} unread bytes (limit ${overflow.limit})`));
+    } else {
+      this.fail(new SlowReaderError(`client has ${overflow.unread} reply bytes unread (limit ${overflow.limit})`));
+    }
+  };
+
+  // ---- deadlines ------------------------------------------------------------------------------
+
+  /** In command state, waiting for the client: start the deadline for what it owes (kept if already running for that). */
+  private armDeadline(): void {
+    if (this.state !== 'command' || this.socket.destroyed) return;
+    const owed: Owed = this.awaitingDrain ? 'read' : (this.decoder?.bufferedBytes ?? 0) > 0 ? 'frame' : this.served ? 'idle' : 'first-request';
+    if (this.deadline !== undefined && this.owed === owed) return;
+    this.clearDeadline();
+    const { requestTimeoutMs, idleTimeoutMs } = this.ctx.limits;
+    this.owed = owed;
+    this.deadline = setTimeout(this.onDeadline, owed === 'idle' ? idleTimeoutMs : requestTimeoutMs);
+    this.deadline.unref();
+  }
+
+  private clearDeadline(): void {
+    if (this.deadline === undefined) return;
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
+    this.owed = undefined;
+  }
+
+  private readonly onDeadline = (): void => {
+    const owed = this.owed;
+    this.deadline = undefined;
+    this.owed = undefined;
+    if (this.state !== 'command') return;
+    const { requestTimeoutMs, idleTimeoutMs } = this.ctx.limits;
+    switch (owed) {
+      case 'first-request':
+        this.fail(new RequestTimeoutError(`no request within ${requestTimeoutMs} ms of connecting`));
+        break;
+      case 'frame':
+        this.fail(new RequestTimeoutError(`a frame was left incomplete for ${requestTimeoutMs} ms (${this.decoder?.bufferedBytes ?? 0} bytes buffered)`));
+        break;
+      case 'read':
+        this.fail(new SlowReaderError(`replies left unread for ${requestTimeoutMs} ms (${this.outbox.unread} bytes)`));
+        break;
+      case 'idle':
+        this.fail(new ClientIdleError(`no request for ${idleTimeoutMs} ms`));
+        break;
+      case undefined:
+        break;
+    }
+  };
 
   // ---- input ----------------------------------------------------------------------------------
 
@@ -154,6 +239,8 @@ export class ClientSession {
     const previous = this.state;
     this.state = 'closed';
     this.decoder = undefined;
+    this.clearDeadline();
+    this.outbox.close();
     this.log.info({ state: previous }, 'client closed');
     this.ctx.onClosed(this);
   };
@@ -161,13 +248,14 @@ export class ClientSession {
   /** Handle buffered frames in order until one needs to wait or none is complete. */
   private processFrames(): void {
     while (this.state === 'command' && this.decoder !== undefined) {
-      if (this.socket.writableLength > MAX_REPLY_BACKLOG) {
+      if (this.outbox.unread > MAX_REPLY_BACKLOG) {
         // A client that pipelines requests but never reads the replies: stop reading until it does.
         if (!this.awaitingDrain) {
           this.awaitingDrain = true;
           this.socket.pause();
-          this.socket.once('drain', this.onReplyDrain);
+          this.outbox.whenDrained(this.onReplyDrain);
         }
+        this.armDeadline();
         return;
       }
       let frame: Frame | undefined;
@@ -178,9 +266,12 @@ export class ClientSession {
         return;
       }
       if (frame === undefined) break;
+      this.clearDeadline();
+      this.served = true;
       this.handleFrame(frame);
     }
     if (this.state === 'command' && this.socket.isPaused()) this.socket.resume();
+    this.armDeadline();
   }
 
   private handleFrame(frame: Frame): void {
@@ -279,6 +370,7 @@ export class ClientSession {
   private startListening(tag: number): void {
     this.replyResult(tag, Result.OK);
     this.state = 'listening';
+    this.clearDeadline();
     for (const device of this.ctx.directory.list()) this.notifyAttached(device);
     this.ctx.onListening(this);
     this.log.info('client listening');
@@ -351,6 +443,9 @@ export class ClientSession {
       throw new Error(`handOff in state ${this.state}`);
     }
     this.socket.removeListener('data', this.onSocketData);
+    this.clearDeadline();
+    // Replies still held go out before the first tunnel byte; the mux window bounds memory from here.
+    this.outbox.close(true);
     const leftover = this.decoder.takeRemaining();
     this.decoder = undefined;
     this.state = 'tunnel';
@@ -377,12 +472,13 @@ export class ClientSession {
   }
 
   private reply(frame: Buffer): void {
-    if (!this.socket.destroyed) this.socket.write(frame);
+    this.outbox.send(frame, this.ctx.limits.maxReplyBacklogBytes);
   }
 
   /** Close the client for a protocol violation; logged once, here. */
   private fail(err: unknown): void {
-    if (this.state === 'closed') return;
+    if (this.state === 'closed' || this.socket.destroyed) return;
+    this.clearDeadline();
     this.log.warn({ err, state: this.state }, 'closing client');
     this.socket.destroy();
   }

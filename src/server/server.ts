@@ -1,6 +1,10 @@
 /**
  * MuxdServer: accepts clients on a Unix socket, TCP or an inherited fd (systemd socket
  * activation), runs one ClientSession per client, and fans device events out to listeners.
+ *
+ * At accept, the client's owner (uid from `peerCredentials`) decides whether it gets a slot
+ * (admission.ts: a share per user, slots kept for root); a lookup that has to read a file holds a
+ * slot, unread, until it answers. Replies and notifications of all sessions share one OutputBudget.
  */
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
@@ -8,21 +12,31 @@ import { chmod, chown, lstat, unlink } from 'node:fs/promises';
 import type { Device } from '../devices/index.js';
 import type { Logger } from '../log.js';
 import { systemErrorCode } from '../errors.js';
+import { Admission, defaultLimits } from './admission.js';
+import type { AdmissionRefusal, ClientOwner } from './admission.js';
 import { ClientSession } from './client-session.js';
 import type { SessionContext } from './client-session.js';
-import { SocketPathOccupiedError } from './errors.js';
+import { ClientLimitError, SocketPathOccupiedError } from './errors.js';
 import { MAX_FRAME_BYTES } from './framing.js';
-import { DEFAULT_MAX_CLIENTS, DEFAULT_SOCKET_MODE } from './options.js';
-import type { ListenTarget, ServerOptions } from './options.js';
+import {
+  DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_LISTENER_BACKLOG_BYTES, DEFAULT_MAX_REPLY_BACKLOG_BYTES, DEFAULT_MAX_TOTAL_BACKLOG_BYTES,
+  DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SOCKET_MODE,
+} from './options.js';
+import type { ListenTarget, PeerCredentials, ServerOptions } from './options.js';
+import { OutputBudget } from './outbox.js';
 
 /** usbmuxd's listen backlog. */
 const BACKLOG = 256;
+/** Refusals of one kind are logged at warn at most this often (a flood would flood the log); the rest at debug. */
+const REFUSAL_WARN_INTERVAL_MS = 1000;
 
 export class MuxdServer {
   private readonly options: ServerOptions;
   private readonly log: Logger;
-  private readonly maxClients: number;
+  private readonly admission: Admission;
   private readonly server: Server;
+  private readonly owners = new Map<ClientSession, ClientOwner>();
+  private readonly lastRefusalWarn = new Map<AdmissionRefusal, number>();
   private readonly sessions = new Set<ClientSession>();
   private readonly listening = new Set<ClientSession>();
   private readonly context: SessionContext;
@@ -35,19 +49,31 @@ export class MuxdServer {
   constructor(options: ServerOptions) {
     this.options = options;
     this.log = options.log;
-    this.maxClients = options.maxClients ?? DEFAULT_MAX_CLIENTS;
+    this.admission = new Admission(defaultLimits(options.maxClients ?? DEFAULT_MAX_CLIENTS, options.maxClientsPerUser, options.peerCredentials !== undefined));
     this.server = createServer({ noDelay: true });
     this.server.on('connection', this.onConnection);
     const listening = this.listening;
     this.context = {
       directory: options.directory,
       store: options.store,
-      maxFrameBytes: options.maxFrameBytes ?? MAX_FRAME_BYTES,
+      limits: {
+        maxFrameBytes: options.maxFrameBytes ?? MAX_FRAME_BYTES,
+        requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+        idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+        maxReplyBacklogBytes: options.maxReplyBacklogBytes ?? DEFAULT_MAX_REPLY_BACKLOG_BYTES,
+        maxListenerBacklogBytes: options.maxListenerBacklogBytes ?? DEFAULT_MAX_LISTENER_BACKLOG_BYTES,
+      },
+      budget: new OutputBudget(options.maxTotalBacklogBytes ?? DEFAULT_MAX_TOTAL_BACKLOG_BYTES),
       listeners: () => listening,
       onListening: (session) => listening.add(session),
       onClosed: (session) => {
         listening.delete(session);
         this.sessions.delete(session);
+        const owner = this.owners.get(session);
+        if (owner !== undefined) {
+          this.owners.delete(session);
+          this.admission.release(owner);
+        }
       },
     };
   }
@@ -55,6 +81,16 @@ export class MuxdServer {
   /** Clients connected right now. */
   get clientCount(): number {
     return this.sessions.size;
+  }
+
+  /** Clients of `uid` connected right now (0 for a privileged uid: those are not counted per user). */
+  clientCountOf(uid: number): number {
+    return this.admission.countOf(`uid:${uid}`);
+  }
+
+  /** Unread reply and notification bytes over all clients, as last accounted. */
+  get unreadBytes(): number {
+    return this.context.budget.bytes;
   }
 
   /** Bind and start accepting. Rejects (e.g. SocketPathOccupiedError, EADDRINUSE) without side effects on clients. */
@@ -135,26 +171,84 @@ export class MuxdServer {
   }
 
   private readonly onConnection = (socket: Socket): void => {
-    const number = this.nextClientNumber++;
-    const bindings: Record<string, unknown> = { client: number, remote: describeRemote(socket) };
-    const log = this.log.child(bindings);
     // Installed first thing, so a client reset never becomes an uncaught 'error'.
-    socket.on('error', (err: Error) => {
-      log.debug({ err }, 'client socket error');
-    });
-    if (this.options.identify !== undefined) Object.assign(bindings, this.options.identify(socket));
+    socket.on('error', this.onClientSocketError);
     if (this.closing !== undefined) {
       socket.destroy();
       return;
     }
-    if (this.sessions.size >= this.maxClients) {
-      log.warn({ maxClients: this.maxClients }, 'client limit reached; closing new client');
+    const lookup = this.options.peerCredentials;
+    const credentials = lookup === undefined ? undefined : lookup(socket);
+    if (!(credentials instanceof Promise)) {
+      this.admit(socket, credentials);
+      return;
+    }
+    // A lookup that reads a file: hold a slot (so a flood cannot outrun the limit), read nothing yet.
+    const held = this.admission.hold();
+    if (held !== undefined) {
+      this.refuse(socket, held, undefined);
+      return;
+    }
+    credentials.then(
+      (found) => { this.settle(socket, found); },
+      () => { this.settle(socket, undefined); },
+    );
+  };
+
+  private settle(socket: Socket, credentials: PeerCredentials | undefined): void {
+    if (this.closing !== undefined || socket.destroyed) {
+      this.admission.unhold();
       socket.destroy();
       return;
     }
-    const clientLog = this.options.identify === undefined ? log : this.log.child(bindings);
-    clientLog.info('client connected');
-    this.sessions.add(new ClientSession(socket, number, this.context, clientLog));
+    const owner = ownerOf(socket, credentials);
+    const refusal = this.admission.settle(owner);
+    if (refusal !== undefined) this.refuse(socket, refusal, credentials);
+    else this.start(socket, owner, credentials);
+  }
+
+  private admit(socket: Socket, credentials: PeerCredentials | undefined): void {
+    const owner = ownerOf(socket, credentials);
+    const refusal = this.admission.admit(owner);
+    if (refusal !== undefined) this.refuse(socket, refusal, credentials);
+    else this.start(socket, owner, credentials);
+  }
+
+  private start(socket: Socket, owner: ClientOwner, credentials: PeerCredentials | undefined): void {
+    const number = this.nextClientNumber++;
+    const bindings: Record<string, unknown> = { client: number, remote: describeRemote(socket) };
+    if (credentials !== undefined) {
+      bindings['uid'] = credentials.uid;
+      if (credentials.pid !== undefined) bindings['pid'] = credentials.pid;
+    }
+    if (this.options.identify !== undefined) Object.assign(bindings, this.options.identify(socket, credentials));
+    const log = this.log.child(bindings);
+    log.info('client connected');
+    const session = new ClientSession(socket, number, this.context, log);
+    this.sessions.add(session);
+    this.owners.set(session, owner);
+  }
+
+  private refuse(socket: Socket, refusal: AdmissionRefusal, credentials: PeerCredentials | undefined): void {
+    const { maxClients, maxPerOwner, reserved } = this.admission.limits;
+    const why = refusal === 'total'
+      ? `client limit reached (${maxClients} clients)`
+      : refusal === 'reserved'
+        ? `client limit reached for users other than root (${maxClients - reserved} of ${maxClients}; the rest are kept for root)`
+        : `client limit of this user reached (${maxPerOwner} clients)`;
+    const now = Date.now();
+    const loud = now - (this.lastRefusalWarn.get(refusal) ?? 0) >= REFUSAL_WARN_INTERVAL_MS;
+    if (loud) this.lastRefusalWarn.set(refusal, now);
+    const err = new ClientLimitError(why);
+    const fields = { err, remote: describeRemote(socket), uid: credentials?.uid, pid: credentials?.pid, clients: this.admission.count };
+    if (loud) this.log.warn(fields, `${why}; closing new client`);
+    else this.log.debug(fields, `${why}; closing new client`);
+    socket.destroy();
+  }
+
+  private readonly onClientSocketError = (err: Error): void => {
+    // A client's reset or EPIPE: 'close' follows, and its session logs that.
+    this.log.debug({ err }, 'client socket error');
   };
 
   private readonly onServerError = (err: Error): void => {
@@ -173,6 +267,19 @@ export class MuxdServer {
   private readonly onPaired = (device: Device): void => {
     for (const session of this.listening) session.notifyPaired(device);
   };
+}
+
+/**
+ * The owner a client counts against: its uid when known (uid 0 and the daemon's own uid are
+ * privileged), else its address for a remote TCP client, else unknown (only the total applies).
+ */
+function ownerOf(socket: Socket, credentials: PeerCredentials | undefined): ClientOwner {
+  if (credentials !== undefined) {
+    const uid = credentials.uid;
+    return { key: `uid:${uid}`, privileged: uid === 0 || uid === process.getuid?.() };
+  }
+  const address = socket.remoteAddress;
+  return { key: address === undefined ? undefined : `addr:${address}`, privileged: false };
 }
 
 function describeRemote(socket: Socket): string {
