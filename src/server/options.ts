@@ -53,10 +53,22 @@ export type PeerCredentialsLookup = (socket: Socket) => PeerCredentials | undefi
 export type ListenTarget =
   /** A Unix socket; `mode` defaults to 0o666; `gid` chowns it to that group. */
   | { readonly kind: 'unix'; readonly path: string; readonly mode?: number; readonly gid?: number }
-  | { readonly kind: 'tcp'; readonly host: string; readonly port: number }
+  | {
+    readonly kind: 'tcp';
+    readonly host: string;
+    readonly port: number;
+    /** TLS with a client certificate signed by `ca` required (PEM); without it, plain TCP. */
+    readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca: Buffer };
+    /** Only clients from these blocks ("10.0.0.0/8", "::1/128") are accepted; others are closed at accept. */
+    readonly allow?: readonly TcpAllowBlock[];
+  }
   /** An already-listening socket handed over by systemd (socket activation). */
   | { readonly kind: 'fd'; readonly fd: number };
 
+export interface TcpAllowBlock { readonly address: string; readonly prefix: number; readonly family: 'ipv4' | 'ipv6' }
+
+/** How long a TLS client may take for its handshake. */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_CLIENTS = 1024;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;

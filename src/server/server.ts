@@ -6,8 +6,10 @@
  * (admission.ts: a share per user, slots kept for root); a lookup that has to read a file holds a
  * slot, unread, until it answers. Replies and notifications of all sessions share one OutputBudget.
  */
-import { createServer } from 'node:net';
+import { BlockList, createServer, isIPv4 } from 'node:net';
 import type { Server, Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { TLSSocket } from 'node:tls';
 import { chmod, chown, lstat, unlink } from 'node:fs/promises';
 import type { Device } from '../devices/index.js';
 import type { Logger } from '../log.js';
@@ -20,7 +22,7 @@ import { ClientLimitError, SocketPathOccupiedError } from './errors.js';
 import { MAX_FRAME_BYTES } from './framing.js';
 import {
   DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_LISTENER_BACKLOG_BYTES, DEFAULT_MAX_REPLY_BACKLOG_BYTES, DEFAULT_MAX_TOTAL_BACKLOG_BYTES,
-  DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SOCKET_MODE,
+  DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SOCKET_MODE, TLS_HANDSHAKE_TIMEOUT_MS,
 } from './options.js';
 import type { ListenTarget, PeerCredentials, ServerOptions } from './options.js';
 import { OutputBudget } from './outbox.js';
@@ -34,9 +36,13 @@ export class MuxdServer {
   private readonly options: ServerOptions;
   private readonly log: Logger;
   private readonly admission: Admission;
-  private readonly server: Server;
+  private server: Server;
+  /** TCP clients outside these blocks are closed at accept (`allow` of the tcp target). */
+  private allow: BlockList | undefined;
+  /** Sessions start at 'secureConnection' (a TLS listener), not at 'connection'. */
+  private tls = false;
   private readonly owners = new Map<ClientSession, ClientOwner>();
-  private readonly lastRefusalWarn = new Map<AdmissionRefusal, number>();
+  private readonly lastRefusalWarn = new Map<AdmissionRefusal | 'not-allowed' | 'tls', number>();
   private readonly sessions = new Set<ClientSession>();
   private readonly listening = new Set<ClientSession>();
   private readonly context: SessionContext;
@@ -107,8 +113,27 @@ export class MuxdServer {
         this.log.info({ path: target.path }, 'listening on unix socket');
         break;
       case 'tcp':
+        if (target.allow !== undefined && target.allow.length > 0) {
+          const allow = new BlockList();
+          for (const block of target.allow) allow.addSubnet(block.address, block.prefix, block.family);
+          this.allow = allow;
+        }
+        if (target.tls !== undefined) {
+          // Client certificates required; the raw 'connection' still passes the allow list first.
+          this.server = createTlsServer({
+            cert: target.tls.cert, key: target.tls.key, ca: target.tls.ca, requestCert: true, rejectUnauthorized: true,
+            minVersion: 'TLSv1.2', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, noDelay: true,
+          });
+          this.server.on('connection', this.onTcpConnection);
+          this.server.on('secureConnection', this.onConnection);
+          this.server.on('tlsClientError', this.onTlsClientError);
+          this.tls = true;
+        } else {
+          this.server.off('connection', this.onConnection);
+          this.server.on('connection', this.onTcpConnection);
+        }
         await this.bind({ host: target.host, port: target.port, backlog: BACKLOG });
-        this.log.info({ address: this.server.address() }, 'listening on tcp');
+        this.log.info({ address: this.server.address(), tls: target.tls !== undefined, allow: target.allow?.map((b) => `${b.address}/${b.prefix}`) }, 'listening on tcp');
         break;
       case 'fd':
         await this.bind({ fd: target.fd });
@@ -170,6 +195,27 @@ export class MuxdServer {
     });
   }
 
+  /** A TCP client (before TLS, if any): closed at once when outside the allow list. */
+  private readonly onTcpConnection = (socket: Socket): void => {
+    const allow = this.allow;
+    if (allow !== undefined) {
+      const raw = socket.remoteAddress ?? '';
+      const address = raw.startsWith('::ffff:') ? raw.slice(7) : raw;
+      if (!allow.check(address, isIPv4(address) ? 'ipv4' : 'ipv6')) {
+        socket.on('error', this.onClientSocketError);
+        this.logRefusal('not-allowed', `TCP client ${describeRemote(socket)} is outside --tcp-allow`, {});
+        socket.destroy();
+        return;
+      }
+    }
+    // With TLS, the session starts at 'secureConnection'.
+    if (!this.tls) this.onConnection(socket);
+  };
+
+  private readonly onTlsClientError = (err: Error, socket: TLSSocket): void => {
+    this.logRefusal('tls', `TLS client ${describeRemote(socket)} refused: ${err.message}`, { err });
+  };
+
   private readonly onConnection = (socket: Socket): void => {
     // Installed first thing, so a client reset never becomes an uncaught 'error'.
     socket.on('error', this.onClientSocketError);
@@ -221,6 +267,10 @@ export class MuxdServer {
       bindings['uid'] = credentials.uid;
       if (credentials.pid !== undefined) bindings['pid'] = credentials.pid;
     }
+    if (socket instanceof TLSSocket) {
+      const subject = socket.getPeerCertificate().subject as Record<string, string | undefined> | undefined;
+      bindings['cert'] = subject?.['CN'] ?? '';
+    }
     if (this.options.identify !== undefined) Object.assign(bindings, this.options.identify(socket, credentials));
     const log = this.log.child(bindings);
     log.info('client connected');
@@ -236,14 +286,21 @@ export class MuxdServer {
       : refusal === 'reserved'
         ? `client limit reached for users other than root (${maxClients - reserved} of ${maxClients}; the rest are kept for root)`
         : `client limit of this user reached (${maxPerOwner} clients)`;
-    const now = Date.now();
-    const loud = now - (this.lastRefusalWarn.get(refusal) ?? 0) >= REFUSAL_WARN_INTERVAL_MS;
-    if (loud) this.lastRefusalWarn.set(refusal, now);
     const err = new ClientLimitError(why);
-    const fields = { err, remote: describeRemote(socket), uid: credentials?.uid, pid: credentials?.pid, clients: this.admission.count };
-    if (loud) this.log.warn(fields, `${why}; closing new client`);
-    else this.log.debug(fields, `${why}; closing new client`);
+    this.logRefusal(refusal, `${why}; closing new client`, { err, remote: describeRemote(socket), uid: credentials?.uid, pid: credentials?.pid, clients: this.admission.count });
     socket.destroy();
+  }
+
+  /** A refused client, logged at warn at most once a second per kind of refusal (a flood would flood the log), else at debug. */
+  private logRefusal(kind: AdmissionRefusal | 'not-allowed' | 'tls', message: string, fields: Record<string, unknown>): void {
+    const now = Date.now();
+    const loud = now - (this.lastRefusalWarn.get(kind) ?? 0) >= REFUSAL_WARN_INTERVAL_MS;
+    if (loud) {
+      this.lastRefusalWarn.set(kind, now);
+      this.log.warn(fields, message);
+    } else {
+      this.log.debug(fields, message);
+    }
   }
 
   private readonly onClientSocketError = (err: Error): void => {
