@@ -6,6 +6,7 @@
  * 1000 cycles on the 2-core project machine).
  */
 import { clientFuzzScenario } from './soak/client-fuzz.js';
+import { clientProtocolFuzzScenario } from './soak/client-protocol-fuzz.js';
 import { fdExhaustionScenario, slowAndIdleScenario } from './soak/load.js';
 import { fullDiskScenario, killDuringSaveScenario, securityScenario } from './soak/storage.js';
 import { hostileDeviceScenario, lengthLiesScenario, replugScenario, stalledDeviceScenario } from './soak/device-side.js';
@@ -19,6 +20,7 @@ interface Scenario {
 
 const SCENARIOS: readonly Scenario[] = [
   { name: 'client fuzz', run: (s) => clientFuzzScenario(s) },
+  { name: 'client protocol fuzz', run: (s) => clientProtocolFuzzScenario(s) },
   { name: 'slowloris + idle', run: (s) => slowAndIdleScenario(s) },
   { name: 'fd exhaustion', run: (s) => fdExhaustionScenario(s) },
   { name: 'device hostile', run: (s) => hostileDeviceScenario(s) },

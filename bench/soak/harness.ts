@@ -21,7 +21,8 @@ import type { HeapReading } from './heap-probe.js';
 
 /** Repository root, from bench/soak/ (vitest) or dist-bench/bench/soak/ (npm run soak). */
 export const repoRoot: string = fileURLToPath(new URL(import.meta.url.includes('/dist-bench/') ? '../../../' : '../../', import.meta.url));
-export const daemonEntry: string = join(repoRoot, 'dist', 'main.js');
+/** The daemon under test: dist/main.js, or another build's entry in MUXD_SOAK_DAEMON_ENTRY (before/after runs). */
+export const daemonEntry: string = process.env['MUXD_SOAK_DAEMON_ENTRY'] ?? join(repoRoot, 'dist', 'main.js');
 /**
  * The compiled heap probe (heap-probe.ts), preloaded into the daemon for heap figures. Only there
  * when this file runs compiled (npm run soak); under vitest the heap columns read n/a.

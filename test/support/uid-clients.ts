@@ -8,6 +8,8 @@
  *                 { open }; close all when stdin ends.
  *   mode 'probe'  `tries` sequential connections, each sends `request` and waits for a reply
  *                 frame (2 s): report { ok, failed, p50, max }.
+ *   mode 'monitor' the same every `intervalMs` until stdin ends: report { ok, failed, p50, p99, max }
+ *                 (a process of its own, so the latency it sees is the daemon's, not the fuzzer's).
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -50,6 +52,7 @@ function listDevices() {
   return new Promise((resolve) => {
     const t0 = process.hrtime.bigint();
     const s = net.connect(cfg.path);
+    s.setNoDelay?.(true);
     let got = Buffer.alloc(0);
     const done = (ok) => { clearTimeout(timer); s.destroy(); resolve({ ok, ms: Number(process.hrtime.bigint() - t0) / 1e6 }); };
     const timer = setTimeout(() => done(false), 2000);
@@ -68,6 +71,21 @@ function listDevices() {
     out({ ok, failed: cfg.tries - ok, p50: ms[Math.floor(ms.length / 2)] ?? null, max: ms[ms.length - 1] ?? null });
     return;
   }
+  if (cfg.mode === 'monitor') {
+    const ms = [];
+    let ok = 0, failed = 0, stop = false;
+    const rl = require('readline').createInterface({ input: process.stdin });
+    rl.on('close', () => { stop = true; });
+    while (!stop) {
+      const r = await listDevices();
+      if (r.ok) { ok++; ms.push(r.ms); } else failed++;
+      await new Promise((res) => setTimeout(res, cfg.intervalMs));
+    }
+    ms.sort((a, b) => a - b);
+    const at = (q) => ms[Math.min(ms.length - 1, Math.floor(ms.length * q))] ?? null;
+    out({ ok, failed, p50: at(0.5), p99: at(0.99), max: ms[ms.length - 1] ?? null });
+    process.exit(0);
+  }
   const bytes = cfg.bytes ? Buffer.from(cfg.bytes, 'hex') : undefined;
   await openMany(cfg.count, bytes, cfg.pause === true);
   const rl = require('readline').createInterface({ input: process.stdin });
@@ -76,7 +94,7 @@ function listDevices() {
 })();
 `;
 
-export interface ChildReport { opened?: number; refused?: number; open?: number; ok?: number; failed?: number; p50?: number | null; max?: number | null }
+export interface ChildReport { opened?: number; refused?: number; open?: number; ok?: number; failed?: number; p50?: number | null; p99?: number | null; max?: number | null }
 
 /** A client process as `uid`; `next()` reads its next report, `ask()` asks a holder for its open count. */
 export class ClientProcess {
@@ -91,8 +109,10 @@ export class ClientProcess {
     child.stderr?.on('data', (d: Buffer) => process.stderr.write(d));
   }
 
-  static start(uid: number, config: Record<string, unknown>): ClientProcess {
-    return new ClientProcess(spawn(process.execPath, ['-e', CHILD, JSON.stringify(config)], { uid, gid: uid, stdio: ['pipe', 'pipe', 'pipe'] }));
+  /** As `uid` (and gid = uid), or as this process's user when undefined. */
+  static start(uid: number | undefined, config: Record<string, unknown>): ClientProcess {
+    const ids = uid === undefined ? {} : { uid, gid: uid };
+    return new ClientProcess(spawn(process.execPath, ['-e', CHILD, JSON.stringify(config)], { ...ids, stdio: ['pipe', 'pipe', 'pipe'] }));
   }
 
   async next(timeoutMs = 120_000): Promise<ChildReport> {
