@@ -4,7 +4,7 @@
 # Idempotent: does nothing when everything is present. Needs root (or sudo) to install.
 set -euo pipefail
 
-PACKAGES=(umockdev gir1.2-umockdev-1.0 libumockdev0 python3-gi libusbmuxd-tools libimobiledevice-utils usbmuxd systemd udev iproute2)
+PACKAGES=(umockdev gir1.2-umockdev-1.0 libumockdev0 python3-gi libusbmuxd-tools libimobiledevice-utils usbmuxd systemd udev iproute2 socat openssl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -213,7 +213,9 @@ export class MuxdServer {
   };
 
   private readonly onTlsClientError = (err: Error, socket: TLSSocket): void => {
-    this.logRefusal('tls', `TLS client ${describeRemote(socket)} refused: ${err.message}`, { err });
+    // The socket may be gone already (no address left to show).
+    const from = socket.remoteAddress === undefined ? '' : ` ${describeRemote(socket)}`;
+    this.logRefusal('tls', `TLS client${from} refused: ${err.message}`, { err });
   };
 
   private readonly onConnection = (socket: Socket): void => {

@@ -5,8 +5,7 @@
  * read from /proc/net/tcp; `nobody` runs as a child process, so that part needs root).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
@@ -20,6 +19,7 @@ import type { ListenTarget, ServerOptions } from '../../src/server/index.js';
 import { FrameDecoder } from '../../src/server/framing.js';
 import { decodeReply, encodePlistRequest } from '../../src/server/messages.js';
 import { FakeDirectory } from '../support/fake-directory.js';
+import { makeCertificate } from '../support/test-certs.js';
 import { ClientProcess } from '../support/uid-clients.js';
 
 let dir: string;
@@ -27,30 +27,18 @@ const pem: Record<string, Buffer> = {};
 let server: MuxdServer | undefined;
 let lines: string[] = [];
 
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-}
-
-/** A P-256 key and a certificate for `cn`, signed by `ca` (self-signed when ca is undefined). */
-function certificate(name: string, cn: string, ca?: string): void {
-  if (ca === undefined) {
-    openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=${cn}`);
-    return;
-  }
-  openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
-  openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '2');
-}
-
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'muxd-tcp-'));
-  certificate('ca', 'test CA');
-  certificate('server', 'usbmuxd-ts', 'ca');
-  certificate('client', 'farm-runner-7', 'ca');
-  certificate('other-ca', 'someone else');
-  certificate('stranger', 'stranger', 'other-ca');
-  for (const name of ['ca', 'server', 'client', 'stranger']) {
-    pem[`${name}.pem`] = await readFile(join(dir, `${name}.pem`));
-    pem[`${name}.key`] = await readFile(join(dir, `${name}.key`));
+  const made = {
+    ca: makeCertificate(dir, 'ca', 'test CA'),
+    'other-ca': makeCertificate(dir, 'other-ca', 'someone else'),
+    server: makeCertificate(dir, 'server', 'usbmuxd-ts', 'ca'),
+    client: makeCertificate(dir, 'client', 'farm-runner-7', 'ca'),
+    stranger: makeCertificate(dir, 'stranger', 'stranger', 'other-ca'),
+  };
+  for (const [name, cert] of Object.entries(made)) {
+    pem[`${name}.pem`] = cert.pem;
+    pem[`${name}.key`] = cert.key;
   }
 }, 30_000);
 
