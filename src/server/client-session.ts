@@ -168,7 +168,7 @@ export class ClientSession {
   /** In command state, waiting for the client: start the deadline for what it owes (kept if already running for that). */
   private armDeadline(): void {
     if (this.state !== 'command' || this.socket.destroyed) return;
-    const owed: Owed = this.awaitingDrain ? 'read' : (this.decoder?.bufferedBytes ?? 0) > 0 ? 'frame' : this.served ? 'idle' : 'first-request';
+    const owed: Owed = this.awaitingDrain ? 'read' : this.decoder?.midFrame === true ? 'frame' : this.served ? 'idle' : 'first-request';
     if (this.deadline !== undefined && this.owed === owed) return;
     this.clearDeadline();
     const { requestTimeoutMs, idleTimeoutMs } = this.ctx.limits;

@@ -134,16 +134,24 @@ describe('deadlines in command state', () => {
   const idleTimeoutMs = 900;
   beforeEach(() => start({ requestTimeoutMs, idleTimeoutMs }));
 
-  it('a client that says nothing, and one that sends half a header, are closed after the request timeout', async () => {
+  it('a client that says nothing, one that sends half a header, and one that sends a header and no body are closed after the request timeout', async () => {
     const silent = await rawClient();
     const half = await rawClient();
     half.write(listDevices.subarray(0, 8));
-    const [a, b] = await Promise.all([closeTime(silent), closeTime(half)]);
-    for (const ms of [a, b]) {
+    const header = await rawClient();
+    header.write(listDevices.subarray(0, 16));
+    // After a first request, a header alone must not pass for idleness either.
+    const second = await MuxdClient.connect({ path });
+    await second.request({ MessageType: 'ListDevices' });
+    second.send(listDevices.subarray(0, 16));
+    const t0 = Date.now();
+    const times = await Promise.all([closeTime(silent), closeTime(half), closeTime(header), second.closed().then(() => Date.now() - t0)]);
+    for (const ms of times) {
       expect(ms).toBeGreaterThanOrEqual(requestTimeoutMs - 20);
       expect(ms).toBeLessThan(requestTimeoutMs + 2000);
     }
-    expect(closedWith('MUXD_ERR_REQUEST_TIMEOUT')).toBe(2);
+    expect(closedWith('MUXD_ERR_REQUEST_TIMEOUT')).toBe(4);
+    expect(closedWith('MUXD_ERR_CLIENT_IDLE')).toBe(0);
   });
 
   it('a frame dripped a byte at a time is closed within the request timeout of its first byte, though bytes keep coming', async () => {
