@@ -32,13 +32,21 @@ export const PROBE_P99_MS = 100;
 const PROBE_INTERVAL_MS = 50;
 /** Connections generated per fast-check sample call (one seed each). */
 const BATCH = 25;
-/** The daemon's default request timeout, and a margin to see its closes. */
+/** The daemon's default request timeout. */
 const REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * How long after its last byte a silent connection may stay: the request timeout, after up to a
+ * Connect timeout (4 s) during which the daemon, not the client, had the turn (no deadline runs
+ * while a Connect is pending), and a margin.
+ */
+const SILENT_CLOSE_MS = REQUEST_TIMEOUT_MS + 4000 + 2000;
 
 interface Figures {
   connections: number;
   frames: number;
   silentOpen: Socket[];
+  /** What each silent connection sent, to describe one the daemon left open. */
+  readonly silentInputs: Map<Socket, FuzzConnection>;
   lastSilentAt: number;
   connectRetries: number;
 }
@@ -56,7 +64,7 @@ export async function clientProtocolFuzzScenario(scale: SoakScale, seed = 1, bod
     await daemon.sampleBefore(row);
     const request = encodeFrame(1, 8, 1, buildXml({ MessageType: 'ListDevices', ProgName: 'fuzz-probe' })).toString('hex');
     monitor = ClientProcess.start(undefined, { mode: 'monitor', path: daemon.socketPath, intervalMs: PROBE_INTERVAL_MS, request });
-    const figures: Figures = { connections: 0, frames: 0, silentOpen: silent, lastSilentAt: 0, connectRetries: 0 };
+    const figures: Figures = { connections: 0, frames: 0, silentOpen: silent, silentInputs: new Map(), lastSilentAt: 0, connectRetries: 0 };
     const started = Date.now();
     const deadline = started + budgetMs;
     const more = (): boolean => figures.connections < maxConnections && Date.now() < deadline && daemon.alive;
@@ -89,8 +97,10 @@ export async function clientProtocolFuzzScenario(scale: SoakScale, seed = 1, bod
     await Promise.all(Array.from({ length: workers }, run));
     await sampler;
     // Silent connections must be closed by the daemon once they pass its request timeout.
-    if (silent.length > 0) await sleep(Math.max(0, figures.lastSilentAt + REQUEST_TIMEOUT_MS + 2000 - Date.now()));
-    const stillOpen = silent.filter((s) => !s.destroyed).length;
+    if (silent.length > 0) await sleep(Math.max(0, figures.lastSilentAt + SILENT_CLOSE_MS - Date.now()));
+    const open = silent.filter((s) => !s.destroyed);
+    const stillOpen = open.length;
+    const example = open[0] === undefined ? undefined : figures.silentInputs.get(open[0]);
     monitor.stop();
     const probe = await monitor.next();
     monitor = undefined;
@@ -98,7 +108,8 @@ export async function clientProtocolFuzzScenario(scale: SoakScale, seed = 1, bod
     check(row, daemon.alive, 'daemon alive after fuzzing');
     check(row, (probe.ok ?? 0) > 0 && probe.failed === 0, `probe: ${probe.failed ?? '?'} of ${(probe.ok ?? 0) + (probe.failed ?? 0)} ListDevices unanswered`);
     check(row, (probe.p99 ?? Infinity) <= PROBE_P99_MS, `probe p99 ${probe.p99?.toFixed(1) ?? '?'} ms over ${PROBE_P99_MS} ms`);
-    check(row, stillOpen === 0, `${stillOpen} of ${silent.length} silent half-frame connections still open after the request timeout`);
+    check(row, stillOpen === 0, `${stillOpen} of ${silent.length} silent half-frame connections still open after the request timeout` +
+      (example === undefined ? '' : `; the first sent ${example.frames.map((f) => `[len ${f.length} v${f.version} m${f.message} ${f.body.subarray(0, 120).toString('latin1')}]`).join(' ')}`));
     row.notes.push(
       `${figures.connections} connections, ${figures.frames} frames, ${workers} clients at once, seeds from ${seed * 1_000_003}; ` +
       `probe ${probe.ok ?? 0} ListDevices p50 ${probe.p50?.toFixed(1) ?? '?'} ms, p99 ${probe.p99?.toFixed(1) ?? '?'} ms, worst ${probe.max?.toFixed(1) ?? '?'} ms; ` +
@@ -185,6 +196,7 @@ async function runConnection(path: string, input: FuzzConnection, figures: Figur
       } else {
         s.write(Buffer.from([0x40, 0x00, 0x00]));
         figures.silentOpen.push(s);
+        figures.silentInputs.set(s, input);
         figures.lastSilentAt = Date.now();
       }
       break;
