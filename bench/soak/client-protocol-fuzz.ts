@@ -189,9 +189,11 @@ async function runConnection(path: string, input: FuzzConnection, figures: Figur
       s.destroy();
       break;
     case 'silence':
-      // A header cut short, then nothing: the daemon must close it at its request timeout (unless
-      // a Connect made it a tunnel, which is never closed for silence: those just hang up).
-      if (s.destroyed || input.frames.some((f) => f.message === 2 || f.body.includes('Connect'))) {
+      // A header cut short, then nothing: the daemon must close it at its request timeout. Only
+      // after frames whose lengths tell the truth: after a lie, these bytes may complete a frame
+      // and leave the client idle (60 s), as a header lie can absorb them. And not after a Connect:
+      // a tunnel is never closed for silence. Those connections just hang up.
+      if (s.destroyed || input.frames.some((f) => f.length !== 16 + f.body.length || f.message === 2 || f.body.includes('Connect'))) {
         s.destroy();
       } else {
         s.write(Buffer.from([0x40, 0x00, 0x00]));
