@@ -7,6 +7,7 @@
  */
 import { clientFuzzScenario } from './soak/client-fuzz.js';
 import { plistFuzzScenario } from './soak/plist-fuzz.js';
+import { clientProtocolFuzzScenario } from './soak/client-protocol-fuzz.js';
 import { fdExhaustionScenario, slowAndIdleScenario } from './soak/load.js';
 import { fullDiskScenario, killDuringSaveScenario, securityScenario } from './soak/storage.js';
 import { hostileDeviceScenario, lengthLiesScenario, replugScenario, stalledDeviceScenario } from './soak/device-side.js';
@@ -21,6 +22,7 @@ interface Scenario {
 const SCENARIOS: readonly Scenario[] = [
   { name: 'client fuzz', run: (s) => clientFuzzScenario(s) },
   { name: 'plist fuzz', run: (s) => plistFuzzScenario(s) },
+  { name: 'client protocol fuzz', run: (s) => clientProtocolFuzzScenario(s) },
   { name: 'slowloris + idle', run: (s) => slowAndIdleScenario(s) },
   { name: 'fd exhaustion', run: (s) => fdExhaustionScenario(s) },
   { name: 'device hostile', run: (s) => hostileDeviceScenario(s) },

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(umockdev gir1.2-umockdev-1.0 libumockdev0 python3-gi libusbmuxd-tools libimobiledevice-utils usbmuxd systemd udev iproute2 gcc libc6-dev avahi-daemon python3-venv)
+PACKAGES=(umockdev gir1.2-umockdev-1.0 libumockdev0 python3-gi libusbmuxd-tools libimobiledevice-utils usbmuxd systemd udev iproute2 gcc libc6-dev avahi-daemon python3-venv socat openssl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

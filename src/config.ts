@@ -51,6 +51,15 @@ export interface DaemonConfig {
   readonly socketMode: number;
   /** Group (name or numeric gid) to chown the Unix socket to (`--socket-group`). */
   readonly socketGroup: string | undefined;
+  /**
+   * TLS with client certificates for a TCP listener (`--tls-cert`, `--tls-key`, `--tls-client-ca`:
+   * PEM files): required for a non-loopback address. All three or none.
+   */
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
+  readonly tlsClientCa: string | undefined;
+  /** `--tcp-allow CIDR` (repeatable): TCP clients from elsewhere are closed at accept. Empty: any. */
+  readonly tcpAllow: readonly string[];
   /** Pidfile and instance lock; null with `-P NONE`. */
   readonly pidfile: string | null;
   /** Pair-record directory (`-C`). */
@@ -77,8 +86,10 @@ export interface DaemonConfig {
   readonly connectTimeoutMs: number;
   /** Mux version-exchange timeout (ms) handed to the mux provider. */
   readonly versionTimeoutMs: number;
-  /** Most concurrent socket clients. */
+  /** Most concurrent socket clients (`--max-clients`). */
   readonly maxClients: number;
+  /** Most concurrent clients of one user, root excepted (`--max-clients-per-user`); undefined: 3/4 of maxClients. */
+  readonly maxClientsPerUser: number | undefined;
   /** How long shutdown waits for RSTs and USB transfers to flush (usbmuxd waits about 100 ms). */
   readonly shutdownFlushMs: number;
 }
@@ -106,6 +117,10 @@ export const DEFAULT_CONFIG: DaemonConfig = Object.freeze<DaemonConfig>({
   socketExplicit: false,
   socketMode: 0o666,
   socketGroup: undefined,
+  tlsCert: undefined,
+  tlsKey: undefined,
+  tlsClientCa: undefined,
+  tcpAllow: [],
   pidfile: DEFAULT_PIDFILE,
   configDir: DEFAULT_CONFIG_DIR,
   virtualDevices: [],
@@ -117,6 +132,7 @@ export const DEFAULT_CONFIG: DaemonConfig = Object.freeze<DaemonConfig>({
   connectTimeoutMs: CONNECT_TIMEOUT_MS,
   versionTimeoutMs: VERSION_TIMEOUT_MS,
   maxClients: 1024,
+  maxClientsPerUser: undefined,
   shutdownFlushMs: 100,
 });
 
@@ -133,6 +149,18 @@ export function isLoopbackHost(host: string): boolean {
   if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
   const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
   return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
+
+/** "10.0.0.0/8", "fd00::/8", "192.0.2.7" → [address, prefix, family], or undefined. */
+export function parseCidr(text: string): { readonly address: string; readonly prefix: number; readonly family: 'ipv4' | 'ipv6' } | undefined {
+  const slash = text.indexOf('/');
+  const address = slash === -1 ? text : text.slice(0, slash);
+  const version = isIP(address);
+  if (version === 0) return undefined;
+  const max = version === 4 ? 32 : 128;
+  const prefixText = slash === -1 ? String(max) : text.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > max) return undefined;
+  return { address, prefix: Number(prefixText), family: version === 4 ? 'ipv4' : 'ipv6' };
 }
 
 function fail(message: string): never {
@@ -161,6 +189,18 @@ export function validateConfig(config: DaemonConfig): DaemonConfig {
     if (s.host === '') fail('socket host must not be empty');
     positiveInt('socket port', s.port, 65535);
   }
+  const tls = [config.tlsCert, config.tlsKey, config.tlsClientCa].filter((f) => f !== undefined);
+  if (tls.length !== 0 && tls.length !== 3) fail('--tls-cert, --tls-key and --tls-client-ca go together');
+  if (tls.some((f) => f === '')) fail('TLS file names must not be empty');
+  if (tls.length === 3 && s.kind !== 'tcp') fail('TLS options need a TCP listen address (-S HOST:PORT)');
+  if (config.tcpAllow.length > 0 && s.kind !== 'tcp') fail('--tcp-allow needs a TCP listen address (-S HOST:PORT)');
+  for (const cidr of config.tcpAllow) if (parseCidr(cidr) === undefined) fail(`--tcp-allow: not an address or CIDR block: ${cidr}`);
+  if (s.kind === 'tcp' && !isLoopbackHost(s.host) && tls.length !== 3) {
+    fail(`refusing to listen on ${s.host}:${s.port} without an access check: libusbmuxd clients speak plain TCP, so anyone who ` +
+      'can reach that port could read pair records and talk to every phone. Listen on loopback or a Unix socket and reach it ' +
+      'through ssh -L, or give --tls-cert, --tls-key and --tls-client-ca (clients then need a certificate from that CA, e.g. ' +
+      'through socat or stunnel)');
+  }
   if (!Number.isInteger(config.socketMode) || config.socketMode < 0 || config.socketMode > 0o7777) {
     fail(`socket mode must be an octal mode 0..07777, got ${config.socketMode.toString(8)}`);
   }
@@ -180,6 +220,7 @@ export function validateConfig(config: DaemonConfig): DaemonConfig {
   positiveInt('connect timeout', config.connectTimeoutMs, 600_000);
   positiveInt('version timeout', config.versionTimeoutMs, 600_000);
   positiveInt('max clients', config.maxClients, 1_000_000);
+  if (config.maxClientsPerUser !== undefined) positiveInt('max clients per user', config.maxClientsPerUser, config.maxClients);
   positiveInt('shutdown flush', config.shutdownFlushMs, 60_000);
   return config;
 }

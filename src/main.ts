@@ -17,17 +17,18 @@
  * the RSTs flush (bounded), stop USB (release interfaces), close the server and its clients,
  * remove the socket file, release the lock and pidfile, exit 0.
  */
-import { mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { parseArgs } from './cli/args.js';
 import { usageText, versionLine } from './cli/usage.js';
 import type { DaemonConfig } from './config.js';
-import { validateConfig } from './config.js';
+import { parseCidr, validateConfig } from './config.js';
 import { isMuxdError, NetworkAddressError, systemErrorCode } from './errors.js';
 import { Lifecycle } from './daemon/lifecycle.js';
 import { createRootLogger } from './daemon/logging.js';
 import type { RootLogger } from './daemon/logging.js';
 import { clientLimitFor, readSoftNofile } from './daemon/fd-limit.js';
 import { createPeerIdentifier } from './daemon/peer.js';
+import { loadPeerCredentials } from './daemon/peer-credentials.js';
 import { InstanceLock, findRunningInstance } from './daemon/pidfile.js';
 import { dropPrivileges, isRoot, lookupGroupId, resolveDropUser } from './daemon/privileges.js';
 import type { UserEntry } from './daemon/privileges.js';
@@ -126,12 +127,30 @@ function listenTargetFor(config: DaemonConfig, activation: ActivationResult, log
     return { target: { kind: 'fd', fd: activation.fd } };
   }
   const s = config.socket;
-  if (s.kind === 'tcp') return { target: { kind: 'tcp', host: s.host, port: s.port } };
+  if (s.kind === 'tcp') return { target: tcpTarget(config, s.host, s.port) };
   const gid = config.socketGroup === undefined ? undefined : lookupGroupId(config.socketGroup);
   return {
     target: gid === undefined ? { kind: 'unix', path: s.path, mode: config.socketMode } : { kind: 'unix', path: s.path, mode: config.socketMode, gid },
     unixPath: s.path,
   };
+}
+
+/** The TCP target: the allow list, and TLS with client certificates when configured (the PEM files are read here). */
+function tcpTarget(config: DaemonConfig, host: string, port: number): ListenTarget {
+  const allow = config.tcpAllow.map((cidr) => {
+    const block = parseCidr(cidr);
+    if (block === undefined) throw new ListenError(`--tcp-allow: not an address or CIDR block: ${cidr}`);
+    return block;
+  });
+  if (config.tlsCert === undefined || config.tlsKey === undefined || config.tlsClientCa === undefined) return { kind: 'tcp', host, port, allow };
+  const read = (what: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new ListenError(`cannot read the TLS ${what} ${file}`, { cause: err });
+    }
+  };
+  return { kind: 'tcp', host, port, allow, tls: { cert: read('certificate', config.tlsCert), key: read('key', config.tlsKey), ca: read('client CA', config.tlsClientCa) } };
 }
 
 async function run(config: DaemonConfig, warnings: readonly string[], log: Logger, exit: (code: number) => void): Promise<void> {
@@ -200,12 +219,13 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
       requery: (instances) => { for (const i of instances) browser?.resolve(i); },
     })
     : undefined;
+  const credentials = await loadPeerCredentials();
+  if (credentials.lookup === undefined) log.warn({ reason: credentials.reason }, 'client uids cannot be read: clients are not shared out per user');
   const server = new MuxdServer({
-    directory: registry,
-    store,
-    log,
-    maxClients,
+    directory: registry, store, log, maxClients,
     identify: createPeerIdentifier(log),
+    ...(config.maxClientsPerUser === undefined ? {} : { maxClientsPerUser: Math.min(config.maxClientsPerUser, maxClients) }),
+    ...(credentials.lookup === undefined ? {} : { peerCredentials: credentials.lookup }),
     ...(network === undefined ? {} : { manualDevices: manualDevicesOf(network) }),
   });
   // Checked before anything listens: a typo in --network-device is a startup error.

@@ -21,7 +21,8 @@ import type { HeapReading } from './heap-probe.js';
 
 /** Repository root, from bench/soak/ (vitest) or dist-bench/bench/soak/ (npm run soak). */
 export const repoRoot: string = fileURLToPath(new URL(import.meta.url.includes('/dist-bench/') ? '../../../' : '../../', import.meta.url));
-export const daemonEntry: string = join(repoRoot, 'dist', 'main.js');
+/** The daemon under test: dist/main.js, or another build's entry in MUXD_SOAK_DAEMON_ENTRY (before/after runs). */
+export const daemonEntry: string = process.env['MUXD_SOAK_DAEMON_ENTRY'] ?? join(repoRoot, 'dist', 'main.js');
 /**
  * The compiled heap probe (heap-probe.ts), preloaded into the daemon for heap figures. Only there
  * when this file runs compiled (npm run soak); under vitest the heap columns read n/a.
@@ -104,6 +105,8 @@ export interface DaemonSpawnOptions {
    * after a full GC. Default true; it costs the daemon nothing until it is asked.
    */
   readonly heapProbe?: boolean;
+  /** The daemon's entry script (default dist/main.js): another build, for before/after runs. */
+  readonly entry?: string;
 }
 
 /** Kills every daemon still running when the soak process exits. */
@@ -142,13 +145,14 @@ export class SoakDaemon {
   }
 
   static async start(options: DaemonSpawnOptions = {}): Promise<SoakDaemon> {
-    if (!existsSync(daemonEntry)) throw new Error(`${daemonEntry} is missing: run \`npm run build\``);
+    const entry = options.entry ?? daemonEntry;
+    if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\``);
     const dir = mkdtempSync(join(tmpdir(), 'muxd-soak-'));
     const socketPath = join(dir, 'usbmuxd.sock');
     const configDir = options.configDir ?? join(dir, 'config');
     mkdirSync(configDir, { recursive: true });
     const logFile = join(dir, 'daemon.log');
-    const args = [daemonEntry, '-f', '-S', options.socketArg ?? socketPath, '-P', 'NONE', '-C', configDir, '--log-format', 'json'];
+    const args = [entry, '-f', '-S', options.socketArg ?? socketPath, '-P', 'NONE', '-C', configDir, '--log-format', 'json'];
     for (let n = 0; n < (options.verbosity ?? 0); n++) args.push('-v');
     if (options.usb !== true) args.push('--no-usb');
     const devices = options.virtualDevices ?? 1;

@@ -38,6 +38,7 @@ async function openMany(path: string, count: number): Promise<Socket[]> {
     }
     if (socket === undefined) break;
     socket.on('error', () => undefined);
+    socket.resume(); // flowing, so a close by the daemon is seen
     out.push(socket);
   }
   return out;
@@ -99,11 +100,15 @@ export async function slowAndIdleScenario(scale: SoakScale): Promise<Row> {
       await sleep(500);
     }
     clearInterval(drip);
+    // The daemon closes clients that send no complete request within its request timeout (10 s).
+    const idleClosed = idle.filter((s) => s.destroyed || s.readableEnded).length;
+    const slowClosed = slow.filter((s) => s.destroyed || s.readableEnded).length;
+    if (holdMs > 12_000) check(row, idleClosed === idle.length && slowClosed === slow.length, `idle clients closed by the request timeout: ${idleClosed} of ${idle.length}, slowloris: ${slowClosed} of ${slow.length}`);
     check(row, daemon.alive, 'daemon alive');
     check(row, worst.list < FAST_MS, `worst ListDevices ${worst.list} ms under load`);
     check(row, worst.connect < FAST_MS, `worst Connect+echo ${worst.connect} ms under load`);
     check(row, echoFailures === 0, `${echoFailures} echo failures`);
-    row.notes.push(`${idle.length} idle + ${slow.length} slowloris clients for ${holdMs / 1000} s; ${rounds} bystander rounds, worst ListDevices ${worst.list} ms, worst Connect+echo ${worst.connect} ms`);
+    row.notes.push(`${idle.length} idle + ${slow.length} slowloris clients for ${holdMs / 1000} s (closed by the daemon: ${idleClosed} idle, ${slowClosed} slowloris); ${rounds} bystander rounds, worst ListDevices ${worst.list} ms, worst Connect+echo ${worst.connect} ms`);
     for (const socket of [...idle, ...slow]) socket.destroy();
     await sleep(500);
     await daemon.sampleAfter(row);

@@ -4,6 +4,7 @@ import { parseArgs, parseSocketArg } from './args.js';
 import { usageText } from './usage.js';
 import type { CliCommand } from './args.js';
 import { DEFAULT_CONFIG, DEFAULT_VIRTUAL_UDID, validateConfig } from '../config.js';
+import { InvalidConfigError } from '../errors.js';
 import type { DaemonConfig } from '../config.js';
 
 function run(argv: string[]): { config: DaemonConfig; warnings: readonly string[] } {
@@ -129,10 +130,30 @@ describe('parseArgs', () => {
     expect(config.socketGroup).toBe('plugdev');
   });
 
-  it('warns about a non-loopback TCP address, not about loopback', () => {
-    expect(run(['-S', '0.0.0.0:27015']).warnings).toHaveLength(1);
-    expect(run(['-S', '127.0.0.1:27015']).warnings).toHaveLength(0);
-    expect(run(['-S', ':27015']).warnings).toHaveLength(0);
+  it('a non-loopback TCP address is refused by validation unless TLS with client certificates is configured', () => {
+    expect(() => validateConfig(run(['-S', '0.0.0.0:27015']).config)).toThrow(/refusing to listen on 0\.0\.0\.0:27015 without an access check.*ssh -L.*--tls-client-ca/);
+    expect(() => validateConfig(run(['-S', '[::]:27015', '--tcp-allow', '10.0.0.0/8']).config)).toThrow(InvalidConfigError);
+    expect(() => validateConfig(run(['-S', '127.0.0.1:27015']).config)).not.toThrow();
+    expect(() => validateConfig(run(['-S', ':27015']).config)).not.toThrow();
+    expect(() => validateConfig(run(['-S', '[::1]:27015']).config)).not.toThrow();
+    const tls = ['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--tls-client-ca', 'ca.pem'];
+    const { config } = run(['-S', '0.0.0.0:27015', ...tls, '--tcp-allow', '192.0.2.0/24', '--tcp-allow', 'fd00::/8']);
+    expect(() => validateConfig(config)).not.toThrow();
+    expect(config.tcpAllow).toEqual(['192.0.2.0/24', 'fd00::/8']);
+    expect(config.tlsClientCa).toBe('ca.pem');
+    expect(() => validateConfig(run(['-S', '0.0.0.0:27015', '--tls-cert', 'c.pem', '--tls-key', 'k.pem']).config)).toThrow(/go together/);
+    expect(() => validateConfig(run(['-S', '/tmp/s', ...tls]).config)).toThrow(/need a TCP listen address/);
+    expect(() => validateConfig(run(['-S', '127.0.0.1:1', '--tcp-allow', '10.0.0.0/33']).config)).toThrow(/not an address or CIDR/);
+    expect(() => validateConfig(run(['--tcp-allow', '10.0.0.0/8']).config)).toThrow(/needs a TCP listen address/);
+  });
+
+  it('--max-clients and --max-clients-per-user', () => {
+    const { config } = run(['--max-clients', '64', '--max-clients-per-user', '16']);
+    expect([config.maxClients, config.maxClientsPerUser]).toEqual([64, 16]);
+    expect(run([]).config.maxClientsPerUser).toBeUndefined();
+    expect(usageError(['--max-clients', '0'])).toMatch(/positive number/);
+    expect(usageError(['--max-clients-per-user', 'x'])).toMatch(/positive number/);
+    expect(() => validateConfig(run(['--max-clients', '8', '--max-clients-per-user', '9']).config)).toThrow(/max clients per user/);
   });
 
   it('never throws, whatever the argv', () => {

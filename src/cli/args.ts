@@ -13,7 +13,7 @@
  * Exit codes mirror usbmuxd: help and version 0, any usage problem 2.
  */
 import {
-  DEFAULT_CONFIG, DEFAULT_TCP_PORT, DEFAULT_VIRTUAL_UDID, VIRTUAL_TRUST_MODES, isLoopbackHost, isVirtualTrustMode,
+  DEFAULT_CONFIG, DEFAULT_TCP_PORT, DEFAULT_VIRTUAL_UDID, VIRTUAL_TRUST_MODES, isVirtualTrustMode,
 } from '../config.js';
 import type { DaemonConfig, ListenSpec, LogFormat } from '../config.js';
 
@@ -56,6 +56,12 @@ const SPECS: readonly OptSpec[] = [
   { long: 'log-format', arg: 'required' },
   { long: 'socket-mode', arg: 'required' },
   { long: 'socket-group', arg: 'required' },
+  { long: 'max-clients', arg: 'required' },
+  { long: 'max-clients-per-user', arg: 'required' },
+  { long: 'tls-cert', arg: 'required' },
+  { long: 'tls-key', arg: 'required' },
+  { long: 'tls-client-ca', arg: 'required' },
+  { long: 'tcp-allow', arg: 'required' },
 ];
 
 class UsageError extends Error {}
@@ -164,6 +170,11 @@ function parsePort(text: string): number {
   return port;
 }
 
+function parseCount(option: string, text: string): number {
+  if (!/^\d{1,7}$/.test(text) || Number(text) < 1) throw new UsageError(`--${option} takes a positive number, not '${text}'`);
+  return Number(text);
+}
+
 function parseMode(text: string): number {
   if (!/^0?[0-7]{3,4}$/.test(text)) throw new UsageError(`invalid socket mode '${text}' (octal, e.g. 0660)`);
   return parseInt(text, 8);
@@ -187,6 +198,7 @@ export function parseArgs(argv: readonly string[]): CliCommand {
   const c: { -readonly [K in keyof DaemonConfig]: DaemonConfig[K] } = { ...DEFAULT_CONFIG, virtualDevices: [] };
   const virtual: string[] = [];
   const networkDevices: string[] = [];
+  const allow: string[] = [];
   let bareVirtual = 0;
   let exitSignal: 'SIGUSR1' | 'SIGTERM' | undefined;
   const warnings: string[] = [];
@@ -236,6 +248,12 @@ export function parseArgs(argv: readonly string[]): CliCommand {
         }
         case 'socket-mode': c.socketMode = parseMode(requireValue(o)); break;
         case 'socket-group': c.socketGroup = requireValue(o); break;
+        case 'max-clients': c.maxClients = parseCount(o.spec.long, requireValue(o)); break;
+        case 'max-clients-per-user': c.maxClientsPerUser = parseCount(o.spec.long, requireValue(o)); break;
+        case 'tls-cert': c.tlsCert = requireValue(o); break;
+        case 'tls-key': c.tlsKey = requireValue(o); break;
+        case 'tls-client-ca': c.tlsClientCa = requireValue(o); break;
+        case 'tcp-allow': allow.push(requireValue(o)); break;
         default: throw new UsageError(`unhandled option '--${o.spec.long}'`);
       }
     }
@@ -245,10 +263,7 @@ export function parseArgs(argv: readonly string[]): CliCommand {
   }
   c.virtualDevices = virtual;
   c.networkDevices = networkDevices;
+  c.tcpAllow = allow;
   if (exitSignal !== undefined) return { kind: 'signal', signal: exitSignal, config: c };
-  if (c.socket.kind === 'tcp' && c.socket.explicitHost && !isLoopbackHost(c.socket.host)) {
-    warnings.push(`listening on non-loopback address ${c.socket.host}:${c.socket.port}: ` +
-      'anyone who can reach it can talk to your devices');
-  }
   return { kind: 'run', config: c, warnings };
 }

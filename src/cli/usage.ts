@@ -29,7 +29,8 @@ on a local socket (a drop-in replacement for usbmuxd, written in TypeScript).
   -s, --systemd              started by systemd: same as -z -f
   -S, --socket ADDR:PORT|PATH
                              listen on this Unix socket path or TCP address
-                             (default /var/run/usbmuxd; ":PORT" or "PORT" binds 127.0.0.1)
+                             (default /var/run/usbmuxd; ":PORT" or "PORT" binds 127.0.0.1;
+                             a non-loopback address needs the --tls-* options)
   -P, --pidfile PATH|NONE    pidfile and instance lock (default /var/run/usbmuxd.pid);
                              NONE turns both off
   -C, --config-dir PATH      pair-record directory (default /var/lib/lockdown)
@@ -57,5 +58,15 @@ Options of this implementation:
                              log line format (default: pretty on a foreground terminal)
       --socket-mode MODE     octal mode of the Unix socket (default 0666)
       --socket-group GROUP   group owner of the Unix socket (name or gid)
+      --max-clients N        clients served at once (default 1024; 1/32 of them are
+                             kept for root)
+      --max-clients-per-user N
+                             clients of one user at once, root excepted
+                             (default 3/4 of --max-clients)
+      --tls-cert FILE, --tls-key FILE, --tls-client-ca FILE
+                             serve the TCP listener over TLS and accept only clients
+                             with a certificate from that CA (PEM files)
+      --tcp-allow CIDR       accept TCP clients from this address block only
+                             (repeatable)
 `;
 }

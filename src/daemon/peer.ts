@@ -2,7 +2,9 @@
  * Who is that client? pid and command line of the process at the other end of an accepted
  * socket, logged on connect and close (usbmuxd does this with SO_PEERCRED at INFO).
  *
- * Node cannot call getsockopt(SO_PEERCRED), so we find the peer through the kernel's tables:
+ * The server hands us the peer's credentials when peer-credentials.ts could read them
+ * (SO_PEERCRED through koffi: pid known at accept); then only /proc/PID/cmdline is read. Without
+ * them (koffi unavailable, or a TCP client) we find the peer through the kernel's tables:
  *   Unix socket: our end's inode (fstat of the accepted fd) → the peer end's inode from the
  *                kernel's unix socket diagnostics (`ss -xnH`, netlink UNIX_DIAG_PEER: procfs does
  *                not publish the peer) → the process holding `socket:[peer]` in /proc/PID/fd.
@@ -21,6 +23,7 @@ import { readFile, readdir, readlink } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { promisify } from 'node:util';
 import type { Logger } from '../log.js';
+import type { PeerCredentials } from '../server/index.js';
 
 const MAX_IN_FLIGHT = 4;
 const MAX_PIDS = 8192;
@@ -158,16 +161,20 @@ export async function processHoldingSocket(inode: number): Promise<PeerIdentity 
   return undefined;
 }
 
-export async function identifyPeer(socket: Socket): Promise<PeerIdentity | undefined> {
+export async function identifyPeer(socket: Socket, credentials?: PeerCredentials): Promise<PeerIdentity | undefined> {
+  if (credentials?.pid !== undefined) {
+    const raw = await readFile(`/proc/${credentials.pid}/cmdline`, 'utf8').catch(() => '');
+    return { pid: credentials.pid, cmdline: raw.replace(/\0+$/, '').replace(/\0/g, ' ') };
+  }
   const inode = await peerSocketInode(socket);
   return inode === undefined ? undefined : processHoldingSocket(inode);
 }
 
 /** The `identify` hook for MuxdServer: returns `{ peer: n }` now, logs pid and cmdline when known. */
-export function createPeerIdentifier(log: Logger): (socket: Socket) => Record<string, unknown> {
+export function createPeerIdentifier(log: Logger): (socket: Socket, credentials: PeerCredentials | undefined) => Record<string, unknown> {
   let counter = 0;
   let inFlight = 0;
-  return (socket) => {
+  return (socket, credentials) => {
     if (!log.isLevelEnabled('info')) return {};
     const peer = ++counter;
     if (inFlight >= MAX_IN_FLIGHT) {
@@ -176,7 +183,7 @@ export function createPeerIdentifier(log: Logger): (socket: Socket) => Record<st
     }
     inFlight++;
     let who: PeerIdentity | undefined;
-    void identifyPeer(socket).then(
+    void identifyPeer(socket, credentials).then(
       (id) => {
         who = id;
         if (id) log.info({ peer, pid: id.pid, cmdline: id.cmdline }, 'client identity');

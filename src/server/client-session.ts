@@ -10,6 +10,7 @@
  *               └──── Listen (Result 0, Attached × visible) ──▶ listening
  *
  *   any state ──(socket closed, bad frame, input while listening, server close)──▶ closed
+ *   command ──(deadline: no request in time, a frame left half-sent, replies left unread)──▶ closed
  *
  * The client's EOF (it shut down its writing side; the server keeps sockets half-open) is not a
  * state: frames already received are still answered, and our side ends once nothing is owed: in
@@ -22,6 +23,12 @@
  * sends after Connect are not commands: at Result 0 they go to the device (see `handOff`).
  * usbmuxd's CONNECTING2 state is not needed: Node writes a socket's data in order, so the Result
  * always precedes tunnel bytes.
+ *
+ * Deadlines (command state only, while the client owes us something; never while we work, never
+ * for listeners and tunnels): the first request within `requestTimeoutMs` of accept, each frame
+ * complete within `requestTimeoutMs` of its first byte, replies taken within `requestTimeoutMs`
+ * once reading is paused for them, and the next request within `idleTimeoutMs` of the last reply.
+ * Replies and notifications go through an Outbox (outbox.ts): bounded per client and in total.
  */
 import type { Socket } from 'node:net';
 import type { Device, DeviceConnection, DeviceDirectory } from '../devices/index.js';
@@ -30,7 +37,10 @@ import type { PairRecordStore } from '../pairrecords/index.js';
 import type { PlistDict } from '../plist/index.js';
 import type { Logger } from '../log.js';
 import { isMuxdError } from '../errors.js';
-import { BadCommandError, errorToResult, InputWhileListeningError, ListenerOverflowError, Result, UnknownDeviceError } from './errors.js';
+import {
+  BadCommandError, ClientIdleError, errorToResult, InputWhileListeningError, ListenerOverflowError, RequestTimeoutError, Result, SlowReaderError,
+  UnknownDeviceError,
+} from './errors.js';
 import type { ManualDevices } from './options.js';
 import { FrameDecoder } from './framing.js';
 import type { Frame } from './framing.js';
@@ -47,6 +57,8 @@ import {
 import type { ClientIdentity, DeviceRecord, Dialect, Request } from './messages.js';
 import { chooseAddressLayout } from './address-layout.js';
 import type { AddressLayout } from './network-address.js';
+import { Outbox } from './outbox.js';
+import type { OutputBudget, Overflow } from './outbox.js';
 import { Tunnel } from './tunnel.js';
 
 export type SessionState = 'command' | 'busy' | 'listening' | 'connecting' | 'tunnel' | 'closed';
@@ -55,14 +67,28 @@ export type SessionState = 'command' | 'busy' | 'listening' | 'connecting' | 'tu
 const MAX_PENDING_INPUT = 256 * 1024;
 /** Stop reading requests while this many reply bytes wait for a client that does not read them. */
 const MAX_REPLY_BACKLOG = 1024 * 1024;
-/** Close a listener whose unread notifications pass this many bytes. */
-const MAX_LISTENER_BACKLOG = 1024 * 1024;
+
+/** What the client owes us while a deadline runs: the error it is closed with when it passes. */
+type Owed = 'first-request' | 'frame' | 'read' | 'idle';
+
+/** The bounds each session keeps (ServerOptions' defaults are in options.ts). */
+export interface SessionLimits {
+  readonly maxFrameBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  /** Unread replies of a command client beyond which it is closed (unless it had none unread). */
+  readonly maxReplyBacklogBytes: number;
+  /** Unread notifications of a listener beyond which it is closed. */
+  readonly maxListenerBacklogBytes: number;
+}
 
 /** What the server gives each session. */
 export interface SessionContext {
   readonly directory: DeviceDirectory;
   readonly store: PairRecordStore;
-  readonly maxFrameBytes: number;
+  readonly limits: SessionLimits;
+  /** Unread bytes over all clients. */
+  readonly budget: OutputBudget;
   /** AddDevice / RemoveDevice; undefined when network devices are off. */
   readonly manualDevices: ManualDevices | undefined;
   /** Sessions currently in `listening` (for ListListeners). */
@@ -88,20 +114,27 @@ export class ClientSession {
   private readonly log: Logger;
   private decoder: FrameDecoder | undefined;
   private tunnel: Tunnel | undefined;
-  /** Reading is paused until the client takes its replies ('drain'). */
+  private readonly outbox: Outbox;
+  /** Reading is paused until the client takes its replies. */
   private awaitingDrain = false;
   /** The client sent EOF: end our side once nothing more is owed. */
   private inputEnded = false;
+  /** A request was handled: from now on silence is idleness, not a missing first request. */
+  private served = false;
+  private deadline: NodeJS.Timeout | undefined;
+  private owed: Owed | undefined;
 
   constructor(socket: Socket, number: number, ctx: SessionContext, log: Logger) {
     this.socket = socket;
     this.number = number;
     this.ctx = ctx;
     this.log = log;
-    this.decoder = new FrameDecoder(ctx.maxFrameBytes);
+    this.decoder = new FrameDecoder(ctx.limits.maxFrameBytes);
+    this.outbox = new Outbox(socket, ctx.budget, this.onOverflow);
     socket.on('data', this.onSocketData);
     socket.once('end', this.onSocketEnd);
     socket.once('close', this.onSocketClose);
+    this.armDeadline();
   }
 
   get currentState(): SessionState {
@@ -141,12 +174,65 @@ export class ClientSession {
 
   private notify(frame: Buffer): void {
     if (this.state !== 'listening') return;
-    if (this.socket.writableLength > MAX_LISTENER_BACKLOG) {
-      this.fail(new ListenerOverflowError(`listener has ${this.socket.writableLength} unread bytes`));
-      return;
-    }
-    this.socket.write(frame);
+    this.outbox.send(frame, this.ctx.limits.maxListenerBacklogBytes);
   }
+
+  /** The outbox refused a frame: the client is closed, with the reason. */
+  private readonly onOverflow = (overflow: Overflow): void => {
+    const listening = this.state === 'listening';
+    if (overflow.kind === 'budget') {
+      this.fail(new SlowReaderError(`closed with ${overflow.unread} bytes unread, the most of any client, when all clients' unread bytes reached ${overflow.total}`));
+    } else if (listening) {
+      this.fail(new ListenerOverflowError(`listener has ${overflow.unread} unread bytes (limit ${overflow.limit})`));
+    } else {
+      this.fail(new SlowReaderError(`client has ${overflow.unread} reply bytes unread (limit ${overflow.limit})`));
+    }
+  };
+
+  // ---- deadlines ------------------------------------------------------------------------------
+
+  /** In command state, waiting for the client: start the deadline for what it owes (kept if already running for that). */
+  private armDeadline(): void {
+    if (this.state !== 'command' || this.socket.destroyed) return;
+    const owed: Owed = this.awaitingDrain ? 'read' : this.decoder?.midFrame === true ? 'frame' : this.served ? 'idle' : 'first-request';
+    if (this.deadline !== undefined && this.owed === owed) return;
+    this.clearDeadline();
+    const { requestTimeoutMs, idleTimeoutMs } = this.ctx.limits;
+    this.owed = owed;
+    this.deadline = setTimeout(this.onDeadline, owed === 'idle' ? idleTimeoutMs : requestTimeoutMs);
+    this.deadline.unref();
+  }
+
+  private clearDeadline(): void {
+    if (this.deadline === undefined) return;
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
+    this.owed = undefined;
+  }
+
+  private readonly onDeadline = (): void => {
+    const owed = this.owed;
+    this.deadline = undefined;
+    this.owed = undefined;
+    if (this.state !== 'command') return;
+    const { requestTimeoutMs, idleTimeoutMs } = this.ctx.limits;
+    switch (owed) {
+      case 'first-request':
+        this.fail(new RequestTimeoutError(`no request within ${requestTimeoutMs} ms of connecting`));
+        break;
+      case 'frame':
+        this.fail(new RequestTimeoutError(`a frame was left incomplete for ${requestTimeoutMs} ms (${this.decoder?.bufferedBytes ?? 0} bytes buffered)`));
+        break;
+      case 'read':
+        this.fail(new SlowReaderError(`replies left unread for ${requestTimeoutMs} ms (${this.outbox.unread} bytes)`));
+        break;
+      case 'idle':
+        this.fail(new ClientIdleError(`no request for ${idleTimeoutMs} ms`));
+        break;
+      case undefined:
+        break;
+    }
+  };
 
   // ---- input ----------------------------------------------------------------------------------
 
@@ -175,11 +261,18 @@ export class ClientSession {
     this.endIfIdle();
   };
 
-  /** After the client's EOF: end our side unless a reply or a Connect is still in the works. */
+  /**
+   * After the client's EOF: end our side unless a reply or a Connect is still in the works, once
+   * every reply it was owed has left the outbox.
+   */
   private endIfIdle(): void {
-    if (!this.inputEnded) return;
-    if (this.state === 'command' || this.state === 'listening' || this.state === 'connecting') this.socket.end();
+    if (!this.inputEnded || this.awaitingDrain) return;
+    if (this.state === 'command' || this.state === 'listening' || this.state === 'connecting') this.outbox.whenDrained(this.endOurSide);
   }
+
+  private readonly endOurSide = (): void => {
+    if (!this.socket.destroyed && !this.socket.writableEnded) this.socket.end();
+  };
 
   private readonly onReplyDrain = (): void => {
     this.awaitingDrain = false;
@@ -190,6 +283,8 @@ export class ClientSession {
     const previous = this.state;
     this.state = 'closed';
     this.decoder = undefined;
+    this.clearDeadline();
+    this.outbox.close();
     this.log.info({ state: previous }, 'client closed');
     this.ctx.onClosed(this);
   };
@@ -197,13 +292,14 @@ export class ClientSession {
   /** Handle buffered frames in order until one needs to wait or none is complete. */
   private processFrames(): void {
     while (this.state === 'command' && this.decoder !== undefined) {
-      if (this.socket.writableLength > MAX_REPLY_BACKLOG) {
+      if (this.outbox.unread > MAX_REPLY_BACKLOG) {
         // A client that pipelines requests but never reads the replies: stop reading until it does.
         if (!this.awaitingDrain) {
           this.awaitingDrain = true;
           this.socket.pause();
-          this.socket.once('drain', this.onReplyDrain);
+          this.outbox.whenDrained(this.onReplyDrain);
         }
+        this.armDeadline();
         return;
       }
       let frame: Frame | undefined;
@@ -214,9 +310,12 @@ export class ClientSession {
         return;
       }
       if (frame === undefined) break;
+      this.clearDeadline();
+      this.served = true;
       this.handleFrame(frame);
     }
     if (this.state === 'command' && this.socket.isPaused()) this.socket.resume();
+    this.armDeadline();
     this.endIfIdle();
   }
 
@@ -335,6 +434,7 @@ export class ClientSession {
   private startListening(tag: number): void {
     this.replyResult(tag, Result.OK);
     this.state = 'listening';
+    this.clearDeadline();
     for (const device of this.ctx.directory.list()) this.notifyAttached(device);
     this.ctx.onListening(this);
     this.log.info('client listening');
@@ -407,6 +507,9 @@ export class ClientSession {
       throw new Error(`handOff in state ${this.state}`);
     }
     this.socket.removeListener('data', this.onSocketData);
+    this.clearDeadline();
+    // Replies still held go out before the first tunnel byte; the mux window bounds memory from here.
+    this.outbox.close(true);
     const leftover = this.decoder.takeRemaining();
     this.decoder = undefined;
     this.state = 'tunnel';
@@ -433,12 +536,13 @@ export class ClientSession {
   }
 
   private reply(frame: Buffer): void {
-    if (!this.socket.destroyed) this.socket.write(frame);
+    this.outbox.send(frame, this.ctx.limits.maxReplyBacklogBytes);
   }
 
   /** Close the client for a protocol violation; logged once, here. */
   private fail(err: unknown): void {
-    if (this.state === 'closed') return;
+    if (this.state === 'closed' || this.socket.destroyed) return;
+    this.clearDeadline();
     this.log.warn({ err, state: this.state }, 'closing client');
     this.socket.destroy();
   }

@@ -61,6 +61,30 @@ export class ListenerOverflowError extends MuxdError {
   readonly code = 'MUXD_ERR_LISTENER_OVERFLOW';
 }
 
+/** A client sent no complete request within the request timeout (of connecting, or of a frame's first byte). The client is closed. */
+export class RequestTimeoutError extends MuxdError {
+  readonly code = 'MUXD_ERR_REQUEST_TIMEOUT';
+}
+
+/** A client in command state sent nothing for the idle timeout after its last reply. The client is closed. */
+export class ClientIdleError extends MuxdError {
+  readonly code = 'MUXD_ERR_CLIENT_IDLE';
+}
+
+/**
+ * A client left replies unread: past its own limit, past the request timeout while reading was
+ * paused for it, or it held the most unread bytes when all clients' together reached the budget.
+ * The client is closed.
+ */
+export class SlowReaderError extends MuxdError {
+  readonly code = 'MUXD_ERR_SLOW_READER';
+}
+
+/** A new client found the client table full, for everyone or for its user. It is closed at accept. */
+export class ClientLimitError extends MuxdError {
+  readonly code = 'MUXD_ERR_CLIENT_LIMIT';
+}
+
 /** Something other than a socket exists at the Unix socket path. The daemon refuses to start. */
 export class SocketPathOccupiedError extends MuxdError {
   readonly code = 'MUXD_ERR_SOCKET_PATH_OCCUPIED';

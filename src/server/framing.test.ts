@@ -30,6 +30,19 @@ describe('frame header', () => {
 describe('FrameDecoder', () => {
   const stream = Buffer.from(LISTEN_HEX + CONNECT_HEX + LISTEN_HEX, 'hex');
 
+  it('midFrame: true from the first byte of a frame until its last, at every split of the stream', () => {
+    for (let cut = 0; cut <= stream.length; cut++) {
+      const d = new FrameDecoder();
+      d.push(stream.subarray(0, cut));
+      drain(d);
+      // Frame boundaries of the stream: 0, 16, 40, 56.
+      expect(d.midFrame).toBe(![0, 16, 40, 56].includes(cut));
+      d.push(stream.subarray(cut));
+      expect(drain(d).length + (cut >= 56 ? 3 : cut >= 40 ? 2 : cut >= 16 ? 1 : 0)).toBe(3);
+      expect(d.midFrame).toBe(false);
+    }
+  });
+
   it('returns pipelined frames in order from one chunk', () => {
     const d = new FrameDecoder();
     d.push(stream);

@@ -92,6 +92,11 @@ export class FrameDecoder {
     return this.queue.length;
   }
 
+  /** Part of a frame has arrived (header bytes, or a whole header and not all of its body). */
+  get midFrame(): boolean {
+    return this.state === BODY || this.queue.length > 0;
+  }
+
   push(chunk: Buffer): void {
     this.queue.push(chunk);
   }

@@ -278,12 +278,13 @@ describe('socket options', () => {
     expect(ideviceIdList(`127.0.0.1:${port}`).stdout.trim()).toBe(UDID);
   });
 
-  it('an explicit non-loopback address binds, with a warning', async () => {
+  it('an explicit non-loopback address without TLS client certificates is refused at startup (exit 1)', async () => {
     const s = setup();
     const port = await freePort();
     const args = s.args.map((v) => (v === s.sock ? `0.0.0.0:${port}` : v));
-    const d = await started(args);
-    expect(d.lines().some((l) => l.level === 40 && /non-loopback/.test(l.msg))).toBe(true);
+    const d = startDaemon(args);
+    expect(await d.exited).toBe(1);
+    expect(d.output()).toMatch(/refusing to listen on 0\.0\.0\.0:\d+ without an access check/);
   });
 
   it('socket activation: listens on the fd 3 passed with LISTEN_FDS/LISTEN_PID, leaves the socket file alone', async () => {

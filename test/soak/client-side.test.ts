@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { clientFuzzScenario } from '../../bench/soak/client-fuzz.js';
+import { clientProtocolFuzzScenario } from '../../bench/soak/client-protocol-fuzz.js';
 import { fdExhaustionScenario, slowAndIdleScenario } from '../../bench/soak/load.js';
 import { formatTable, scaleFor, verdict } from '../../bench/soak/harness.js';
 import type { Row } from '../../bench/soak/harness.js';
@@ -21,6 +22,10 @@ describe('soak (short): client side against the real daemon', () => {
     expectPass(row);
     expect(row.bytesDelivered).toBe(row.bytesSent);
   }, 60_000);
+
+  it('structure-aware client protocol fuzz: a probe answered within 100 ms p99 throughout, heap bounded, nothing but log lines on stderr', async () => {
+    expectPass(await clientProtocolFuzzScenario(scale, 3));
+  }, 90_000);
 
   it('1000 idle clients + slowloris clients do not starve a ListDevices or a Connect', async () => {
     expectPass(await slowAndIdleScenario(scale));

@@ -235,3 +235,10 @@ export const hostileScript: fc.Arbitrary<Script> = fc.record({
     .map(([ops, listen]) => (listen === undefined ? ops : [...ops, listen])),
   cuts: fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 5 }),
 });
+
+/**
+ * One hostile plist request body (a request dict with hostile fields, in any encoding: XML,
+ * binary, truncated, spliced, with raw fragments): the default body generator of the client
+ * protocol fuzzer (test/support/client-protocol-fuzz.ts).
+ */
+export const hostileBody: fc.Arbitrary<Buffer> = fc.tuple(requestDict, encoding).map(([dict, enc]) => encodeBody(dict, enc));
