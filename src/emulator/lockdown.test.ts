@@ -188,13 +188,13 @@ describe('lockdownd pairing requests over a mux connection', () => {
     expect(a.Value.toString('latin1')).toBe(s.phone.pairing.deviceKey.publicPem);
   });
 
-  it('StartService: the insecure notification proxy without a session; anything else InvalidService', () => {
+  it('StartService: the insecure notification proxy without a session; anything else InvalidService (the minimal catalog has no afc)', () => {
     const s = session();
     s.send(xmlFrame({ Request: 'StartService', Service: 'com.apple.mobile.insecure_notification_proxy' }));
     s.send(xmlFrame({ Request: 'StartService', Service: 'com.apple.mobile.notification_proxy' }));
     s.send(xmlFrame({ Request: 'StartService', Service: 'com.apple.afc' }));
     expect(s.replies()).toEqual([
-      { Request: 'StartService', Service: 'com.apple.mobile.insecure_notification_proxy', Port: NOTIFICATION_PROXY_PORT },
+      { Request: 'StartService', Service: 'com.apple.mobile.insecure_notification_proxy', Port: NOTIFICATION_PROXY_PORT, EnableServiceSSL: false },
       { Request: 'StartService', Service: 'com.apple.mobile.notification_proxy', Error: 'InvalidService' },
       { Request: 'StartService', Service: 'com.apple.afc', Error: 'InvalidService' },
     ]);
