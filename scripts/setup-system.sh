@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (umockdev for the USB tier, the real
-# libimobiledevice clients and the reference usbmuxd 1.1.1 for interop and differential tests).
+# libimobiledevice clients, ideviceinstaller, and the reference usbmuxd 1.1.1 for interop and
+# differential tests).
 # Idempotent: does nothing when everything is present. Needs root (or sudo) to install.
 set -euo pipefail
 
-PACKAGES=(umockdev gir1.2-umockdev-1.0 libumockdev0 python3-gi libusbmuxd-tools libimobiledevice-utils usbmuxd systemd udev iproute2)
+PACKAGES=(umockdev gir1.2-umockdev-1.0 libumockdev0 python3-gi libusbmuxd-tools libimobiledevice-utils ideviceinstaller usbmuxd systemd udev iproute2)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

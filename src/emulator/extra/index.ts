@@ -6,6 +6,8 @@
  *   com.apple.mobile.heartbeat           ../heartbeat.ts        pymobiledevice3 lockdown heartbeat, Wi-Fi daemons
  *   com.apple.mobile.installation_proxy  installation-proxy.ts  ideviceinstaller -l, go-ios apps, pymobiledevice3 apps list
  *   com.apple.afc                        afc-service.ts         go-ios diskspace/fsync, pymobiledevice3 afc, tidevice fsync
+ *   com.apple.crashreportmover           crash-reports.ts       idevicecrashreport (waits for its "ping")
+ *   com.apple.crashreportcopymobile      AFC on the crash logs  idevicecrashreport
  *
  * installExtraServices() puts them on a phone: each listens on its own port and is registered in
  * the phone's ServiceCatalog, so lockdown's StartService hands it out. The phone itself never
@@ -25,6 +27,7 @@ import type { AfcFileSystemOptions } from './afc-fs.js';
 import { createInstallationProxy, INSTALLATION_PROXY_SERVICE } from './installation-proxy.js';
 import type { InstallationProxy, InstallationProxyOptions } from './installation-proxy.js';
 import { createSyslogRelay, SYSLOG_RELAY_SERVICE } from './syslog-relay.js';
+import { CRASH_REPORT_COPY_SERVICE, CRASH_REPORT_MOVER_SERVICE, createCrashReportMover, crashReportTree } from './crash-reports.js';
 import type { SyslogRelay, SyslogRelayOptions } from './syslog-relay.js';
 
 export { createSyslogRelay, formatSyslogLine, syslogTimestamp, visEncode, SYSLOG_RELAY_SERVICE } from './syslog-relay.js';
@@ -35,6 +38,7 @@ export { createAfcService, AFC_SERVICE, MAX_AFC_HANDLES, MAX_AFC_READ } from './
 export type { AfcService, AfcServiceOptions, AfcStats } from './afc-service.js';
 export { AfcFileSystem, DEFAULT_AFC_CAPACITY } from './afc-fs.js';
 export type { AfcFileSystemOptions, AfcNode, AfcFile, AfcDir } from './afc-fs.js';
+export { createCrashReportMover, crashReportTree, CRASH_REPORT_MOVER_SERVICE, CRASH_REPORT_COPY_SERVICE, CRASH_REPORT_PING } from './crash-reports.js';
 export { AfcOp, AfcStatus, AfcPacketReader, AFC_MAGIC, AFC_HEADER, encodeAfcPacket, decodeAfcHeader } from './afc-codec.js';
 export type { AfcHeader, AfcPacket } from './afc-codec.js';
 
@@ -43,8 +47,10 @@ export const SYSLOG_RELAY_PORT = 49_153;
 export const HEARTBEAT_PORT = 49_154;
 export const INSTALLATION_PROXY_PORT = 49_155;
 export const AFC_PORT = 49_156;
+export const CRASH_REPORT_MOVER_PORT = 49_157;
+export const CRASH_REPORT_COPY_PORT = 49_158;
 
-export type ExtraServiceName = 'syslog' | 'heartbeat' | 'installationProxy' | 'afc';
+export type ExtraServiceName = 'syslog' | 'heartbeat' | 'installationProxy' | 'afc' | 'crashReportMover' | 'crashReportCopy';
 
 /** What installExtraServices needs of a phone (EmulatedIPhone has all of it). */
 export interface ServiceHost {
@@ -70,9 +76,18 @@ export interface ExtraServices {
   readonly heartbeat: HeartbeatService;
   readonly installationProxy: InstallationProxy;
   readonly afc: AfcService;
+  /** AFC on the crash logs (com.apple.crashreportcopymobile). */
+  readonly crashReports: AfcService;
 }
 
-const DEFAULT_SSL: Readonly<Record<ExtraServiceName, boolean>> = { syslog: false, heartbeat: true, installationProxy: false, afc: false };
+const DEFAULT_SSL: Readonly<Record<ExtraServiceName, boolean>> = {
+  syslog: false,
+  heartbeat: true,
+  installationProxy: false,
+  afc: false,
+  crashReportMover: false,
+  crashReportCopy: false,
+};
 
 export function installExtraServices(phone: ServiceHost, options: ExtraServicesOptions = {}): ExtraServices {
   const services: ExtraServices = {
@@ -80,12 +95,15 @@ export function installExtraServices(phone: ServiceHost, options: ExtraServicesO
     heartbeat: createHeartbeatService(options.heartbeat),
     installationProxy: createInstallationProxy(options.installationProxy),
     afc: createAfcService(new AfcFileSystem(options.afc), options.afc),
+    crashReports: createAfcService(crashReportTree()),
   };
   const table: readonly (readonly [ExtraServiceName, string, number, Service])[] = [
     ['syslog', SYSLOG_RELAY_SERVICE, SYSLOG_RELAY_PORT, services.syslog],
     ['heartbeat', HEARTBEAT_SERVICE, HEARTBEAT_PORT, services.heartbeat],
     ['installationProxy', INSTALLATION_PROXY_SERVICE, INSTALLATION_PROXY_PORT, services.installationProxy],
     ['afc', AFC_SERVICE, AFC_PORT, services.afc],
+    ['crashReportMover', CRASH_REPORT_MOVER_SERVICE, CRASH_REPORT_MOVER_PORT, createCrashReportMover()],
+    ['crashReportCopy', CRASH_REPORT_COPY_SERVICE, CRASH_REPORT_COPY_PORT, services.crashReports],
   ];
   for (const [key, name, port, service] of table) {
     if (options.exclude?.includes(key) === true) continue;
