@@ -5,7 +5,7 @@ import { TcpFlag } from './codec.js';
 import { EmulatedIPhone } from './device.js';
 import { HostDriver } from './host-driver.js';
 import { binaryFrame } from './host-records.js';
-import { LockdownResponder, MAX_LOCKDOWN_MESSAGE, NOTIFICATION_PROXY_PORT, frameLockdownMessage, parseLockdownMessage } from './lockdown.js';
+import { LockdownResponder, MAX_LOCKDOWN_MESSAGE, NOTIFICATION_PROXY_PORT, frameLockdownMessage, parseLockdownMessage, timeIntervalSince1970 } from './lockdown.js';
 import { LOCKDOWN_PORT } from './services.js';
 
 const UDID = '00008030-001A2B3C4D5E802E';
@@ -206,5 +206,28 @@ describe('lockdownd pairing requests over a mux connection', () => {
     s.send(xmlFrame({ Request: 'StartSession', HostID: 'NOPE', SystemBUID: 'B' }));
     expect(s.replies()).toEqual([{ Request: 'SetValue', Key: 'UntrustedHostBUID' }, { Request: 'StartSession', Error: 'InvalidHostID' }]);
     expect(s.phone.pairing.untrustedHostBuid).toBe('B');
+  });
+});
+
+describe('lockdown values clients read (issue 16)', () => {
+  const ask = (request: Record<string, unknown>, now = 1_767_225_600_250): Record<string, unknown> =>
+    new LockdownResponder({ udid: '00008030-001A2B3C4D5E802E', now: () => now }).answer({ Request: 'GetValue', ...request });
+
+  it('TimeIntervalSince1970 is the clock now, in seconds, always a real (idevicedate, go-ios date)', () => {
+    expect(ask({ Key: 'TimeIntervalSince1970' })['Value']).toBe(1_767_225_600.25);
+    expect(ask({ Key: 'TimeIntervalSince1970' }, 1_767_225_600_000)['Value']).toBe(1_767_225_600.000001);
+    expect((ask({}) as { Value: Record<string, unknown> }).Value['TimeIntervalSince1970']).toBe(1_767_225_600.25);
+    expect(timeIntervalSince1970(5000)).not.toSatisfy(Number.isInteger);
+  });
+
+  it('the domains go-ios lang/batterycheck, pymobiledevice3 and tidevice ask for', () => {
+    expect(ask({ Domain: 'com.apple.international', Key: 'Language' })['Value']).toBe('en');
+    expect(ask({ Domain: 'com.apple.international', Key: 'Locale' })['Value']).toBe('en_US');
+    expect(ask({ Domain: 'com.apple.international', Key: 'SupportedLocales' })['Value']).toContain('en_US');
+    for (const key of ['BatteryCurrentCapacity', 'BatteryIsCharging', 'ExternalChargeCapable', 'ExternalConnected', 'FullyCharged', 'GasGaugeCapability', 'HasBattery']) {
+      expect(ask({ Domain: 'com.apple.mobile.battery', Key: key })['Value'], key).toBeDefined();
+    }
+    expect(ask({ Domain: 'com.apple.security.mac.amfi', Key: 'DeveloperModeStatus' })['Value']).toBe(true);
+    expect(ask({ Domain: 'com.apple.mobile.wireless_lockdown', Key: 'EnableWifiConnections' })['Value']).toBe(false);
   });
 });
