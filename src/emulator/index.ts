@@ -26,7 +26,7 @@ export type { EmulatorOptions, FaultKnobs } from './options.js';
 export type { EmulatorStats } from './stats.js';
 export type { Service, ServiceConnection, ServiceCloseReason } from './service.js';
 export { ECHO_PORT, DISCARD_PORT, SOURCE_PORT, LOCKDOWN_PORT, sourceByte, sourceBytes, createEchoService, createDiscardService, createSourceService, defaultServices } from './services.js';
-export { LockdownResponder, defaultLockdownValues, defaultLockdownDomains, coreServiceCatalog, timeIntervalSince1970, NOTIFICATION_PROXY_SERVICE, NOTIFICATION_PROXY_PORT } from './lockdown.js';
+export { LockdownResponder, defaultLockdownValues, defaultLockdownDomains, coreServiceCatalog, timeIntervalSince1970, NOTIFICATION_PROXY_SERVICE, NOTIFICATION_PROXY_PORT, NOTIFICATION_SPRINGBOARD_STARTED } from './lockdown.js';
 export { ServiceCatalog, MAX_EXPECTED_PER_PORT } from './service-catalog.js';
 export type { CatalogEntry } from './service-catalog.js';
 export { serveOverTls, TlsServiceConnection } from './service-tls.js';

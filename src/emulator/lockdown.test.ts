@@ -1,11 +1,13 @@
 import plist from 'plist';
 import type { PlistObject } from 'plist';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { TcpFlag } from './codec.js';
 import { EmulatedIPhone } from './device.js';
 import { HostDriver } from './host-driver.js';
 import { binaryFrame } from './host-records.js';
-import { LockdownResponder, MAX_LOCKDOWN_MESSAGE, NOTIFICATION_PROXY_PORT, frameLockdownMessage, parseLockdownMessage, timeIntervalSince1970 } from './lockdown.js';
+import { LockdownResponder, MAX_LOCKDOWN_MESSAGE, NOTIFICATION_PROXY_PORT, NOTIFICATION_SPRINGBOARD_STARTED, frameLockdownMessage, parseLockdownMessage, timeIntervalSince1970 } from './lockdown.js';
+import { Pairing } from './pairing.js';
+import type { PairedHost } from './pairing.js';
 import { LOCKDOWN_PORT } from './services.js';
 
 const UDID = '00008030-001A2B3C4D5E802E';
@@ -229,5 +231,34 @@ describe('lockdown values clients read (issue 16)', () => {
     }
     expect(ask({ Domain: 'com.apple.security.mac.amfi', Key: 'DeveloperModeStatus' })['Value']).toBe(true);
     expect(ask({ Domain: 'com.apple.mobile.wireless_lockdown', Key: 'EnableWifiConnections' })['Value']).toBe(false);
+  });
+});
+
+describe('a language change restarts SpringBoard', () => {
+  it('finishedstartup is relayed springboardRestartMs after SetValue Language (go-ios lang --setlang waits for it)', () => {
+    vi.useFakeTimers();
+    try {
+      const pairing = new Pairing();
+      const responder = new LockdownResponder({ udid: UDID, pairing, springboardRestartMs: 200 });
+      const seen: string[] = [];
+      pairing.observe((name) => {
+        seen.push(name);
+        return true;
+      });
+      const inSession = { sessionId: 'S', host: {} as PairedHost };
+      const set = (key: string, value: string): Record<string, unknown> => responder.answer({ Request: 'SetValue', Domain: 'com.apple.international', Key: key, Value: value }, inSession);
+      expect(set('Language', 'en')).toEqual({ Request: 'SetValue', Key: 'Language' }); // unchanged: no restart
+      expect(set('Locale', 'de_DE')).toEqual({ Request: 'SetValue', Key: 'Locale' });
+      vi.advanceTimersByTime(1000);
+      expect(seen).toEqual([]);
+      set('Language', 'de');
+      vi.advanceTimersByTime(199);
+      expect(seen).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(seen).toEqual([NOTIFICATION_SPRINGBOARD_STARTED]);
+      expect(responder.answer({ Request: 'GetValue', Domain: 'com.apple.international', Key: 'Language' })['Value']).toBe('de');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

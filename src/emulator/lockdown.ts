@@ -12,7 +12,10 @@
  *                                Error "MissingValue". Key DevicePublicKey: the phone's RSA public
  *                                key, PKCS#1 PEM as data; TimeIntervalSince1970 is the clock's now
  *   SetValue UntrustedHostBUID → accepted (remembered by the pairing); other SetValue: accepted
- *                                inside a session, Error "SessionInactive" outside
+ *                                inside a session, Error "SessionInactive" outside. A new
+ *                                com.apple.international Language restarts SpringBoard: its
+ *                                finishedstartup notification follows springboardRestartMs later
+ *                                (go-ios lang --setlang waits for it)
  *   Pair, ValidatePair, Unpair → pairing.ts (trust dialog, shape checks; Unpair forgets the host)
  *   StartSession HostID        → SessionID + EnableSessionSSL true (the connection turns to TLS);
  *                                unknown host: "InvalidHostID"; already in one: "SessionActive"
@@ -49,7 +52,12 @@ export interface LockdownOptions {
   readonly catalog?: ServiceCatalog;
   /** The phone's clock in ms since 1970 (TimeIntervalSince1970). Default Date.now. */
   readonly now?: () => number;
+  /** How long SpringBoard takes to restart after a language change. Default 1500 ms. */
+  readonly springboardRestartMs?: number;
 }
+
+/** What SpringBoard posts when it has (re)started. */
+export const NOTIFICATION_SPRINGBOARD_STARTED = 'com.apple.springboard.finishedstartup';
 
 /** A catalog with the services every phone has: the two notification proxies (plain text). */
 export function coreServiceCatalog(): ServiceCatalog {
@@ -193,9 +201,11 @@ export class LockdownResponder {
   readonly pairing: Pairing;
   readonly catalog: ServiceCatalog;
   private readonly now: () => number;
+  private readonly springboardRestartMs: number;
 
   constructor(options: LockdownOptions) {
     this.pairing = options.pairing ?? new Pairing();
+    this.springboardRestartMs = options.springboardRestartMs ?? 1500;
     this.catalog = options.catalog ?? coreServiceCatalog();
     this.now = options.now ?? Date.now;
     this.domains = new Map<string, Record<string, PlistValue>>([
@@ -286,6 +296,13 @@ export class LockdownResponder {
     return value === undefined ? { ...echo, Error: 'MissingValue' } : { ...echo, Value: value };
   }
 
+  private restartSpringboard(): void {
+    const timer = setTimeout(() => {
+      this.pairing.notify(NOTIFICATION_SPRINGBOARD_STARTED);
+    }, this.springboardRestartMs);
+    timer.unref();
+  }
+
   private clock(): number {
     return timeIntervalSince1970(this.now());
   }
@@ -301,6 +318,7 @@ export class LockdownResponder {
     if (!inSession) return { Request: 'SetValue', Error: 'SessionInactive' };
     const domain = this.domains.get(typeof domainName === 'string' ? domainName : '');
     if (typeof key !== 'string' || domain === undefined || !isPlistValue(value)) return { Request: 'SetValue', Error: 'MissingValue' };
+    if (domainName === 'com.apple.international' && key === 'Language' && domain[key] !== value) this.restartSpringboard();
     domain[key] = value;
     return { Request: 'SetValue', Key: key };
   }

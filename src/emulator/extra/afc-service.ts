@@ -40,6 +40,8 @@ const APPEND = new Set([5, 6]);
 export interface AfcServiceOptions {
   /** Answers waiting for a host beyond which the connection is reset. Default 32 MiB. */
   readonly maxQueuedBytes?: number;
+  /** Request bodies buffered without asking the quota (afc-codec.ts). Default AFC_SMALL_BODY. */
+  readonly smallBody?: number;
 }
 
 export interface AfcStats {
@@ -296,7 +298,7 @@ export function createAfcService(fs: AfcFileSystem = new AfcFileSystem(), option
           onBad(reason) {
             reset(conn, `malformed AFC packet: ${reason}`);
           },
-        }),
+        }, options.smallBody),
       };
       connections.set(conn, state);
     },

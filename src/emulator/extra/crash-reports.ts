@@ -10,7 +10,7 @@ import type { AfcFileSystemOptions } from './afc-fs.js';
 
 export const CRASH_REPORT_MOVER_SERVICE = 'com.apple.crashreportmover';
 export const CRASH_REPORT_COPY_SERVICE = 'com.apple.crashreportcopymobile';
-export const CRASH_REPORT_PING = Buffer.from('ping', 'latin1');
+export const CRASH_REPORT_PING = Buffer.from('ping\0', 'latin1');
 
 export function createCrashReportMover(): Service {
   return {
