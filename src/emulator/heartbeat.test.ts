@@ -148,3 +148,25 @@ describe('heartbeat service', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 });
+
+describe('heartbeat timers never throw into the daemon', () => {
+  it('a write that throws from the period timer resets that connection and is counted', () => {
+    vi.useFakeTimers();
+    try {
+      const hb = createHeartbeatService({ periodMs: 10 });
+      let explode = false;
+      const conn: FakeServiceConnection = new FakeServiceConnection(1, () => {
+        if (explode) throw new Error('link broke');
+      }, () => hb.onClose?.(conn, 'device-closed'));
+      hb.onOpen?.(conn);
+      hb.onData(conn, XML_POLO);
+      explode = true;
+      expect(() => vi.advanceTimersByTime(10)).not.toThrow();
+      expect(hb.stats.failures).toBe(1);
+      expect(conn.closed).toBe(true);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});

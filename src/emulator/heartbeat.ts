@@ -54,6 +54,8 @@ export interface HeartbeatStats {
   poloTimeouts: number;
   /** Connections reset for a bad frame. */
   badFrames: number;
+  /** Timer work that threw (the connection is reset; a timer must never throw into the daemon). */
+  failures: number;
 }
 
 export type HeartbeatState = 'AWAIT_POLO' | 'IDLE' | 'ASLEEP' | 'CLOSED';
@@ -87,7 +89,7 @@ export function createHeartbeatService(knobs: Partial<HeartbeatKnobs> = {}): Hea
     supportsSleepyTime: true,
     ...knobs,
   };
-  const stats: HeartbeatStats = { connections: 0, marcosSent: 0, polosReceived: 0, unsolicitedPolos: 0, sleepyTimesSent: 0, poloTimeouts: 0, badFrames: 0 };
+  const stats: HeartbeatStats = { connections: 0, marcosSent: 0, polosReceived: 0, unsolicitedPolos: 0, sleepyTimesSent: 0, poloTimeouts: 0, badFrames: 0, failures: 0 };
   const open = new Map<ServiceConnection, BeatConnection>();
 
   const clearTimer = (beat: BeatConnection): void => {
@@ -99,7 +101,14 @@ export function createHeartbeatService(knobs: Partial<HeartbeatKnobs> = {}): Hea
     clearTimer(beat);
     beat.timer = setTimeout(() => {
       beat.timer = undefined;
-      if (beat.state !== 'CLOSED') then();
+      if (beat.state === 'CLOSED') return;
+      try {
+        then();
+      } catch {
+        // Outside the phone's packet loop nobody would catch it: this connection ends instead.
+        stats.failures++;
+        reset(beat);
+      }
     }, ms);
     beat.timer.unref();
   };

@@ -86,3 +86,24 @@ describe('syslog relay service', () => {
     expect(relay.stats.linesSent + relay.stats.linesDropped).toBe(100);
   });
 });
+
+describe('syslog timer never throws into the daemon', () => {
+  it('a write that throws from the period timer closes that connection only, and is counted', () => {
+    vi.useFakeTimers();
+    try {
+      const relay = createSyslogRelay({ backlog: 0, periodMs: 10 });
+      const bad = new FakeServiceConnection(1, () => {
+        throw new Error('link broke');
+      });
+      const good = new FakeServiceConnection(1, undefined, undefined, 2);
+      relay.onOpen?.(bad);
+      relay.onOpen?.(good);
+      expect(() => vi.advanceTimersByTime(10)).not.toThrow();
+      expect([bad.closed, good.closed, relay.stats.failures, good.written.length]).toEqual([true, false, 1, 1]);
+      vi.advanceTimersByTime(10);
+      expect(good.written.length).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});

@@ -37,6 +37,8 @@ export interface SyslogRelayStats {
   linesDropped: number;
   /** Bytes hosts sent (ignored). */
   bytesIgnored: number;
+  /** Timer writes that threw (that connection is closed; a timer must never throw into the daemon). */
+  failures: number;
 }
 
 export interface SyslogRelay extends Service {
@@ -98,7 +100,7 @@ export function createSyslogRelay(options: SyslogRelayOptions = {}): SyslogRelay
   const periodMs = options.periodMs ?? 1000;
   const maxQueued = options.maxQueuedBytes ?? 64 * 1024;
   const now = options.now ?? ((): Date => new Date());
-  const stats: SyslogRelayStats = { connections: 0, linesSent: 0, linesDropped: 0, bytesIgnored: 0 };
+  const stats: SyslogRelayStats = { connections: 0, linesSent: 0, linesDropped: 0, bytesIgnored: 0, failures: 0 };
   const open = new Set<ServiceConnection>();
   let sequence = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -128,7 +130,16 @@ export function createSyslogRelay(options: SyslogRelayOptions = {}): SyslogRelay
     if (timer !== undefined || periodMs <= 0) return;
     timer = setInterval(() => {
       const line = generatedLine();
-      for (const conn of open) sendTo(conn, line);
+      for (const conn of [...open]) {
+        try {
+          sendTo(conn, line);
+        } catch {
+          stats.failures++;
+          open.delete(conn);
+          conn.close();
+        }
+      }
+      if (open.size === 0) stopTimer();
     }, periodMs);
     timer.unref();
   };
