@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (umockdev for the USB tier, the real
-# libimobiledevice clients and the reference usbmuxd 1.1.1 for interop and differential tests,
-# a C compiler and the kernel headers for the seccomp helper of test/cli/unit-sandbox.test.ts, and
-# avahi-daemon only so the Wi-Fi discovery test can run our mDNS browser beside it: the daemon
-# itself never needs avahi), then the third-party clients (pymobiledevice3, tidevice, go-ios) into
-# the repository's .venv-clients/ (scripts/setup-clients.sh; no root needed for that part).
+# libimobiledevice clients, ideviceinstaller and the reference usbmuxd 1.1.1 for interop and
+# differential tests, socat and openssl for the remote-TLS listener test, a C compiler and the kernel
+# headers for the seccomp helper of test/cli/unit-sandbox.test.ts, and avahi-daemon only so the
+# Wi-Fi discovery test can run our mDNS browser beside it: the daemon itself never needs avahi),
+# then the third-party clients (pymobiledevice3, tidevice, go-ios) into the repository's
+# .venv-clients/ (scripts/setup-clients.sh; no root needed for that part).
 # Idempotent: does nothing when everything is present. Needs root (or sudo) to install packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(umockdev gir1.2-umockdev-1.0 libumockdev0 python3-gi libusbmuxd-tools libimobiledevice-utils usbmuxd systemd udev iproute2 gcc libc6-dev avahi-daemon python3-venv socat openssl)
+PACKAGES=(umockdev gir1.2-umockdev-1.0 libumockdev0 python3-gi libusbmuxd-tools libimobiledevice-utils ideviceinstaller usbmuxd systemd udev iproute2 gcc libc6-dev avahi-daemon python3-venv socat openssl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

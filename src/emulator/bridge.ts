@@ -21,6 +21,8 @@ import type { Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { Logger } from '../log.js';
 import { EmulatedIPhone } from './device.js';
+import { installExtraServices } from './extra/index.js';
+import type { ExtraServicesOptions } from './extra/index.js';
 import { BridgeSocketError, BridgeStateError } from './errors.js';
 import type { EmulatorOptions } from './options.js';
 import { TRUST_MODES, isTrustMode } from './pairing.js';
@@ -36,6 +38,8 @@ export interface BridgeOptions {
   readonly log: Logger;
   /** Where the phone's identity is kept between bridge processes (written on close). */
   readonly statePath?: string;
+  /** The optional services (extra/index.ts); false for a minimal phone. Default: installed. */
+  readonly extras?: ExtraServicesOptions | false;
 }
 
 /** The identity kept at `path`: {} (a new phone) when there is no file yet; a string on a bad file. */
@@ -95,6 +99,7 @@ export function encodeFrame(transfer: Buffer): Buffer {
 export function runBridge(options: BridgeOptions): RunningBridge {
   const { log } = options;
   const emulator = new EmulatedIPhone(options.emulator);
+  if (options.extras !== false && options.emulator?.services === undefined) installExtraServices(emulator, options.extras);
   emulator.pairing.onEvent = (event) => {
     log.info({ pairingEvent: event }, 'pairing');
   };

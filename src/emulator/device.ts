@@ -45,6 +45,8 @@ import { DEFAULT_UDID, defaultFaults } from './options.js';
 import type { EmulatorOptions, FaultKnobs } from './options.js';
 import { Pairing } from './pairing.js';
 import { Reassembler } from './reassembler.js';
+import { coreServiceCatalog } from './lockdown.js';
+import type { ServiceCatalog } from './service-catalog.js';
 import type { Service } from './service.js';
 import { defaultServices } from './services.js';
 import { emptyStats } from './stats.js';
@@ -71,6 +73,8 @@ export class EmulatedIPhone implements ConnectionOwner {
   readonly hostile: HostileActions;
   /** Trust dialog, paired hosts, device key; runtime controls for tests (tapTrust() ...). */
   readonly pairing: Pairing;
+  /** What lockdown's StartService can start; extra services register here (see extra/index.ts). */
+  readonly catalog: ServiceCatalog;
 
   private readonly services: Map<number, Service>;
   private readonly connections = new Map<number, DeviceTcpConnection>();
@@ -93,7 +97,8 @@ export class EmulatedIPhone implements ConnectionOwner {
     this.initialSeq = typeof isn === 'number' ? () => isn : isn;
     this.faults = defaultFaults(options.faults);
     this.pairing = new Pairing(options.trust, options.identity);
-    this.services = new Map(options.services ?? defaultServices(this.udid, this.stats, this.pairing));
+    this.catalog = coreServiceCatalog();
+    this.services = new Map(options.services ?? defaultServices(this.udid, this.stats, this.pairing, this.catalog));
     this.hostile = new HostileActions(this);
     this.reassembler = new Reassembler({
       onPacket: (packet) => {

@@ -14,6 +14,8 @@ import type { EmulatorOptions } from './options.js';
 import { usbSerialOf } from './options.js';
 import { MemoryTransportPair } from './memory-transport.js';
 import type { MemoryTransportOptions } from './memory-transport.js';
+import { installExtraServices } from './extra/index.js';
+import type { ExtraServices, ExtraServicesOptions } from './extra/index.js';
 
 export { EmulatedIPhone } from './device.js';
 export type { DeviceState, HostLink } from './device.js';
@@ -24,7 +26,12 @@ export type { EmulatorOptions, FaultKnobs } from './options.js';
 export type { EmulatorStats } from './stats.js';
 export type { Service, ServiceConnection, ServiceCloseReason } from './service.js';
 export { ECHO_PORT, DISCARD_PORT, SOURCE_PORT, LOCKDOWN_PORT, sourceByte, sourceBytes, createEchoService, createDiscardService, createSourceService, defaultServices } from './services.js';
-export { LockdownResponder, defaultLockdownValues, NOTIFICATION_PROXY_SERVICE, NOTIFICATION_PROXY_PORT } from './lockdown.js';
+export { LockdownResponder, defaultLockdownValues, defaultLockdownDomains, coreServiceCatalog, timeIntervalSince1970, NOTIFICATION_PROXY_SERVICE, NOTIFICATION_PROXY_PORT, NOTIFICATION_SPRINGBOARD_STARTED } from './lockdown.js';
+export { ServiceCatalog, MAX_EXPECTED_PER_PORT } from './service-catalog.js';
+export type { CatalogEntry } from './service-catalog.js';
+export { serveOverTls, TlsServiceConnection } from './service-tls.js';
+export type { TlsServiceOptions, TlsServiceState } from './service-tls.js';
+export * from './extra/index.js';
 export type { LockdownOptions, LockdownSession } from './lockdown.js';
 export { createLockdownService, LockdownConnection, PHONE_TLS_CIPHERS, PHONE_TLS_MIN_VERSION, PHONE_TLS_MAX_VERSION } from './lockdown-session.js';
 export type { LockdownConnectionState } from './lockdown-session.js';
@@ -56,6 +63,11 @@ export interface VirtualDeviceOptions {
   readonly transport?: MemoryTransportOptions;
   /** `(bus << 16) | address`; default bus 0xFF, next free address (1, 2, ...). */
   readonly locationId?: number;
+  /**
+   * The optional services (syslog relay, heartbeat, installation proxy, AFC: extra/index.ts), or
+   * false for a minimal phone. Default: installed, unless `emulator.services` replaces the stock ones.
+   */
+  readonly extras?: ExtraServicesOptions | false;
 }
 
 export interface VirtualDevice {
@@ -64,6 +76,8 @@ export interface VirtualDevice {
   readonly info: UsbDeviceInfo;
   readonly emulator: EmulatedIPhone;
   readonly pair: MemoryTransportPair;
+  /** Handles on the optional services (undefined on a minimal phone). */
+  readonly extras: ExtraServices | undefined;
   /** Pull the virtual cable (transport closes with VirtualDeviceUnpluggedError). */
   unplug(): void;
 }
@@ -71,6 +85,8 @@ export interface VirtualDevice {
 /** An emulated iPhone already wired to an in-memory transport. */
 export function createVirtualDevice(options: VirtualDeviceOptions = {}): VirtualDevice {
   const emulator = new EmulatedIPhone(options.emulator);
+  const extrasOptions = options.extras ?? (options.emulator?.services === undefined ? {} : false);
+  const extras = extrasOptions === false ? undefined : installExtraServices(emulator, extrasOptions);
   const pair = new MemoryTransportPair(emulator, options.transport);
   const info: UsbDeviceInfo = {
     connectionType: 'USB',
@@ -85,6 +101,7 @@ export function createVirtualDevice(options: VirtualDeviceOptions = {}): Virtual
     info,
     emulator,
     pair,
+    extras,
     unplug() {
       pair.unplug();
     },

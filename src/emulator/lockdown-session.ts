@@ -17,54 +17,24 @@
  * Any input that breaks the framing (oversized or unparseable message, non-TLS bytes in a session,
  * a TLS record where a message must be) resets this one connection and never throws.
  *
- * The phone's TLS identity in a session is the DeviceCertificate of the host's pair record with
- * the phone's own key. It asks for the client's certificate and accepts the record's
- * HostCertificate (or its RootCertificate, which libimobiledevice 1.3.0 presents instead).
- * Security level 0 (SHA-1 signed certificates of older hosts), TLS 1.0 to 1.2 like a real phone.
+ * The phone's TLS identity and its check of the client's certificate are in phone-tls.ts.
  */
-import type { X509Certificate } from 'node:crypto';
-import { createSecureContext, TLSSocket } from 'node:tls';
-import type { SecureContext } from 'node:tls';
+import { TLSSocket } from 'node:tls';
 import type { PlistObject } from 'plist';
 import { LockdownResponder, frameLockdownMessage } from './lockdown.js';
 import type { LockdownOptions, LockdownSession } from './lockdown.js';
 import { LockdownFrameReader } from './lockdown-frames.js';
-import type { PairedHost, Pairing } from './pairing.js';
+import type { Pairing } from './pairing.js';
+import { clientCertificateProblem, phoneSecureContext } from './phone-tls.js';
 import type { Service, ServiceConnection } from './service.js';
 import { ConnectionDuplex } from './tls-duplex.js';
 
 export type LockdownConnectionState = 'PLAIN' | 'TLS_HANDSHAKE' | 'SESSION' | 'CLOSED';
 
-/** OpenSSL cipher string of the phone's TLS side: every default suite, SHA-1 certificates allowed. */
-export const PHONE_TLS_CIPHERS = 'DEFAULT:@SECLEVEL=0';
-export const PHONE_TLS_MIN_VERSION = 'TLSv1';
-export const PHONE_TLS_MAX_VERSION = 'TLSv1.2';
+export { PHONE_TLS_CIPHERS, PHONE_TLS_MIN_VERSION, PHONE_TLS_MAX_VERSION } from './phone-tls.js';
 
 /** A fatal TLS alert (handshake_failure), sent when the phone cannot start TLS for a stale host. */
 const HANDSHAKE_FAILURE_ALERT = Buffer.from('15030100020228', 'hex');
-
-const contexts = new WeakMap<PairedHost, SecureContext>();
-
-/** The phone's TLS server identity towards `host`: the record's DeviceCertificate with the phone's key. */
-export function secureContextFor(host: PairedHost, pairing: Pairing): SecureContext {
-  let context = contexts.get(host);
-  if (context === undefined) {
-    context = createSecureContext({
-      key: pairing.deviceKey.privatePem,
-      cert: host.deviceCertificatePem,
-      ciphers: PHONE_TLS_CIPHERS,
-      minVersion: PHONE_TLS_MIN_VERSION,
-      maxVersion: PHONE_TLS_MAX_VERSION,
-    });
-    contexts.set(host, context);
-  }
-  return context;
-}
-
-/** The phone takes a TLS client that shows the host's certificate (or its root: libimobiledevice 1.3.0). */
-export function isHostCertificate(host: PairedHost, peer: X509Certificate | undefined): boolean {
-  return peer !== undefined && (peer.raw.equals(host.hostCertificate) || peer.raw.equals(host.rootCertificate));
-}
 
 interface TlsLeg {
   readonly carrier: ConnectionDuplex;
@@ -148,7 +118,7 @@ export class LockdownConnection {
     const carrier = new ConnectionDuplex(this.conn);
     const socket = new TLSSocket(carrier, {
       isServer: true,
-      secureContext: secureContextFor(session.host, this.pairing),
+      secureContext: phoneSecureContext(session.host, this.pairing),
       requestCert: true,
       rejectUnauthorized: false,
     });
@@ -204,10 +174,10 @@ export class LockdownConnection {
 
   private onSecure(leg: TlsLeg): void {
     const host = this.session?.host;
-    const peer = leg.socket.getPeerX509Certificate();
-    if (host === undefined || !isHostCertificate(host, peer)) {
+    const problem = host === undefined ? 'no session' : clientCertificateProblem(leg.socket, host);
+    if (problem !== undefined) {
       this.pairing.stats.tlsFailures++;
-      this.reset(peer === undefined ? 'no client certificate' : "the client certificate is not the host's");
+      this.reset(problem);
       return;
     }
     this.pairing.stats.tlsHandshakes++;

@@ -1,11 +1,13 @@
 import plist from 'plist';
 import type { PlistObject } from 'plist';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { TcpFlag } from './codec.js';
 import { EmulatedIPhone } from './device.js';
 import { HostDriver } from './host-driver.js';
 import { binaryFrame } from './host-records.js';
-import { LockdownResponder, MAX_LOCKDOWN_MESSAGE, NOTIFICATION_PROXY_PORT, frameLockdownMessage, parseLockdownMessage } from './lockdown.js';
+import { LockdownResponder, MAX_LOCKDOWN_MESSAGE, NOTIFICATION_PROXY_PORT, NOTIFICATION_SPRINGBOARD_STARTED, frameLockdownMessage, parseLockdownMessage, timeIntervalSince1970 } from './lockdown.js';
+import { Pairing } from './pairing.js';
+import type { PairedHost } from './pairing.js';
 import { LOCKDOWN_PORT } from './services.js';
 
 const UDID = '00008030-001A2B3C4D5E802E';
@@ -188,13 +190,13 @@ describe('lockdownd pairing requests over a mux connection', () => {
     expect(a.Value.toString('latin1')).toBe(s.phone.pairing.deviceKey.publicPem);
   });
 
-  it('StartService: the insecure notification proxy without a session; anything else InvalidService', () => {
+  it('StartService: the insecure notification proxy without a session; anything else InvalidService (the minimal catalog has no afc)', () => {
     const s = session();
     s.send(xmlFrame({ Request: 'StartService', Service: 'com.apple.mobile.insecure_notification_proxy' }));
     s.send(xmlFrame({ Request: 'StartService', Service: 'com.apple.mobile.notification_proxy' }));
     s.send(xmlFrame({ Request: 'StartService', Service: 'com.apple.afc' }));
     expect(s.replies()).toEqual([
-      { Request: 'StartService', Service: 'com.apple.mobile.insecure_notification_proxy', Port: NOTIFICATION_PROXY_PORT },
+      { Request: 'StartService', Service: 'com.apple.mobile.insecure_notification_proxy', Port: NOTIFICATION_PROXY_PORT, EnableServiceSSL: false },
       { Request: 'StartService', Service: 'com.apple.mobile.notification_proxy', Error: 'InvalidService' },
       { Request: 'StartService', Service: 'com.apple.afc', Error: 'InvalidService' },
     ]);
@@ -206,5 +208,57 @@ describe('lockdownd pairing requests over a mux connection', () => {
     s.send(xmlFrame({ Request: 'StartSession', HostID: 'NOPE', SystemBUID: 'B' }));
     expect(s.replies()).toEqual([{ Request: 'SetValue', Key: 'UntrustedHostBUID' }, { Request: 'StartSession', Error: 'InvalidHostID' }]);
     expect(s.phone.pairing.untrustedHostBuid).toBe('B');
+  });
+});
+
+describe('lockdown values clients read (issue 16)', () => {
+  const ask = (request: Record<string, unknown>, now = 1_767_225_600_250): Record<string, unknown> =>
+    new LockdownResponder({ udid: '00008030-001A2B3C4D5E802E', now: () => now }).answer({ Request: 'GetValue', ...request });
+
+  it('TimeIntervalSince1970 is the clock now, in seconds, always a real (idevicedate, go-ios date)', () => {
+    expect(ask({ Key: 'TimeIntervalSince1970' })['Value']).toBe(1_767_225_600.25);
+    expect(ask({ Key: 'TimeIntervalSince1970' }, 1_767_225_600_000)['Value']).toBe(1_767_225_600.000001);
+    expect((ask({}) as { Value: Record<string, unknown> }).Value['TimeIntervalSince1970']).toBe(1_767_225_600.25);
+    expect(timeIntervalSince1970(5000)).not.toSatisfy(Number.isInteger);
+  });
+
+  it('the domains go-ios lang/batterycheck, pymobiledevice3 and tidevice ask for', () => {
+    expect(ask({ Domain: 'com.apple.international', Key: 'Language' })['Value']).toBe('en');
+    expect(ask({ Domain: 'com.apple.international', Key: 'Locale' })['Value']).toBe('en_US');
+    expect(ask({ Domain: 'com.apple.international', Key: 'SupportedLocales' })['Value']).toContain('en_US');
+    for (const key of ['BatteryCurrentCapacity', 'BatteryIsCharging', 'ExternalChargeCapable', 'ExternalConnected', 'FullyCharged', 'GasGaugeCapability', 'HasBattery']) {
+      expect(ask({ Domain: 'com.apple.mobile.battery', Key: key })['Value'], key).toBeDefined();
+    }
+    expect(ask({ Domain: 'com.apple.security.mac.amfi', Key: 'DeveloperModeStatus' })['Value']).toBe(true);
+    expect(ask({ Domain: 'com.apple.mobile.wireless_lockdown', Key: 'EnableWifiConnections' })['Value']).toBe(false);
+  });
+});
+
+describe('a language change restarts SpringBoard', () => {
+  it('finishedstartup is relayed springboardRestartMs after SetValue Language (go-ios lang --setlang waits for it)', () => {
+    vi.useFakeTimers();
+    try {
+      const pairing = new Pairing();
+      const responder = new LockdownResponder({ udid: UDID, pairing, springboardRestartMs: 200 });
+      const seen: string[] = [];
+      pairing.observe((name) => {
+        seen.push(name);
+        return true;
+      });
+      const inSession = { sessionId: 'S', host: {} as PairedHost };
+      const set = (key: string, value: string): Record<string, unknown> => responder.answer({ Request: 'SetValue', Domain: 'com.apple.international', Key: key, Value: value }, inSession);
+      expect(set('Language', 'en')).toEqual({ Request: 'SetValue', Key: 'Language' }); // unchanged: no restart
+      expect(set('Locale', 'de_DE')).toEqual({ Request: 'SetValue', Key: 'Locale' });
+      vi.advanceTimersByTime(1000);
+      expect(seen).toEqual([]);
+      set('Language', 'de');
+      vi.advanceTimersByTime(199);
+      expect(seen).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(seen).toEqual([NOTIFICATION_SPRINGBOARD_STARTED]);
+      expect(responder.answer({ Request: 'GetValue', Domain: 'com.apple.international', Key: 'Language' })['Value']).toBe('de');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

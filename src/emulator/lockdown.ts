@@ -10,21 +10,26 @@
  *   QueryType                  → Type "com.apple.mobile.lockdown"
  *   GetValue [Domain] [Key]    → Value (the whole domain when no Key); unknown Key or Domain:
  *                                Error "MissingValue". Key DevicePublicKey: the phone's RSA public
- *                                key, PKCS#1 PEM as data
+ *                                key, PKCS#1 PEM as data; TimeIntervalSince1970 is the clock's now
  *   SetValue UntrustedHostBUID → accepted (remembered by the pairing); other SetValue: accepted
- *                                inside a session, Error "SessionInactive" outside
+ *                                inside a session, Error "SessionInactive" outside. A new
+ *                                com.apple.international Language restarts SpringBoard: its
+ *                                finishedstartup notification follows springboardRestartMs later
+ *                                (go-ios lang --setlang waits for it)
  *   Pair, ValidatePair, Unpair → pairing.ts (trust dialog, shape checks; Unpair forgets the host)
  *   StartSession HostID        → SessionID + EnableSessionSSL true (the connection turns to TLS);
  *                                unknown host: "InvalidHostID"; already in one: "SessionActive"
  *   StopSession                → success in a session (back to plain text), else "SessionInactive"
- *   StartService Service       → the notification proxy's Port (insecure one: also without a
- *                                session); anything else "InvalidService"
+ *   StartService Service       → Port and EnableServiceSSL of a service in the phone's
+ *                                ServiceCatalog, inside a session (the insecure notification
+ *                                proxy also without one); anything else "InvalidService"
  *   Goodbye                    → Result "Success"
  *   no Request key             → Error "MissingRequest"; any other Request: Error "InvalidRequest"
  */
 import type { PlistObject, PlistValue } from 'plist';
 import type { PairedHost } from './pairing.js';
 import { Pairing } from './pairing.js';
+import { ServiceCatalog } from './service-catalog.js';
 import { buildXml, isPlistDict, parsePlist, PlistParseError } from '../plist/index.js';
 
 /** Largest lockdown message body accepted before the connection is reset. */
@@ -43,6 +48,23 @@ export interface LockdownOptions {
   readonly values?: PlistObject;
   /** The phone's pairing state (default: a fresh one in 'auto' mode). */
   readonly pairing?: Pairing;
+  /** What StartService can start (default: {@link coreServiceCatalog}, the notification proxy). */
+  readonly catalog?: ServiceCatalog;
+  /** The phone's clock in ms since 1970 (TimeIntervalSince1970). Default Date.now. */
+  readonly now?: () => number;
+  /** How long SpringBoard takes to restart after a language change. Default 1500 ms. */
+  readonly springboardRestartMs?: number;
+}
+
+/** What SpringBoard posts when it has (re)started. */
+export const NOTIFICATION_SPRINGBOARD_STARTED = 'com.apple.springboard.finishedstartup';
+
+/** A catalog with the services every phone has: the two notification proxies (plain text). */
+export function coreServiceCatalog(): ServiceCatalog {
+  const catalog = new ServiceCatalog();
+  catalog.register({ name: NOTIFICATION_PROXY_SERVICE, port: NOTIFICATION_PROXY_PORT, ssl: false, withoutSession: true });
+  catalog.register({ name: SECURE_NOTIFICATION_PROXY_SERVICE, port: NOTIFICATION_PROXY_PORT, ssl: false });
+  return catalog;
 }
 
 /** A lockdown session on one connection (after StartSession). */
@@ -82,7 +104,64 @@ export function defaultLockdownValues(udid: string): PlistObject {
     DeviceColor: '1',
     FirmwareVersion: 'iBoot-10151.122.1',
     ProtocolVersion: '2',
+    HardwarePlatform: 't8120',
+    SupportedDeviceFamilies: [1],
+    ProductionSOC: true,
+    TrustedHostAttached: true,
+    BrickState: false,
+    ActivationStateAcknowledged: true,
+    BasebandVersion: '2.60.02',
+    SIMStatus: 'kCTSIMSupportSIMStatusReady',
+    PhoneNumber: '+1 (555) 010-0100',
   };
+}
+
+/**
+ * The other domains clients read: battery (go-ios batterycheck), international (go-ios lang,
+ * pymobiledevice3 lockdown language/locale), amfi (developer mode: tidevice and pymobiledevice3
+ * ask before using developer services), accessibility switches, Wi-Fi lockdown, backup.
+ */
+export function defaultLockdownDomains(): Record<string, Record<string, PlistValue>> {
+  return {
+    'com.apple.mobile.battery': {
+      BatteryCurrentCapacity: 100,
+      BatteryIsCharging: false,
+      ExternalChargeCapable: true,
+      ExternalConnected: true,
+      FullyCharged: true,
+      GasGaugeCapability: true,
+      HasBattery: true,
+    },
+    'com.apple.disk_usage': { TotalDiskCapacity: 128_000_000_000, TotalDataCapacity: 110_000_000_000, TotalDataAvailable: 64_000_000_000 },
+    'com.apple.PurpleBuddy': { SetupDone: true },
+    'com.apple.international': {
+      Language: 'en',
+      Locale: 'en_US',
+      Keyboard: 'en_US',
+      SupportedLanguages: ['en', 'de', 'fr', 'ja', 'zh-Hans'],
+      SupportedLocales: ['en_US', 'en_GB', 'de_DE', 'fr_FR', 'ja_JP', 'zh_CN'],
+    },
+    // Developer mode on: with it off, tidevice's developer services try to enable it through
+    // com.apple.amfi.lockdown, which this phone does not serve (tidevice then recursed forever).
+    'com.apple.security.mac.amfi': { DeveloperModeStatus: true },
+    'com.apple.Accessibility': {
+      AssistiveTouchEnabledByiTunes: false,
+      VoiceOverTouchEnabledByiTunes: false,
+      InvertDisplayEnabledByiTunes: false,
+      ZoomTouchEnabledByiTunes: false,
+    },
+    'com.apple.mobile.wireless_lockdown': { EnableWifiConnections: false, SupportsWifi: true, SupportsWifiSyncing: true },
+    'com.apple.mobile.backup': { WillEncrypt: false },
+  };
+}
+
+/**
+ * Seconds since 1970 as a plist real: a real phone sends a real, and clients that decode it into a
+ * float (go-ios) refuse an integer, so a whole second is nudged off the integer by a microsecond.
+ */
+export function timeIntervalSince1970(ms: number): number {
+  const seconds = ms / 1000;
+  return Number.isInteger(seconds) ? seconds + 1e-6 : seconds;
 }
 
 function isPlistValue(value: unknown): value is PlistValue {
@@ -120,14 +199,20 @@ export function lengthPrefixed(body: Buffer): Buffer {
 export class LockdownResponder {
   private readonly domains: Map<string, Record<string, PlistValue>>;
   readonly pairing: Pairing;
+  readonly catalog: ServiceCatalog;
+  private readonly now: () => number;
+  private readonly springboardRestartMs: number;
+  /** SpringBoard-started relays that threw in their timer (for tests; never thrown on). */
+  springboardRelayFailures = 0;
 
   constructor(options: LockdownOptions) {
     this.pairing = options.pairing ?? new Pairing();
+    this.springboardRestartMs = options.springboardRestartMs ?? 1500;
+    this.catalog = options.catalog ?? coreServiceCatalog();
+    this.now = options.now ?? Date.now;
     this.domains = new Map<string, Record<string, PlistValue>>([
       ['', { ...defaultLockdownValues(options.udid), ...options.values }],
-      ['com.apple.mobile.battery', { BatteryCurrentCapacity: 100, BatteryIsCharging: false, ExternalConnected: true, FullyCharged: true }],
-      ['com.apple.disk_usage', { TotalDiskCapacity: 128_000_000_000, TotalDataCapacity: 110_000_000_000, TotalDataAvailable: 64_000_000_000 }],
-      ['com.apple.PurpleBuddy', { SetupDone: true }],
+      ...Object.entries(defaultLockdownDomains()),
     ]);
   }
 
@@ -162,7 +247,7 @@ export class LockdownResponder {
       case 'StopSession':
         return session === undefined ? { Request: name, Error: 'SessionInactive' } : { Request: name };
       case 'StartService':
-        return this.startService(request, session !== undefined);
+        return this.startService(request, session);
       case 'Goodbye':
         return { Request: name, Result: 'Success' };
       default:
@@ -181,14 +266,18 @@ export class LockdownResponder {
     return { Request: 'StartSession', SessionID: started.sessionId, EnableSessionSSL: true };
   }
 
-  private startService(request: Record<string, unknown>, inSession: boolean): PlistObject {
+  private startService(request: Record<string, unknown>, session: LockdownSession | undefined): PlistObject {
     const service = request['Service'];
     const echo: Record<string, PlistValue> = { Request: 'StartService' };
     if (typeof service === 'string') echo['Service'] = service;
-    if (service === NOTIFICATION_PROXY_SERVICE || (inSession && service === SECURE_NOTIFICATION_PROXY_SERVICE)) {
-      return { ...echo, Port: NOTIFICATION_PROXY_PORT };
+    const entry = typeof service === 'string' ? this.catalog.lookup(service) : undefined;
+    if (entry === undefined || (session === undefined && entry.withoutSession !== true)) return { ...echo, Error: 'InvalidService' };
+    if (entry.ssl) {
+      // The service's TLS identity is this host's; without a session there is no host to be.
+      if (session === undefined) return { ...echo, Error: 'InvalidService' };
+      this.catalog.expectHost(entry.port, session.host);
     }
-    return { ...echo, Error: 'InvalidService' };
+    return { ...echo, Port: entry.port, EnableServiceSSL: entry.ssl };
   }
 
   private getValue(request: Record<string, unknown>): PlistObject {
@@ -199,12 +288,30 @@ export class LockdownResponder {
     if (typeof key === 'string') echo['Key'] = key;
     const domain = this.domains.get(typeof domainName === 'string' ? domainName : '');
     if (domain === undefined) return { ...echo, Error: 'MissingValue' };
-    if (typeof key !== 'string') return { ...echo, Value: domain };
-    if (key === 'DevicePublicKey' && domain === this.domains.get('')) {
+    const isDefault = domain === this.domains.get('');
+    if (typeof key !== 'string') return { ...echo, Value: isDefault ? { ...domain, TimeIntervalSince1970: this.clock() } : domain };
+    if (key === 'DevicePublicKey' && isDefault) {
       return { ...echo, Value: Buffer.from(this.pairing.deviceKey.publicPem, 'latin1') };
     }
+    if (key === 'TimeIntervalSince1970' && isDefault) return { ...echo, Value: this.clock() };
     const value = domain[key];
     return value === undefined ? { ...echo, Error: 'MissingValue' } : { ...echo, Value: value };
+  }
+
+  private restartSpringboard(): void {
+    const timer = setTimeout(() => {
+      try {
+        this.pairing.notify(NOTIFICATION_SPRINGBOARD_STARTED);
+      } catch {
+        // A relay that throws has already lost its connection; the restart itself is done.
+        this.springboardRelayFailures++;
+      }
+    }, this.springboardRestartMs);
+    timer.unref();
+  }
+
+  private clock(): number {
+    return timeIntervalSince1970(this.now());
   }
 
   private setValue(request: Record<string, unknown>, inSession: boolean): PlistObject {
@@ -218,6 +325,7 @@ export class LockdownResponder {
     if (!inSession) return { Request: 'SetValue', Error: 'SessionInactive' };
     const domain = this.domains.get(typeof domainName === 'string' ? domainName : '');
     if (typeof key !== 'string' || domain === undefined || !isPlistValue(value)) return { Request: 'SetValue', Error: 'MissingValue' };
+    if (domainName === 'com.apple.international' && key === 'Language' && domain[key] !== value) this.restartSpringboard();
     domain[key] = value;
     return { Request: 'SetValue', Key: key };
   }

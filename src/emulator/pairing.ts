@@ -228,7 +228,8 @@ export class Pairing {
     };
   }
 
-  private notify(name: string): void {
+  /** Relay `name` to every notification proxy connection observing it (lockdown and tests post). */
+  notify(name: string): void {
     for (const observer of [...this.observers]) {
       if (observer(name)) this.stats.notificationsSent++;
     }

@@ -2,10 +2,11 @@
  * The phone's stock services: echo (7), discard (9), source (19), lockdownd (62078) and the
  * notification proxy lockdown hands out (NOTIFICATION_PROXY_PORT).
  */
-import { NOTIFICATION_PROXY_PORT } from './lockdown.js';
+import { NOTIFICATION_PROXY_PORT, coreServiceCatalog } from './lockdown.js';
 import { createLockdownService } from './lockdown-session.js';
 import { createNotificationProxyService } from './notification-proxy.js';
 import { Pairing } from './pairing.js';
+import type { ServiceCatalog } from './service-catalog.js';
 import type { Service, ServiceConnection } from './service.js';
 import type { EmulatorStats } from './stats.js';
 
@@ -91,13 +92,16 @@ export function createSourceService(): Service {
   };
 }
 
-/** Port → service for a phone with this UDID (lockdown and the notification proxy share `pairing`). */
-export function defaultServices(udid: string, stats: EmulatorStats, pairing: Pairing = new Pairing()): Map<number, Service> {
+/**
+ * Port → service for a phone with this UDID (lockdown and the notification proxy share `pairing`;
+ * lockdown starts what `catalog` lists, which must hold the notification proxy).
+ */
+export function defaultServices(udid: string, stats: EmulatorStats, pairing: Pairing = new Pairing(), catalog: ServiceCatalog = coreServiceCatalog()): Map<number, Service> {
   return new Map<number, Service>([
     [ECHO_PORT, createEchoService()],
     [DISCARD_PORT, createDiscardService(stats)],
     [SOURCE_PORT, createSourceService()],
-    [LOCKDOWN_PORT, createLockdownService({ udid, pairing })],
+    [LOCKDOWN_PORT, createLockdownService({ udid, pairing, catalog })],
     [NOTIFICATION_PROXY_PORT, createNotificationProxyService(pairing)],
   ]);
 }

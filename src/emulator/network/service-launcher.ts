@@ -23,7 +23,7 @@ import { TLSSocket } from 'node:tls';
 import type { PlistObject } from 'plist';
 import type { Logger } from '../../log.js';
 import type { LockdownSession } from '../lockdown.js';
-import { isHostCertificate, secureContextFor } from '../lockdown-session.js';
+import { clientCertificateProblem, phoneSecureContext } from '../phone-tls.js';
 import type { PairedHost, Pairing } from '../pairing.js';
 import type { Service } from '../service.js';
 import type { ConnectionTracker } from './socket-connection.js';
@@ -164,7 +164,7 @@ export class ServiceLauncher {
   private serveTls(socket: Socket, service: Service, host: PairedHost, port: number): void {
     const tls = new TLSSocket(socket, {
       isServer: true,
-      secureContext: secureContextFor(host, this.options.pairing),
+      secureContext: phoneSecureContext(host, this.options.pairing),
       requestCert: true,
       rejectUnauthorized: false,
     });
@@ -182,7 +182,7 @@ export class ServiceLauncher {
     tls.once('secure', () => {
       tls.off('error', fail);
       socket.off('error', fail);
-      if (!isHostCertificate(host, tls.getPeerX509Certificate())) {
+      if (clientCertificateProblem(tls, host) !== undefined) {
         fail();
         return;
       }
