@@ -50,9 +50,17 @@ export function muxdEnv(socketPath: string): NodeJS.ProcessEnv {
 
 /** Run a client to completion (stdin closed), killing it after the timeout. */
 export function runClient(socketPath: string, command: string, args: readonly string[], options: RunOptions = {}): Promise<ClientResult> {
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  return runProcess(command, args, muxdEnv(socketPath), options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+}
+
+/**
+ * Run `file` to completion (stdin closed) with `env`, killing it after `timeoutMs`; while it runs
+ * it is in `children` (when given), so a test's teardown can stop what is left.
+ */
+export function runProcess(file: string, args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs: number, children?: Set<ChildProcess>): Promise<ClientResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: muxdEnv(socketPath), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children?.add(child);
     const out: string[] = [];
     const err: string[] = [];
     child.stdout.setEncoding('utf8').on('data', (s: string) => out.push(s));
@@ -64,10 +72,12 @@ export function runClient(socketPath: string, command: string, args: readonly st
     }, timeoutMs);
     child.once('error', (e) => {
       clearTimeout(timer);
+      children?.delete(child);
       reject(e);
     });
     child.once('close', (code, signal) => {
       clearTimeout(timer);
+      children?.delete(child);
       resolve({ code, signal, stdout: out.join(''), stderr: err.join(''), timedOut });
     });
   });

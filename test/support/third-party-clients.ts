@@ -16,6 +16,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runProcess } from './clients.js';
 import type { ClientResult } from './clients.js';
 import { REPO_ROOT } from './usb-testbed.js';
 
@@ -147,32 +148,6 @@ export interface Running {
 export function describeResult(r: ClientResult): string {
   const how = r.timedOut ? 'timed out' : `exit ${String(r.code)}${r.signal === null ? '' : ` (${r.signal})`}`;
   return `${how}\nstdout: ${r.stdout.slice(-3000)}\nstderr: ${r.stderr.slice(-3000)}`;
-}
-
-function runProcess(file: string, args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs: number, children: Set<ChildProcess>): Promise<ClientResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    const out: string[] = [];
-    const err: string[] = [];
-    child.stdout.setEncoding('utf8').on('data', (s: string) => out.push(s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => err.push(s));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      children.delete(child);
-      reject(e);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      children.delete(child);
-      resolve({ code, signal, stdout: out.join(''), stderr: err.join(''), timedOut });
-    });
-  });
 }
 
 async function stopProcess(child: ChildProcess, children: Set<ChildProcess>): Promise<void> {
