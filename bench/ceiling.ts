@@ -21,7 +21,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SOURCE_PORT, createVirtualDevice } from '../src/emulator/index.js';
+import { SOURCE_PORT } from '../src/emulator/services.js';
 import type { VirtualDevice } from '../src/emulator/index.js';
 import { silentLogger } from '../src/log.js';
 import { DeviceRegistry } from '../src/devices/index.js';
@@ -54,13 +54,16 @@ async function serve(socketPath: string, devices: number, window: number, phone:
   await server.listen({ kind: 'unix', path: socketPath });
   const phones: VirtualDevice[] = [];
   const leanPhones: LeanPhone[] = [];
+  // The emulator only when it plays the phone: a lean-phone row measures the daemon's modules, not
+  // the emulator's (node-forge among them), which are not loaded in a daemon without virtual phones.
+  const createVirtualDevice = phone === 'emulator' ? (await import('../src/emulator/index.js')).createVirtualDevice : undefined;
   for (let i = 0; i < devices; i++) {
     const udid = `00008030-${(0x1a2b3c4d5e0000 + i).toString(16).toUpperCase().padStart(16, '0')}`;
     if (phone === 'lean') {
       const lean = new LeanPhone(udid);
       mux.addDevice(lean, lean.info);
       leanPhones.push(lean);
-    } else {
+    } else if (createVirtualDevice !== undefined) {
       const dev = createVirtualDevice({ emulator: { udid } });
       mux.addDevice(dev.transport, dev.info);
       phones.push(dev);

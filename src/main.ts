@@ -46,7 +46,6 @@ import { MdnsBrowser, NetworkProvider, parseAddress } from './network/index.js';
 import type { Endpoint } from './network/index.js';
 import { assertSafeConfigDir, FilePairRecordStore } from './pairrecords/index.js';
 import { Preflight } from './preflight/index.js';
-import { createVirtualDevice, startLoopbackFace } from './emulator/index.js';
 import type { NetworkPhone, VirtualDevice } from './emulator/index.js';
 
 /** What the daemon has built so far; teardown undoes whatever exists. */
@@ -290,6 +289,7 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
     if (config.virtualWifi) {
       parts.wifiFaces = [];
       for (const vd of virtualDevices) {
+        const { startLoopbackFace } = await import('./emulator/index.js');
         const face = await startLoopbackFace(vd.emulator, { log: log.child({ layer: 'virtual-wifi', udid: vd.info.serial }) });
         parts.wifiFaces.push(face);
         const status = face.status();
@@ -312,6 +312,10 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
  * in the middle of serving clients.
  */
 async function makeVirtualDevices(config: DaemonConfig, log: Logger): Promise<VirtualDevice[]> {
+  if (config.virtualDevices.length === 0) return [];
+  // Loaded only for --virtual-device: the emulator's modules (node-forge among them) cost a daemon
+  // with real phones memory and, measured, CPU on every byte.
+  const { createVirtualDevice } = await import('./emulator/index.js');
   const t0 = performance.now();
   const devices = config.virtualDevices.map((udid) => createVirtualDevice({ emulator: { udid, trust: { mode: config.virtualTrust } } }));
   await Promise.all(devices.map((vd) => vd.emulator.pairing.prepareKey()));

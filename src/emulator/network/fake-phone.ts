@@ -11,12 +11,12 @@
  * completes the TLS handshake with it: that is what this fake exists to catch.
  */
 import { createPrivateKey } from 'node:crypto';
-import forge from 'node-forge';
+import type Forge from 'node-forge';
 import { generateDeviceKeyAsync } from '../pair-request.js';
 import type { PairedHost, PhoneIdentity } from '../pairing.js';
 
 /** A self-signed certificate for `privatePem`'s key (what the fake shows as its DeviceCertificate). */
-function selfSignedPem(privatePem: string): string {
+function selfSignedPem(forge: typeof Forge, privatePem: string): string {
   const pkcs1 = createPrivateKey(privatePem).export({ type: 'pkcs1', format: 'pem' }).toString();
   const key = forge.pki.privateKeyFromPem(pkcs1);
   const cert = forge.pki.createCertificate();
@@ -31,8 +31,9 @@ function selfSignedPem(privatePem: string): string {
 
 /** The fake's identity: a key of its own, the real phone's hosts with its own certificate. */
 export async function fakeIdentityOf(real: PhoneIdentity): Promise<Required<PhoneIdentity>> {
-  const deviceKey = await generateDeviceKeyAsync();
-  const deviceCertificatePem = selfSignedPem(deviceKey.privatePem);
+  // node-forge only when a fake is made: whoever imports the emulator does not pay for it.
+  const [deviceKey, forge] = await Promise.all([generateDeviceKeyAsync(), import('node-forge').then((m) => m.default)]);
+  const deviceCertificatePem = selfSignedPem(forge, deviceKey.privatePem);
   const hosts: PairedHost[] = (real.hosts ?? []).map((h) => ({ ...h, deviceCertificatePem, sessionCertificatesValid: true }));
   return { deviceKey, hosts };
 }
