@@ -13,6 +13,10 @@
  *                                key, PKCS#1 PEM as data
  *   SetValue UntrustedHostBUID → accepted (remembered by the pairing); other SetValue: accepted
  *                                inside a session, Error "SessionInactive" outside
+ *   com.apple.mobile.wireless_lockdown
+ *                              → EnableWifiConnections is the pairing's Wi-Fi switch (kept with the
+ *                                phone's identity; the network face advertises only while it is
+ *                                on); SetValue of it takes a boolean only ("MissingValue" otherwise)
  *   Pair, ValidatePair, Unpair → pairing.ts (trust dialog, shape checks; Unpair forgets the host)
  *   StartSession HostID        → SessionID + EnableSessionSSL true (the connection turns to TLS);
  *                                unknown host: "InvalidHostID"; already in one: "SessionActive"
@@ -34,6 +38,10 @@ export const LOCKDOWN_TYPE = 'com.apple.mobile.lockdown';
 export const NOTIFICATION_PROXY_SERVICE = 'com.apple.mobile.insecure_notification_proxy';
 /** The secure notification proxy (only inside a session); served by the same service. */
 export const SECURE_NOTIFICATION_PROXY_SERVICE = 'com.apple.mobile.notification_proxy';
+/** The lockdown domain of the phone's Wi-Fi settings (wifi-devices.md §1.5). */
+export const WIRELESS_LOCKDOWN_DOMAIN = 'com.apple.mobile.wireless_lockdown';
+export const ENABLE_WIFI_CONNECTIONS = 'EnableWifiConnections';
+
 /** Where the phone serves the notification proxy (real phones pick a fresh port per StartService). */
 export const NOTIFICATION_PROXY_PORT = 49_152;
 
@@ -128,6 +136,8 @@ export class LockdownResponder {
       ['com.apple.mobile.battery', { BatteryCurrentCapacity: 100, BatteryIsCharging: false, ExternalConnected: true, FullyCharged: true }],
       ['com.apple.disk_usage', { TotalDiskCapacity: 128_000_000_000, TotalDataCapacity: 110_000_000_000, TotalDataAvailable: 64_000_000_000 }],
       ['com.apple.PurpleBuddy', { SetupDone: true }],
+      // EnableWifiConnections is not stored here: it lives in the pairing (see getValue/setValue)
+      [WIRELESS_LOCKDOWN_DOMAIN, { EnableWifiDebugging: false, SupportsWifi: true, SupportsWifiSyncing: true }],
     ]);
   }
 
@@ -197,10 +207,11 @@ export class LockdownResponder {
     const echo: Record<string, PlistValue> = { Request: 'GetValue' };
     if (typeof domainName === 'string') echo['Domain'] = domainName;
     if (typeof key === 'string') echo['Key'] = key;
-    const domain = this.domains.get(typeof domainName === 'string' ? domainName : '');
-    if (domain === undefined) return { ...echo, Error: 'MissingValue' };
+    const stored = this.domains.get(typeof domainName === 'string' ? domainName : '');
+    if (stored === undefined) return { ...echo, Error: 'MissingValue' };
+    const domain = domainName === WIRELESS_LOCKDOWN_DOMAIN ? { ...stored, [ENABLE_WIFI_CONNECTIONS]: this.pairing.wifiConnections } : stored;
     if (typeof key !== 'string') return { ...echo, Value: domain };
-    if (key === 'DevicePublicKey' && domain === this.domains.get('')) {
+    if (key === 'DevicePublicKey' && stored === this.domains.get('')) {
       return { ...echo, Value: Buffer.from(this.pairing.deviceKey.publicPem, 'latin1') };
     }
     const value = domain[key];
@@ -218,6 +229,11 @@ export class LockdownResponder {
     if (!inSession) return { Request: 'SetValue', Error: 'SessionInactive' };
     const domain = this.domains.get(typeof domainName === 'string' ? domainName : '');
     if (typeof key !== 'string' || domain === undefined || !isPlistValue(value)) return { Request: 'SetValue', Error: 'MissingValue' };
+    if (domainName === WIRELESS_LOCKDOWN_DOMAIN && key === ENABLE_WIFI_CONNECTIONS) {
+      if (typeof value !== 'boolean') return { Request: 'SetValue', Error: 'MissingValue' };
+      this.pairing.setWifiConnections(value);
+      return { Request: 'SetValue', Key: key };
+    }
     domain[key] = value;
     return { Request: 'SetValue', Key: key };
   }

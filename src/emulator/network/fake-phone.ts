@@ -29,10 +29,10 @@ function selfSignedPem(privatePem: string): string {
   return forge.pki.certificateToPem(cert);
 }
 
-/** The fake's identity: a key of its own, the real phone's hosts with its own certificate. */
+/** The fake's identity: a key of its own, the real phone's hosts with its own certificate; it always advertises. */
 export async function fakeIdentityOf(real: PhoneIdentity): Promise<Required<PhoneIdentity>> {
   const deviceKey = await generateDeviceKeyAsync();
   const deviceCertificatePem = selfSignedPem(deviceKey.privatePem);
   const hosts: PairedHost[] = (real.hosts ?? []).map((h) => ({ ...h, deviceCertificatePem, sessionCertificatesValid: true }));
-  return { deviceKey, hosts };
+  return { deviceKey, hosts, wifiConnections: true };
 }
