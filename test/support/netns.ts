@@ -243,6 +243,11 @@ export class Netns {
     };
   }
 
+  /** `sysctl -w` inside the namespace (e.g. `net.ipv4.ip_forward=1` for a router). */
+  sysctl(...settings: string[]): void {
+    execFileSync('ip', ['netns', 'exec', this.name, 'sysctl', '-qw', ...settings], { stdio: 'ignore' });
+  }
+
   linkDown(ifname: string): void {
     this.ip('link', 'set', 'dev', ifname, 'down');
   }
@@ -270,6 +275,8 @@ export interface VethEnd {
   readonly ifname: string;
   /** CIDR, e.g. 10.77.0.2/24. */
   readonly ipv4?: string;
+  /** No `224.0.0.0/4` route on this end (it has one on another link already: a router). */
+  readonly noMulticastRoute?: boolean;
 }
 
 /** A Linux bridge in a namespace of its own: a LAN several namespaces can join. */
@@ -293,7 +300,7 @@ export class Lan {
 function configure(end: VethEnd): void {
   if (end.ipv4 !== undefined) end.ns.ip('addr', 'add', end.ipv4, 'dev', end.ifname);
   end.ns.ip('link', 'set', end.ifname, 'up');
-  end.ns.ip('route', 'add', '224.0.0.0/4', 'dev', end.ifname);
+  if (end.noMulticastRoute !== true) end.ns.ip('route', 'add', '224.0.0.0/4', 'dev', end.ifname);
 }
 
 export class NetnsLab {

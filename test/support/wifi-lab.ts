@@ -165,6 +165,8 @@ export interface PhoneOptions {
   readonly noRecord?: boolean;
   /** Write the record without WiFiMACAddress (an old record, or a host that never asked). */
   readonly recordWithoutMac?: boolean;
+  /** The phone's hardware Wi-Fi MAC (lockdown WiFiAddress, the record's WiFiMACAddress; default DEFAULT_WIFI_MAC). */
+  readonly wifiMac?: string;
   /** The phone's Wi-Fi switch in its state file (default on). */
   readonly wifiConnections?: boolean;
   /** Another state file to use (the USB bridge's). */
@@ -223,8 +225,8 @@ export interface LabOptions {
   readonly daemonEnv?: Readonly<Record<string, string>>;
   /** The host's address on the lan (default 10.77.0.1/24). */
   readonly hostIpv4?: string;
-  /** Start the daemon later (start()), e.g. after records are written. */
-  readonly deferDaemon?: boolean;
+  /** Pair records in its config dir before it starts. */
+  readonly records?: readonly { readonly udid: string; readonly pairing: Pairing; readonly wifiMac?: string }[];
 }
 
 /** One daemon in its namespace, with its socket, config dir, logs and a listening client. */
@@ -294,6 +296,17 @@ export class LabDaemon {
 
   /** Write a pair record for `udid` (and SystemConfiguration.plist with its SystemBUID). */
   writeRecord(udid: string, pairing: Pairing, wifiMac: string | undefined): void {
+    writePairRecord(this.configDir, udid, pairing, wifiMac);
+  }
+
+  stop(): Promise<number | null> {
+    return this.proc.stop(5000);
+  }
+}
+
+/** A pair record for `udid` in `configDir`, and SystemConfiguration.plist with its SystemBUID if there is none. */
+export function writePairRecord(configDir: string, udid: string, pairing: Pairing, wifiMac: string | undefined): void {
+  {
     const record: PlistDict = {
       DeviceCertificate: Buffer.from(pairing.record.deviceCertificatePem),
       HostCertificate: Buffer.from(pairing.record.hostCertificatePem),
@@ -305,13 +318,9 @@ export class LabDaemon {
       EscrowBag: pairing.host.escrowBag,
       ...(wifiMac === undefined ? {} : { WiFiMACAddress: wifiMac }),
     };
-    writeFileSync(join(this.configDir, `${udid}.plist`), buildXml(record), { mode: 0o600 });
-    const system = join(this.configDir, 'SystemConfiguration.plist');
+    writeFileSync(join(configDir, `${udid}.plist`), buildXml(record), { mode: 0o600 });
+    const system = join(configDir, 'SystemConfiguration.plist');
     if (!existsSync(system)) writeFileSync(system, buildXml({ SystemBUID: pairing.record.systemBuid }), { mode: 0o600 });
-  }
-
-  stop(): Promise<number | null> {
-    return this.proc.stop(5000);
   }
 }
 
@@ -340,6 +349,7 @@ export class WifiLab {
     mkdirSync(dir, { mode: 0o755 });
     const configDir = join(dir, 'config');
     mkdirSync(configDir, { mode: 0o755 });
+    for (const r of options.records ?? []) writePairRecord(configDir, r.udid, r.pairing, r.wifiMac);
     const socketPath = join(dir, 'usbmuxd.sock');
     const args = [DAEMON, '-S', socketPath, '-P', 'NONE', '-C', configDir, '-f', '-v', '--log-format', 'json', ...(options.daemonArgs ?? [])];
     const proc = ns.spawn('node', args, { env: { ...process.env, ...options.daemonEnv } });
@@ -368,7 +378,8 @@ export class WifiLab {
     if (pairing !== undefined && options.statePath === undefined) {
       writeFileSync(statePath, encodeIdentity({ ...pairing.identity, wifiConnections: options.wifiConnections ?? true }), { mode: 0o600 });
     }
-    if (daemon !== undefined && pairing !== undefined && options.noRecord !== true) daemon.writeRecord(options.udid, pairing, options.recordWithoutMac === true ? undefined : DEFAULT_WIFI_MAC);
+    const wifiMac = options.wifiMac ?? DEFAULT_WIFI_MAC;
+    if (daemon !== undefined && pairing !== undefined && options.noRecord !== true) daemon.writeRecord(options.udid, pairing, options.recordWithoutMac === true ? undefined : wifiMac);
     const ctlPath = join(this.lab.tmp, `${name}.sock`);
     const args = [
       PHONE_CLI,
@@ -377,6 +388,7 @@ export class WifiLab {
       '--interface', 'wl0',
       '--control', ctlPath,
       '--heartbeat-interval', String(options.heartbeatInterval ?? 1),
+      ...(options.wifiMac === undefined ? [] : ['--wifi-address', options.wifiMac]),
       ...(options.args ?? []),
     ];
     const proc = ns.spawn('node', args);
