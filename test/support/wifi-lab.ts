@@ -18,6 +18,7 @@
  * clock the phone stamps `announcedAt` with), so a test reads figures such as advert → Attached.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { buildXml } from '../../src/plist/index.js';
 import type { PlistDict } from '../../src/plist/index.js';
@@ -187,14 +188,30 @@ export class LabPhone {
     readonly ctlPath: string,
     readonly statePath: string,
     readonly pairing: Pairing | undefined,
-    private readonly controlNs: Netns,
   ) {}
 
-  /** One control command (`wifi-phone-cli ctl`); rejects unless it answers ok. */
-  async ctl(...words: string[]): Promise<Record<string, unknown>> {
-    const r = await this.controlNs.run('node', [PHONE_CLI, 'ctl', this.ctlPath, ...words]);
-    if (r.code !== 0) throw new Error(`ctl ${words.join(' ')}: ${r.stdout} ${r.stderr}`);
-    return JSON.parse(r.stdout) as Record<string, unknown>;
+  /**
+   * One control command, straight to the phone's control socket (a Unix socket: reachable from
+   * any namespace; what `wifi-phone-cli ctl` sends, without starting a process); rejects unless
+   * it answers ok.
+   */
+  ctl(...words: string[]): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const socket = createConnection(this.ctlPath);
+      let reply = '';
+      socket.setEncoding('utf8');
+      socket.on('connect', () => { socket.write(`${words.join(' ')}\n`); });
+      socket.on('data', (text: string) => {
+        reply += text;
+        const nl = reply.indexOf('\n');
+        if (nl < 0) return;
+        socket.end();
+        const parsed = JSON.parse(reply.slice(0, nl)) as Record<string, unknown>;
+        if (parsed['ok'] === true) resolve(parsed);
+        else reject(new Error(`ctl ${words.join(' ')}: ${reply}`));
+      });
+      socket.on('error', reject);
+    });
   }
 
   get ipv4(): string | undefined {
@@ -219,6 +236,10 @@ export class LabPhone {
 }
 
 export interface LabOptions {
+  /** Without `-v` (info level: no per-request lines; benches). */
+  readonly quiet?: boolean;
+  /** Node flags before the daemon's entry point (`--cpu-prof`, `--perf-basic-prof`). */
+  readonly nodeArgs?: readonly string[];
   /** Arguments after `-S SOCK -P NONE -C CONFIG -f -v` (e.g. `--no-usb`). */
   readonly daemonArgs?: readonly string[];
   /** More environment for the daemon (the USB testbed's preload). */
@@ -351,7 +372,7 @@ export class WifiLab {
     mkdirSync(configDir, { mode: 0o755 });
     for (const r of options.records ?? []) writePairRecord(configDir, r.udid, r.pairing, r.wifiMac);
     const socketPath = join(dir, 'usbmuxd.sock');
-    const args = [DAEMON, '-S', socketPath, '-P', 'NONE', '-C', configDir, '-f', '-v', '--log-format', 'json', ...(options.daemonArgs ?? [])];
+    const args = [...(options.nodeArgs ?? []), DAEMON, '-S', socketPath, '-P', 'NONE', '-C', configDir, '-f', ...(options.quiet === true ? [] : ['-v']), '--log-format', 'json', ...(options.daemonArgs ?? [])];
     const proc = ns.spawn('node', args, { env: { ...process.env, ...options.daemonEnv } });
     const daemon = new LabDaemon(ns, proc, socketPath, configDir);
     await proc.waitForErrLine((l) => l.includes('usbmuxd ready'), 20_000);
@@ -393,7 +414,7 @@ export class WifiLab {
     ];
     const proc = ns.spawn('node', args);
     const line = await proc.waitForLine((l) => l.startsWith('{"event":"ready"'), 15_000);
-    return new LabPhone(name, options.udid, ns, proc, JSON.parse(line) as LabPhone['ready'], ctlPath, statePath, pairing, this.host);
+    return new LabPhone(name, options.udid, ns, proc, JSON.parse(line) as LabPhone['ready'], ctlPath, statePath, pairing);
   }
 
   cleanup(): Promise<void> {

@@ -118,6 +118,8 @@ export interface NetworkPhoneStatus {
   readonly ports: Readonly<Record<string, number>>;
   /** TCP connections accepted so far, per listener (lockdownd, echo, discard, source). */
   readonly accepted: Readonly<Record<string, number>>;
+  /** Bytes the discard service has taken so far (benches read when a transfer has arrived). */
+  readonly discardBytes: number;
   readonly unavailablePorts: readonly { readonly service: string; readonly port: number; readonly error: string }[];
   readonly frozen: boolean;
   readonly connections: number;
@@ -334,6 +336,7 @@ export class NetworkPhone {
       lockdownPort: this.lockdownPort,
       ports: { ...this.ports },
       accepted: { ...this.accepted },
+      discardBytes: this.stats.discardBytes,
       unavailablePorts: [...this.unavailable],
       frozen: this.frozen,
       connections: this.tracker.size,
