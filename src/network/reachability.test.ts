@@ -110,6 +110,30 @@ describe('Reachability', () => {
     r.stop();
   });
 
+  it('a poke while a round is under way (the phone announced itself) makes the next round follow at once, not after the backoff', async () => {
+    vi.useFakeTimers();
+    const w = new World();
+    const normal = w.prove;
+    let fail: ((err: Error) => void) | undefined;
+    let first = true;
+    w.prove = (e, onEnd) => {
+      if (!first) return normal(e, onEnd);
+      first = false;
+      return new Promise((_resolve, reject) => { fail = reject; }); // a connect waiting out a dead link
+    };
+    const r = w.make();
+    r.setEndpoints([A]);
+    await settle();
+    expect(r.current).toBe('dialing');
+    r.poke();
+    w.answers.set(A.address, 'ok'); // the phone is back
+    fail?.(new DeviceUnreachableError(62078, 'ETIMEDOUT'));
+    await settle();
+    expect(r.current).toBe('up'); // no backoff wait in between: no timer ran
+    expect(w.events).toEqual([`up ${A.address}`]);
+    r.stop();
+  });
+
   it('an endpoint where somebody else answers is forgotten; one that is only unreachable is kept', async () => {
     vi.useFakeTimers();
     const w = new World();

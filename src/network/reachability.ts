@@ -8,6 +8,7 @@
  *          every endpoint failed           │  │ backoff elapsed, new endpoints, or       │ heartbeat
  *          (unreachable, refused, TLS …)   ▼  │ poke() (an advert, an address change)    │ ended
  *                                        waiting ◀──────────── one immediate retry fails ┘
+ *   dialing ── new endpoints, or poke() ──▶ another round at once after this one (no backoff)
  *   up ── relocate() (the phone no longer claims the session's address) and the device is proven
  *         at another known endpoint ──▶ up there (onDown 'moved', then onUp); none proven: stays up
  *   any ── stop() ──▶ stopped
@@ -153,9 +154,14 @@ export class Reachability {
     this.endpoints = this.endpoints.filter((e) => !gone.has(key(e)));
   }
 
-  /** Dial now (the records changed, the phone announced itself): when waiting or idle. */
+  /**
+   * Dial now (the records changed, the phone announced itself): at once when waiting or idle;
+   * while a round is under way (its connects may be waiting out a link that was down), another
+   * round follows it at once instead of the backoff.
+   */
   poke(): void {
     if (this.state === 'waiting' || this.state === 'idle') this.dialNow();
+    else if (this.state === 'dialing') this.redial = true;
   }
 
   /**
