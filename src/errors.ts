@@ -82,6 +82,7 @@ export const ERROR_CODES = [
   'MUXD_ERR_SIGNAL_INSTANCE',
   // network
   'MUXD_ERR_NETWORK_IDENTITY',
+  'MUXD_ERR_HEARTBEAT_SILENT',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

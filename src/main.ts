@@ -282,6 +282,7 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
     browser.on('up', (advert) => { void network.advertUp(advert); });
     browser.on('changed', (advert) => { void network.advertUp(advert); });
     browser.on('down', (advert) => { network.advertDown(advert.instance); });
+    browser.on('seen', (advert) => { network.advertSeen(advert.instance); });
     // A record saved by a client may be the one an unclaimed advert was waiting for.
     registry.on('paired', () => { void network.recordsChanged(); });
     browser.start();

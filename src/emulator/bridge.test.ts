@@ -129,6 +129,22 @@ describe('runBridge with a state file', () => {
     await second.closed;
   });
 
+  it('writes the identity again whenever it changes (a host paired, the Wi-Fi switch), not only on close', async () => {
+    const { path, accepted } = await harness();
+    const statePath = join(dirs[dirs.length - 1] ?? tmpdir(), 'phone.json');
+    const bridge = runBridge({ socketPath: path, log: silentLogger(), statePath, emulator: { trust: { mode: 'setup' } } });
+    const host = makeHostPairRecord(bridge.emulator.pairing.deviceKey.publicPem, { bits: 1024 });
+    bridge.emulator.pairing.pair(pairRequest(host));
+    const paired = loadIdentity(statePath);
+    if (typeof paired === 'string') throw new Error(paired);
+    expect(paired.hosts?.map((h) => h.hostId)).toEqual([host.hostId]);
+    expect(paired.wifiConnections).toBe(false);
+    bridge.emulator.pairing.setWifiConnections(true);
+    expect(loadIdentity(statePath)).toMatchObject({ wifiConnections: true });
+    (await accepted).end();
+    await bridge.closed;
+  });
+
   it('a malformed state file is reported, not thrown', () => {
     const dir = mkdtempSync(join(tmpdir(), 'emu-state-'));
     dirs.push(dir);

@@ -12,8 +12,10 @@
  *
  * `stop()` closes the socket from our side (same path: `closed` resolves).
  *
- * With `statePath` the phone's identity (key, trusted hosts) is read from that file at start and
- * written back when the bridge closes, so a replug (a new bridge process) is the same phone.
+ * With `statePath` the phone's identity (key, trusted hosts, Wi-Fi switch) is read from that file
+ * at start and written back whenever it changes and when the bridge closes, so a replug (a new
+ * bridge process) is the same phone, and so is a Wi-Fi face of it in another process
+ * (wifi-phone-cli --state, which follows the file).
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
@@ -103,6 +105,17 @@ export function runBridge(options: BridgeOptions): RunningBridge {
   emulator.pairing.onEvent = (event) => {
     log.info({ pairingEvent: event }, 'pairing');
   };
+  const { statePath } = options;
+  if (statePath !== undefined) {
+    emulator.pairing.onIdentityChange(() => {
+      try {
+        saveIdentity(statePath, emulator.pairing);
+      } catch (err) {
+        // kept again at close; a failure then ends the bridge with BridgeStateError
+        log.warn({ err, state: statePath }, 'could not keep the phone identity now');
+      }
+    });
+  }
   const socket: Socket = createConnection(options.socketPath);
   const reader = new FrameReader((frame) => {
     emulator.receive(frame);

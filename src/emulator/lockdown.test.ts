@@ -5,7 +5,7 @@ import { TcpFlag } from './codec.js';
 import { EmulatedIPhone } from './device.js';
 import { HostDriver } from './host-driver.js';
 import { binaryFrame } from './host-records.js';
-import { LockdownResponder, MAX_LOCKDOWN_MESSAGE, NOTIFICATION_PROXY_PORT, NOTIFICATION_SPRINGBOARD_STARTED, frameLockdownMessage, parseLockdownMessage, timeIntervalSince1970 } from './lockdown.js';
+import { ENABLE_WIFI_CONNECTIONS, LockdownResponder, MAX_LOCKDOWN_MESSAGE, NOTIFICATION_PROXY_PORT, NOTIFICATION_SPRINGBOARD_STARTED, WIRELESS_LOCKDOWN_DOMAIN, frameLockdownMessage, parseLockdownMessage, timeIntervalSince1970 } from './lockdown.js';
 import { Pairing } from './pairing.js';
 import type { PairedHost } from './pairing.js';
 import { LOCKDOWN_PORT } from './services.js';
@@ -149,6 +149,29 @@ describe('lockdownd over a mux connection', () => {
     expect(responder.answer({ Request: 'SetValue', Key: 'UntrustedHostBUID', Value: 'BUID-1' })).toEqual({ Request: 'SetValue', Key: 'UntrustedHostBUID' });
     expect(responder.untrustedHostBuid).toBe('BUID-1');
     expect(responder.answer({ Request: 'SetValue', Key: 'DeviceName', Value: 'x' })).toEqual({ Request: 'SetValue', Error: 'SessionInactive' });
+  });
+
+  it('EnableWifiConnections (wireless_lockdown): off at first, set in a session only, booleans only, kept by the pairing', () => {
+    const pairing = new Pairing();
+    const changes: boolean[] = [];
+    pairing.onIdentityChange(() => changes.push(pairing.wifiConnections));
+    const responder = new LockdownResponder({ udid: UDID, pairing });
+    const get = (key?: string): PlistObject => responder.answer({ Request: 'GetValue', Domain: WIRELESS_LOCKDOWN_DOMAIN, ...(key === undefined ? {} : { Key: key }) });
+    expect(get(ENABLE_WIFI_CONNECTIONS)).toEqual({ Request: 'GetValue', Domain: WIRELESS_LOCKDOWN_DOMAIN, Key: ENABLE_WIFI_CONNECTIONS, Value: false });
+    expect(get()['Value']).toEqual({ EnableWifiConnections: false, EnableWifiDebugging: false, SupportsWifi: true, SupportsWifiSyncing: true });
+    const set = (value: unknown, inSession = true): PlistObject =>
+      responder.answer({ Request: 'SetValue', Domain: WIRELESS_LOCKDOWN_DOMAIN, Key: ENABLE_WIFI_CONNECTIONS, Value: value }, inSession ? { sessionId: 'S', host: {} as never } : undefined);
+    expect(set(true, false)).toEqual({ Request: 'SetValue', Error: 'SessionInactive' });
+    expect(set('yes')).toEqual({ Request: 'SetValue', Error: 'MissingValue' });
+    expect(pairing.wifiConnections).toBe(false);
+    expect(set(true)).toEqual({ Request: 'SetValue', Key: ENABLE_WIFI_CONNECTIONS });
+    expect(pairing.wifiConnections).toBe(true);
+    expect(get(ENABLE_WIFI_CONNECTIONS)['Value']).toBe(true);
+    expect(set(true)).toEqual({ Request: 'SetValue', Key: ENABLE_WIFI_CONNECTIONS }); // no change: nobody told
+    expect(set(false)).toEqual({ Request: 'SetValue', Key: ENABLE_WIFI_CONNECTIONS });
+    expect(changes).toEqual([true, false]);
+    // the same phone's other lockdown (its network face) answers the same
+    expect(new LockdownResponder({ udid: UDID, pairing: new Pairing({}, { wifiConnections: true }) }).answer({ Request: 'GetValue', Domain: WIRELESS_LOCKDOWN_DOMAIN, Key: ENABLE_WIFI_CONNECTIONS })['Value']).toBe(true);
   });
 
   it('custom values override the defaults', () => {

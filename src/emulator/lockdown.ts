@@ -16,6 +16,10 @@
  *                                com.apple.international Language restarts SpringBoard: its
  *                                finishedstartup notification follows springboardRestartMs later
  *                                (go-ios lang --setlang waits for it)
+ *   com.apple.mobile.wireless_lockdown
+ *                              → EnableWifiConnections is the pairing's Wi-Fi switch (kept with the
+ *                                phone's identity; the network face advertises only while it is
+ *                                on); SetValue of it takes a boolean only ("MissingValue" otherwise)
  *   Pair, ValidatePair, Unpair → pairing.ts (trust dialog, shape checks; Unpair forgets the host)
  *   StartSession HostID        → SessionID + EnableSessionSSL true (the connection turns to TLS);
  *                                unknown host: "InvalidHostID"; already in one: "SessionActive"
@@ -39,6 +43,10 @@ export const LOCKDOWN_TYPE = 'com.apple.mobile.lockdown';
 export const NOTIFICATION_PROXY_SERVICE = 'com.apple.mobile.insecure_notification_proxy';
 /** The secure notification proxy (only inside a session); served by the same service. */
 export const SECURE_NOTIFICATION_PROXY_SERVICE = 'com.apple.mobile.notification_proxy';
+/** The lockdown domain of the phone's Wi-Fi settings (wifi-devices.md §1.5). */
+export const WIRELESS_LOCKDOWN_DOMAIN = 'com.apple.mobile.wireless_lockdown';
+export const ENABLE_WIFI_CONNECTIONS = 'EnableWifiConnections';
+
 /** Where the phone serves the notification proxy (real phones pick a fresh port per StartService). */
 export const NOTIFICATION_PROXY_PORT = 49_152;
 
@@ -150,7 +158,8 @@ export function defaultLockdownDomains(): Record<string, Record<string, PlistVal
       InvertDisplayEnabledByiTunes: false,
       ZoomTouchEnabledByiTunes: false,
     },
-    'com.apple.mobile.wireless_lockdown': { EnableWifiConnections: false, SupportsWifi: true, SupportsWifiSyncing: true },
+    // EnableWifiConnections is not stored here: it lives in the pairing (see getValue/setValue).
+    'com.apple.mobile.wireless_lockdown': { EnableWifiDebugging: false, SupportsWifi: true, SupportsWifiSyncing: true },
     'com.apple.mobile.backup': { WillEncrypt: false },
   };
 }
@@ -286,9 +295,11 @@ export class LockdownResponder {
     const echo: Record<string, PlistValue> = { Request: 'GetValue' };
     if (typeof domainName === 'string') echo['Domain'] = domainName;
     if (typeof key === 'string') echo['Key'] = key;
-    const domain = this.domains.get(typeof domainName === 'string' ? domainName : '');
-    if (domain === undefined) return { ...echo, Error: 'MissingValue' };
-    const isDefault = domain === this.domains.get('');
+    const stored = this.domains.get(typeof domainName === 'string' ? domainName : '');
+    if (stored === undefined) return { ...echo, Error: 'MissingValue' };
+    const isDefault = stored === this.domains.get('');
+    // EnableWifiConnections lives with the pairing (the phone's identity), not in this table.
+    const domain = domainName === WIRELESS_LOCKDOWN_DOMAIN ? { ...stored, [ENABLE_WIFI_CONNECTIONS]: this.pairing.wifiConnections } : stored;
     if (typeof key !== 'string') return { ...echo, Value: isDefault ? { ...domain, TimeIntervalSince1970: this.clock() } : domain };
     if (key === 'DevicePublicKey' && isDefault) {
       return { ...echo, Value: Buffer.from(this.pairing.deviceKey.publicPem, 'latin1') };
@@ -326,6 +337,11 @@ export class LockdownResponder {
     const domain = this.domains.get(typeof domainName === 'string' ? domainName : '');
     if (typeof key !== 'string' || domain === undefined || !isPlistValue(value)) return { Request: 'SetValue', Error: 'MissingValue' };
     if (domainName === 'com.apple.international' && key === 'Language' && domain[key] !== value) this.restartSpringboard();
+    if (domainName === WIRELESS_LOCKDOWN_DOMAIN && key === ENABLE_WIFI_CONNECTIONS) {
+      if (typeof value !== 'boolean') return { Request: 'SetValue', Error: 'MissingValue' };
+      this.pairing.setWifiConnections(value);
+      return { Request: 'SetValue', Key: key };
+    }
     domain[key] = value;
     return { Request: 'SetValue', Key: key };
   }

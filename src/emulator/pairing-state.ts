@@ -4,7 +4,9 @@
  *
  * Format (version 1): { "version": 1, "devicePrivateKeyPem": "...", "hosts": [ { "hostId",
  * "systemBuid", "hostCertificate" (base64 DER), "rootCertificate" (base64 DER),
- * "deviceCertificatePem", "escrowBag" (base64), "sessionCertificatesValid" } ] }
+ * "deviceCertificatePem", "escrowBag" (base64), "sessionCertificatesValid" } ],
+ * "enableWifiConnections": true|false }. A file without enableWifiConnections (written before it
+ * existed) is a phone with Wi-Fi connections off, as a new phone is.
  */
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import type { DeviceKey } from './pair-request.js';
@@ -16,8 +18,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** The identity as JSON text. */
-export function encodeIdentity(identity: Required<PhoneIdentity>): string {
+/** The identity as JSON text (Wi-Fi connections off unless `wifiConnections` says otherwise). */
+export function encodeIdentity(identity: Required<Pick<PhoneIdentity, 'deviceKey' | 'hosts'>> & PhoneIdentity): string {
   return JSON.stringify(
     {
       version: VERSION,
@@ -31,6 +33,7 @@ export function encodeIdentity(identity: Required<PhoneIdentity>): string {
         escrowBag: h.escrowBag.toString('base64'),
         sessionCertificatesValid: h.sessionCertificatesValid,
       })),
+      enableWifiConnections: identity.wifiConnections ?? false,
     },
     null,
     2,
@@ -76,6 +79,8 @@ export function decodeIdentity(text: string): Required<PhoneIdentity> | string {
   const pem = value['devicePrivateKeyPem'];
   const hosts = value['hosts'];
   if (typeof pem !== 'string' || !Array.isArray(hosts)) return 'devicePrivateKeyPem or hosts missing';
+  const wifi = value['enableWifiConnections'] ?? false;
+  if (typeof wifi !== 'boolean') return 'enableWifiConnections is not true or false';
   let deviceKey: DeviceKey;
   try {
     deviceKey = deviceKeyFromPrivatePem(pem);
@@ -88,5 +93,5 @@ export function decodeIdentity(text: string): Required<PhoneIdentity> | string {
     if (h === undefined) return 'a host entry is malformed';
     decoded.push(h);
   }
-  return { deviceKey, hosts: decoded };
+  return { deviceKey, hosts: decoded, wifiConnections: wifi };
 }

@@ -22,6 +22,11 @@
  *
  * Pair from a host that is already paired succeeds at once (the record is replaced). A Pair that
  * is not well formed is answered InvalidPairRecord in every state and never shows the dialog.
+ *
+ * What the phone remembers between plugs (its key, the hosts it trusts, and Settings' "Show this
+ * iPhone when on Wi-Fi", lockdown's EnableWifiConnections) is its identity; whoever keeps it (the
+ * USB bridge's state file) or acts on it (the network face's advert) subscribes with
+ * {@link Pairing.onIdentityChange}.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { PlistObject } from 'plist';
@@ -71,10 +76,16 @@ export interface PairedHost {
   sessionCertificatesValid: boolean;
 }
 
-/** What a phone remembers between plugs: its key and the hosts it trusts. */
+/** What a phone remembers between plugs: its key, the hosts it trusts, and its Wi-Fi switch. */
 export interface PhoneIdentity {
   readonly deviceKey?: DeviceKey;
   readonly hosts?: readonly PairedHost[];
+  /**
+   * lockdown's `EnableWifiConnections` (domain com.apple.mobile.wireless_lockdown): whether the
+   * phone serves hosts over Wi-Fi and advertises `_apple-mobdev2._tcp`. Off unless set (a new
+   * phone's default: Finder's "Show this iPhone when on Wi-Fi" starts unticked).
+   */
+  readonly wifiConnections?: boolean;
 }
 
 /** What happened, for logs (the bridge logs each one): dialog changes, Pair answers, sessions. */
@@ -105,6 +116,8 @@ export class Pairing {
   private pairTriedWhileLocked = false;
   private readonly hosts = new Map<string, PairedHost>();
   private readonly observers = new Set<NotificationObserver>();
+  private readonly identityListeners = new Set<() => void>();
+  private wifiConnectionsValue: boolean;
   private tapTimer: NodeJS.Timeout | undefined;
 
   /**
@@ -114,6 +127,7 @@ export class Pairing {
   constructor(options: TrustOptions = {}, identity: PhoneIdentity = {}) {
     this.key = identity.deviceKey;
     for (const host of identity.hosts ?? []) this.hosts.set(host.hostId, { ...host });
+    this.wifiConnectionsValue = identity.wifiConnections ?? false;
     this.mode = options.mode ?? 'auto';
     this.autoTapMs = options.autoTapMs ?? DEFAULT_AUTO_TAP_MS;
     this.lockedValue = this.mode === 'password';
@@ -195,14 +209,33 @@ export class Pairing {
     return [...this.hosts.keys()];
   }
 
-  /** Key and trusted hosts right now (copies), e.g. to keep them for the next plug. */
+  /** Key, trusted hosts (copies) and Wi-Fi switch right now, e.g. to keep them for the next plug. */
   identity(): Required<PhoneIdentity> {
-    return { deviceKey: this.deviceKey, hosts: [...this.hosts.values()].map((h) => ({ ...h })) };
+    return { deviceKey: this.deviceKey, hosts: [...this.hosts.values()].map((h) => ({ ...h })), wifiConnections: this.wifiConnectionsValue };
+  }
+
+  /**
+   * Take the trusted hosts and the Wi-Fi switch of `identity` (the same phone, changed by another
+   * process: the USB bridge wrote its state file). The key stays: a phone does not change its key.
+   * Listeners hear of it when anything differs.
+   */
+  adopt(identity: PhoneIdentity): void {
+    const hosts = identity.hosts ?? [];
+    const before = JSON.stringify([...this.hosts.values()].map(hostFingerprint).sort());
+    const after = JSON.stringify(hosts.map(hostFingerprint).sort());
+    const wifi = identity.wifiConnections ?? false;
+    if (before === after && wifi === this.wifiConnectionsValue) return;
+    this.hosts.clear();
+    for (const host of hosts) this.hosts.set(host.hostId, { ...host });
+    this.wifiConnectionsValue = wifi;
+    this.identityChanged();
   }
 
   /** Forget a host: its StartSession answers InvalidHostID afterwards. */
   forgetHost(hostId: string): boolean {
-    return this.hosts.delete(hostId);
+    const forgotten = this.hosts.delete(hostId);
+    if (forgotten) this.identityChanged();
+    return forgotten;
   }
 
   /** Keep the host but make the next TLS handshake of its sessions fail (a stale record). */
@@ -210,7 +243,34 @@ export class Pairing {
     const host = this.hosts.get(hostId);
     if (host === undefined) return false;
     host.sessionCertificatesValid = false;
+    this.identityChanged();
     return true;
+  }
+
+  // ---- Wi-Fi ---------------------------------------------------------------------------
+
+  /** EnableWifiConnections: whether the phone serves and advertises itself over Wi-Fi. */
+  get wifiConnections(): boolean {
+    return this.wifiConnectionsValue;
+  }
+
+  /** A host set EnableWifiConnections (or the user flipped the switch). */
+  setWifiConnections(enabled: boolean): void {
+    if (enabled === this.wifiConnectionsValue) return;
+    this.wifiConnectionsValue = enabled;
+    this.identityChanged();
+  }
+
+  /** Be told whenever the identity changes (a host paired or forgotten, the Wi-Fi switch); returns the unsubscribe function. */
+  onIdentityChange(listener: () => void): () => void {
+    this.identityListeners.add(listener);
+    return () => {
+      this.identityListeners.delete(listener);
+    };
+  }
+
+  private identityChanged(): void {
+    for (const listener of [...this.identityListeners]) listener();
   }
 
   /** The trusted host with this HostID, for StartSession. */
@@ -252,6 +312,7 @@ export class Pairing {
     const escrowBag = randomBytes(32);
     this.hosts.set(record.hostId, { ...record, escrowBag, sessionCertificatesValid: true });
     this.stats.pairSuccesses++;
+    this.identityChanged();
     return { Request: 'Pair', EscrowBag: escrowBag };
   }
 
@@ -298,7 +359,9 @@ export class Pairing {
       this.lastRejection = fields;
       return { Request: 'Unpair', Error: INVALID_PAIR_RECORD };
     }
-    return this.hosts.delete(fields.hostId) ? { Request: 'Unpair' } : { Request: 'Unpair', Error: 'InvalidHostID' };
+    if (!this.hosts.delete(fields.hostId)) return { Request: 'Unpair', Error: 'InvalidHostID' };
+    this.identityChanged();
+    return { Request: 'Unpair' };
   }
 
   /** StartSession: a new SessionID for a trusted host, or an error string. */
@@ -332,4 +395,9 @@ export class Pairing {
     if (this.tapTimer !== undefined) clearTimeout(this.tapTimer);
     this.tapTimer = undefined;
   }
+}
+
+/** What identifies a stored host, to tell whether an adopted identity changed anything. */
+function hostFingerprint(h: PairedHost): string {
+  return `${h.hostId}|${h.hostCertificate.toString('base64')}|${String(h.sessionCertificatesValid)}`;
 }

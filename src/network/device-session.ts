@@ -5,10 +5,11 @@
  *   proving:  TCP to lockdownd (62078) ─▶ QueryType ─▶ StartSession with the record's HostID,
  *             TLS with its host certificate, the device's certificate checked against the
  *             record's DeviceCertificate ─▶ GetValue UniqueDeviceID = the record's UDID ─▶
- *             StartService com.apple.mobile.heartbeat ─▶ StopSession, close
- *        │  any step fails ──────────────────────────────────────────────▶ rejects (never up)
+ *             StartService com.apple.mobile.heartbeat ─▶ StopSession, close ─▶ TCP to the
+ *             service port (+ TLS as above when EnableServiceSSL) ─▶ the first Marco answered
+ *        │  any step fails, or no Marco within the bound ────────────────▶ rejects (never up)
  *        ▼
- *   beating:  TCP to the service port (+ TLS as above when EnableServiceSSL) ─▶ Marco/Polo
+ *   beating:  Marco/Polo
  *        │  heartbeat ends (timeout, SleepyTime, closed …) or close() ───▶ ended: onEnd once
  *        ▼
  *   ended
@@ -22,7 +23,7 @@ import { LockdownClient, LockdownProtocolError } from '../lockdown/index.js';
 import type { SessionCredentials } from '../lockdown/index.js';
 import { describeEndpoint, dialTcp } from './dial.js';
 import type { Endpoint } from './dial.js';
-import { NetworkIdentityError } from './errors.js';
+import { HeartbeatSilentError, NetworkIdentityError } from './errors.js';
 import { HEARTBEAT_SERVICE, HeartbeatClient } from './heartbeat.js';
 import type { HeartbeatEnd } from './heartbeat.js';
 
@@ -118,8 +119,19 @@ export class DeviceSession {
         throw err;
       }
     }
-    this.state = 'beating';
     heartbeat.start();
+    try {
+      // A phone that gives us a heartbeat it never beats on would be up for Interval + grace, then
+      // lost, then up again at the next dial: it is not up until it beats.
+      await heartbeat.firstBeat(timeoutMs);
+      const ended = heartbeat.ended;
+      if (ended !== undefined) throw new HeartbeatSilentError(`the heartbeat ended (${ended}) right after the first Marco`);
+    } catch (err) {
+      this.state = 'ended';
+      heartbeat.stop();
+      throw err;
+    }
+    this.state = 'beating';
     log.debug({ at: describeEndpoint(endpoint), heartbeatPort: service.port, ssl: service.enableServiceSsl }, 'network device proven; heartbeat running');
   }
 

@@ -12,3 +12,11 @@ import { MuxdError } from '../errors.js';
 export class NetworkIdentityError extends MuxdError {
   readonly code = 'MUXD_ERR_NETWORK_IDENTITY';
 }
+
+/**
+ * The phone accepted a session and handed out its heartbeat service, but sent no Marco (within
+ * the proving bound) or closed it first: a heartbeat we cannot hold is no proof of a live device.
+ */
+export class HeartbeatSilentError extends MuxdError {
+  readonly code = 'MUXD_ERR_HEARTBEAT_SILENT';
+}

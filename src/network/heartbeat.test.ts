@@ -113,4 +113,31 @@ describe('HeartbeatClient', () => {
     expect(beats).toEqual([300, 1]);
     hb.stop();
   });
+
+  it('firstBeat: resolves at the first Marco; rejects (HeartbeatSilentError) on silence or an end before it', async () => {
+    const a = await pair();
+    const hb = new HeartbeatClient(a.client, { log: silentLogger(), onEnd: () => undefined });
+    hb.start();
+    const first = hb.firstBeat(2000);
+    a.phone.write(frame({ Command: 'Marco', Interval: 1, SupportsSleepyTime: true }));
+    await first;
+    await hb.firstBeat(10); // already beaten: at once
+    expect(hb.ended).toBeUndefined();
+    hb.stop();
+    expect(hb.ended).toBe('stopped');
+
+    const b = await pair();
+    const silent = new HeartbeatClient(b.client, { log: silentLogger(), onEnd: () => undefined });
+    silent.start();
+    await expect(silent.firstBeat(50)).rejects.toMatchObject({ code: 'MUXD_ERR_HEARTBEAT_SILENT' });
+    silent.stop();
+
+    const c = await pair();
+    const closing = new HeartbeatClient(c.client, { log: silentLogger(), onEnd: () => undefined });
+    closing.start();
+    const waiting = closing.firstBeat(2000);
+    c.phone.destroy();
+    await expect(waiting).rejects.toMatchObject({ code: 'MUXD_ERR_HEARTBEAT_SILENT', message: expect.stringContaining('closed') as unknown });
+    await expect(closing.firstBeat(10)).rejects.toMatchObject({ code: 'MUXD_ERR_HEARTBEAT_SILENT' });
+  });
 });

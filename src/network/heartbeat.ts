@@ -14,9 +14,14 @@
  *
  * The grace is generous on purpose: netmuxd's Interval + 5 s dropped phones whose Marco came a
  * little late (netmuxd #10, #14); a missed beat costs a re-dial, a false loss costs every tunnel.
+ *
+ * `firstBeat(ms)` resolves at the first Marco (the phone speaks first, at once): the session does
+ * not count as up before it, so a phone that accepts sessions but never beats is not announced
+ * (it would otherwise be Attached and Detached again every Interval + grace).
  */
 import type { Logger } from '../log.js';
 import { PlistConnection } from '../lockdown/index.js';
+import { HeartbeatSilentError } from './errors.js';
 import type { PlistConnectionHandler } from '../lockdown/index.js';
 import type { Duplex } from 'node:stream';
 import type { PlistDict } from '../plist/index.js';
@@ -52,8 +57,11 @@ export class HeartbeatClient implements PlistConnectionHandler {
   private readonly onBeat: HeartbeatOptions['onBeat'];
   private readonly grace: (intervalMs: number) => number;
   private timer: NodeJS.Timeout | undefined;
-  private ended = false;
+  private over = false;
   private intervalMs = DEFAULT_INTERVAL_S * 1000;
+  /** Waiters of firstBeat: settled by the first Marco, or by the end. */
+  private readonly beatWaiters = new Set<{ resolve: () => void; reject: (err: Error) => void }>();
+  private endReason: { why: HeartbeatEnd; err: Error | undefined } | undefined;
   beats = 0;
 
   /**
@@ -78,9 +86,14 @@ export class HeartbeatClient implements PlistConnectionHandler {
     return this.intervalMs + this.grace(this.intervalMs);
   }
 
+  /** Why it ended, once it has (undefined while it runs). */
+  get ended(): HeartbeatEnd | undefined {
+    return this.endReason?.why;
+  }
+
   /** Begin waiting for the first Marco. */
   start(): void {
-    if (this.ended) return;
+    if (this.over) return;
     this.arm();
   }
 
@@ -88,8 +101,35 @@ export class HeartbeatClient implements PlistConnectionHandler {
     this.end('stopped');
   }
 
+  /**
+   * Resolves at the first Marco (at once if one came already); rejects with HeartbeatSilentError
+   * when none comes within `timeoutMs` or the heartbeat ends first. Call after start().
+   */
+  firstBeat(timeoutMs: number): Promise<void> {
+    if (this.beats > 0) return Promise.resolve();
+    const ended = this.endReason;
+    if (ended !== undefined) return Promise.reject(new HeartbeatSilentError(`the heartbeat ended (${ended.why}) before the first Marco`, ended.err === undefined ? undefined : { cause: ended.err }));
+    return new Promise<void>((resolve, reject) => {
+      const waiter = {
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.beatWaiters.delete(waiter);
+        reject(new HeartbeatSilentError(`no Marco within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.beatWaiters.add(waiter);
+    });
+  }
+
   onMessage(message: PlistDict): void {
-    if (this.ended) return;
+    if (this.over) return;
     const command = message['Command'];
     if (command === 'Marco') {
       const interval = message['Interval'];
@@ -105,6 +145,8 @@ export class HeartbeatClient implements PlistConnectionHandler {
       }
       this.onBeat?.(this.intervalMs / 1000);
       this.arm();
+      for (const w of [...this.beatWaiters]) w.resolve();
+      this.beatWaiters.clear();
       return;
     }
     if (command === 'SleepyTime') {
@@ -134,11 +176,14 @@ export class HeartbeatClient implements PlistConnectionHandler {
   }
 
   private end(why: HeartbeatEnd, err?: Error): void {
-    if (this.ended) return;
-    this.ended = true;
+    if (this.over) return;
+    this.over = true;
+    this.endReason = { why, err };
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     this.conn.close();
+    for (const w of [...this.beatWaiters]) w.reject(new HeartbeatSilentError(`the heartbeat ended (${why}) before the first Marco`, err === undefined ? undefined : { cause: err }));
+    this.beatWaiters.clear();
     this.onEndCb(why, err);
   }
 }

@@ -1,7 +1,7 @@
 /**
  * Network (Wi-Fi) devices: what main.ts wires.
  *
- *   MdnsBrowser      continuous `_apple-mobdev2._tcp` discovery → up / changed / down adverts;
+ *   MdnsBrowser      continuous `_apple-mobdev2._tcp` discovery → up / changed / down / seen adverts;
  *                    resolve(instance) re-asks one phone, refresh() re-browses now
  *   matchAdvert      advert + pair records → candidate UDIDs (auth tag, then MAC), to prove
  *   NetworkProvider  proves candidates with lockdown sessions, holds their heartbeats, announces

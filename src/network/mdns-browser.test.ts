@@ -70,7 +70,7 @@ function browser(port: number, extra: Partial<ConstructorParameters<typeof MdnsB
   return b;
 }
 
-function next<K extends 'up' | 'changed' | 'down'>(b: MdnsBrowser, event: K): Promise<K extends 'down' ? [MobdevAdvert, DownReason] : [MobdevAdvert]> {
+function next<K extends 'up' | 'changed' | 'down' | 'seen'>(b: MdnsBrowser, event: K): Promise<K extends 'down' ? [MobdevAdvert, DownReason] : [MobdevAdvert]> {
   return new Promise((resolve) => {
     b.once(event, ((...args: unknown[]) => { resolve(args as never); }) as never);
   });
@@ -96,6 +96,32 @@ describe('MdnsBrowser (loopback, IPv4)', () => {
     expect(advert.identifier?.toString()).toBe('2E6C0D3B-7A4F-4E51-9C3A-5B1D2F7E8A90');
     expect(advert.addresses).toEqual([{ family: 4, address: '127.0.0.1', interfaceName: 'lo', interfaceIndex: 1, host: '127.0.0.1', ttl: 120 }]);
     expect(b.adverts()).toHaveLength(1);
+  });
+
+  it('a re-announcement with nothing changed is "seen" (the phone is there now), not "changed"', async () => {
+    const port = randomPort();
+    const b = browser(port);
+    b.start();
+    await new Promise((r) => setTimeout(r, 100));
+    const phone = fakePhone(port, 'aa:bb:cc:dd:ee:05@fe80::5', '127.0.0.5');
+    cleanups.push(() => phone.close());
+    const up = next(b, 'up');
+    phone.announce();
+    await up;
+    let changes = 0;
+    b.on('changed', () => { changes++; });
+    const seen = next(b, 'seen');
+    phone.announce();
+    const [advert] = await seen;
+    expect(advert.instance).toBe(phone.instance);
+    expect(changes).toBe(0);
+    // a goodbye is not a sign of life
+    let seenAfter = 0;
+    b.on('seen', () => { seenAfter++; });
+    const down = next(b, 'down');
+    phone.announce(0);
+    await down;
+    expect(seenAfter).toBe(0);
   });
 
   it('sees an unsolicited announcement, an address change, and a goodbye (down 1 s later)', async () => {

@@ -48,6 +48,7 @@ import type { ArrivalInterface, InterfaceSource, LocalInterface } from './interf
 import { interfaceKey, MobdevCache } from './mdns-cache.js';
 import type { CacheEvent, CacheOptions, CacheQuestion, DownReason, MobdevAdvert } from './mdns-cache.js';
 import { extractRecords, isPlausibleResponse, MOBDEV2_SERVICE } from './mdns-records.js';
+import type { MdnsRecord } from './mdns-records.js';
 
 export type { AdvertAddress, DownReason, MobdevAdvert } from './mdns-cache.js';
 
@@ -67,6 +68,11 @@ export interface MdnsBrowserEvents {
   changed: [advert: MobdevAdvert, previous: MobdevAdvert];
   /** Gone: goodbye, every address or the PTR expired, or its interface went away. */
   down: [advert: MobdevAdvert, reason: DownReason];
+  /**
+   * A phone that is up answered or announced again with nothing changed (a re-announcement when
+   * its Wi-Fi came back, an answer to resolve()): it is there now.
+   */
+  seen: [advert: MobdevAdvert];
 }
 
 export interface MdnsBrowserOptions {
@@ -323,8 +329,25 @@ export class MdnsBrowser extends EventEmitter<MdnsBrowserEvents> {
       this.warnLimited(`refused:${result.refused[0] ?? ''}`, { from: rinfo.address, reasons: [...new Set(result.refused)], tracked: this.cache.size }, 'mDNS: too many instances or records; new ones are ignored');
     }
     this.emitAll(result.events);
+    this.emitSeen(records, result.events);
     this.ask(result.questions);
     this.armCache();
+  }
+
+  /** 'seen' for each up instance a packet names (live records) that got no up/changed from it. */
+  private emitSeen(records: readonly MdnsRecord[], events: readonly CacheEvent[]): void {
+    const named = new Set<string>();
+    for (const r of records) if ('instance' in r && r.ttl > 0) named.add(r.instance.toLowerCase());
+    for (const e of events) named.delete(e.advert.instance.toLowerCase());
+    for (const instance of named) {
+      const advert = this.cache.advertOf(instance);
+      if (advert === undefined) continue;
+      try {
+        this.emit('seen', advert);
+      } catch (err) {
+        this.log.error({ err, event: 'seen' }, 'mDNS: an event listener threw');
+      }
+    }
   }
 
   /** The interface a packet from `address` came in on; undefined = drop it. */

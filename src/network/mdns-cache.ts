@@ -292,6 +292,11 @@ export class MobdevCache {
     return out;
   }
 
+  /** The advert of an instance that is up (label in any case), if it is. */
+  advertOf(instance: string): MobdevAdvert | undefined {
+    return this.instances.get(instance.toLowerCase())?.view;
+  }
+
   /** Every instance currently up. */
   adverts(): MobdevAdvert[] {
     const out: MobdevAdvert[] = [];

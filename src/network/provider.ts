@@ -13,6 +13,10 @@
  * A UDID gets a Reachability once an advert or a manual address names it, and keeps it while it
  * has a pair record: the endpoints it was seen at stay hints for re-dialing after the advert is
  * gone (a sleeping phone says goodbye; it comes back at the same address more often than not).
+ * An advert that replaces addresses (an IP change) drops the ones it no longer names, and when the
+ * session is at one of those, the device is proven at the new address and moved there. Any sign
+ * of the phone (an advert, a change, a re-announcement or an answer to our query: `advertSeen`)
+ * makes a waiting device dial at once, not at the end of its backoff.
  * Only removing its manual address (with no advert naming it) or its record ends the effort.
  * Adverts that match no record are kept (bounded) and matched again when records may have changed.
  */
@@ -27,6 +31,7 @@ import { ManualAddress } from './manual-address.js';
 import type { HeartbeatEnd } from './heartbeat.js';
 import { NetworkLink } from './link.js';
 import { Reachability } from './reachability.js';
+import type { DownReason } from './reachability.js';
 import { NetworkIdentityError } from './errors.js';
 import { matchAdvert } from './identity.js';
 import type { PairRecordIdentity } from './identity.js';
@@ -75,6 +80,8 @@ const MAX_UNMATCHED = 256;
 export const MAX_MANUAL = 64;
 /** How soon adverts matching no record are matched again (a record may be saved meanwhile). */
 const RECHECK_MS = 30_000;
+/** Adverts make a waiting device dial at most this often (a LAN replaying one cannot make us dial in a loop). */
+const POKE_MIN_INTERVAL_MS = 1000;
 
 interface Tracked {
   readonly udid: string;
@@ -84,6 +91,8 @@ interface Tracked {
   /** Manual endpoints for this UDID. */
   readonly manual: Endpoint[];
   link: NetworkLink | undefined;
+  /** When an advert last made it dial (performance.now()). */
+  pokedAt: number;
 }
 
 export class NetworkProvider {
@@ -145,9 +154,33 @@ export class NetworkProvider {
     this.unmatched.delete(advert.instance);
     for (const udid of udids) {
       const t = this.track(udid);
+      const previous = t.instances.get(advert.instance);
       t.instances.set(advert.instance, advert);
+      // Addresses this advert replaced are the phone's word that it left them (an IP change).
+      if (previous !== undefined) t.reach.forget(previous.addresses.filter((e) => !this.claimed(t, e)));
       t.reach.setEndpoints(advert.addresses);
+      this.pokeFor(t);
+      const session = t.reach.upSession;
+      if (session !== undefined && !this.claimed(t, session.endpoint)) t.reach.relocate();
     }
+  }
+
+  /** A phone we know of answered or announced itself again, unchanged: a waiting device dials now. */
+  advertSeen(instance: string): void {
+    for (const t of this.tracked.values()) if (t.instances.has(instance)) this.pokeFor(t);
+  }
+
+  private pokeFor(t: Tracked): void {
+    const now = performance.now();
+    if (now - t.pokedAt < POKE_MIN_INTERVAL_MS) return;
+    t.pokedAt = now;
+    t.reach.poke();
+  }
+
+  /** Whether an advert or a manual address of `t` still names `e`. */
+  private claimed(t: Tracked, e: Endpoint): boolean {
+    const same = (x: Endpoint): boolean => x.address === e.address && x.interfaceIndex === e.interfaceIndex;
+    return t.manual.some(same) || [...t.instances.values()].some((a) => a.addresses.some(same));
   }
 
   /** An advert said goodbye or expired: its endpoints are no longer a reason to dial. */
@@ -275,6 +308,7 @@ export class NetworkProvider {
       instances: new Map(),
       manual: [],
       link: undefined,
+      pokedAt: -Infinity,
       reach: new Reachability({
         udid,
         log,
@@ -354,10 +388,11 @@ export class NetworkProvider {
     this.log.info({ udid: t.udid, at: describeEndpoint(e) }, 'network device proven and announced');
   }
 
-  private down(t: Tracked, _session: DeviceSession, why: HeartbeatEnd, err?: Error): void {
+  private down(t: Tracked, _session: DeviceSession, why: DownReason, err?: Error): void {
     const link = t.link;
     t.link = undefined;
-    this.log.info({ udid: t.udid, why, err, dev: link?.id }, 'network device lost: heartbeat ended');
+    if (why === 'moved') this.log.info({ udid: t.udid, dev: link?.id }, 'network device moved to a new address: detached there, announced again');
+    else this.log.info({ udid: t.udid, why, err, dev: link?.id }, 'network device lost: heartbeat ended');
     link?.detach(err);
   }
 

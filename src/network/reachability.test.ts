@@ -110,6 +110,30 @@ describe('Reachability', () => {
     r.stop();
   });
 
+  it('a poke while a round is under way (the phone announced itself) makes the next round follow at once, not after the backoff', async () => {
+    vi.useFakeTimers();
+    const w = new World();
+    const normal = w.prove;
+    let fail: ((err: Error) => void) | undefined;
+    let first = true;
+    w.prove = (e, onEnd) => {
+      if (!first) return normal(e, onEnd);
+      first = false;
+      return new Promise((_resolve, reject) => { fail = reject; }); // a connect waiting out a dead link
+    };
+    const r = w.make();
+    r.setEndpoints([A]);
+    await settle();
+    expect(r.current).toBe('dialing');
+    r.poke();
+    w.answers.set(A.address, 'ok'); // the phone is back
+    fail?.(new DeviceUnreachableError(62078, 'ETIMEDOUT'));
+    await settle();
+    expect(r.current).toBe('up'); // no backoff wait in between: no timer ran
+    expect(w.events).toEqual([`up ${A.address}`]);
+    r.stop();
+  });
+
   it('an endpoint where somebody else answers is forgotten; one that is only unreachable is kept', async () => {
     vi.useFakeTimers();
     const w = new World();
@@ -119,6 +143,47 @@ describe('Reachability', () => {
     r.setEndpoints([A, C]);
     await settle();
     expect(r.known.map((e) => e.address)).toEqual([C.address]);
+    r.stop();
+  });
+
+  it('relocate(): proven at another endpoint → down "moved", up there; proven nowhere → stays up where it was', async () => {
+    const w = new World();
+    w.answers.set(A.address, 'ok');
+    const r = w.make();
+    r.setEndpoints([A]);
+    await settle();
+    r.setEndpoints([C]); // the advert moved to C, but C does not answer yet
+    r.relocate();
+    await settle();
+    expect(r.current).toBe('up');
+    expect(r.upSession?.endpoint.address).toBe(A.address);
+    expect(w.events).toEqual([`up ${A.address}`]);
+    w.answers.set(C.address, 'ok');
+    r.relocate();
+    await settle();
+    expect(w.events).toEqual([`up ${A.address}`, `closed ${A.address}`, `down ${A.address} moved`, `up ${C.address}`]);
+    expect(r.upSession?.endpoint.address).toBe(C.address);
+    // the old session's heartbeat ending now changes nothing
+    w.ends.get(A.address)?.('closed');
+    await settle();
+    expect(r.current).toBe('up');
+    r.stop();
+  });
+
+  it('relocate(): a stranger at the new address (a forged advert) never takes the device away', async () => {
+    const w = new World();
+    w.answers.set(A.address, 'ok');
+    w.answers.set(C.address, 'stranger');
+    const r = w.make();
+    r.setEndpoints([A]);
+    await settle();
+    r.forget([A]);
+    r.setEndpoints([C]);
+    r.relocate();
+    await settle();
+    expect(r.upSession?.endpoint.address).toBe(A.address);
+    expect(r.known).toEqual([]); // C forgotten: somebody else answers there
+    expect(w.events).toEqual([`up ${A.address}`]);
     r.stop();
   });
 
@@ -143,6 +208,7 @@ describe('Reachability', () => {
         fc.record({ op: fc.constant('answer' as const), who: fc.constantFrom(A, B, C), how: fc.constantFrom<'ok' | 'refused' | 'unreachable' | 'stranger'>('ok', 'refused', 'unreachable', 'stranger') }),
         fc.record({ op: fc.constant('endpoints' as const), list: fc.subarray([A, B, C]) }),
         fc.record({ op: fc.constant('lose' as const) }),
+        fc.record({ op: fc.constant('relocate' as const) }),
         fc.record({ op: fc.constant('time' as const), ms: fc.integer({ min: 0, max: 10_000 }) }),
       ), { maxLength: 30 }),
       async (steps) => {
@@ -163,6 +229,7 @@ describe('Reachability', () => {
         for (const s of steps) {
           if (s.op === 'answer') w.answers.set(s.who.address, s.how);
           else if (s.op === 'endpoints') r.setEndpoints(s.list);
+          else if (s.op === 'relocate') r.relocate();
           else if (s.op === 'lose') { const up = r.upSession; if (up !== undefined) w.ends.get(up.endpoint.address)?.('timeout'); }
           else await vi.advanceTimersByTimeAsync(s.ms);
           await settle();

@@ -5,9 +5,12 @@
  *            start() / endpoints learnt
  *   idle ──────────────────────────────▶ dialing ── a session is proven at an endpoint ──▶ up
  *                                          │  ▲                                          │
- *          every endpoint failed           │  │ backoff elapsed, or new endpoints        │ heartbeat
- *          (unreachable, refused, TLS …)   ▼  │ (an advert, an address change)           │ ended
+ *          every endpoint failed           │  │ backoff elapsed, new endpoints, or       │ heartbeat
+ *          (unreachable, refused, TLS …)   ▼  │ poke() (an advert, an address change)    │ ended
  *                                        waiting ◀──────────── one immediate retry fails ┘
+ *   dialing ── new endpoints, or poke() ──▶ another round at once after this one (no backoff)
+ *   up ── relocate() (the phone no longer claims the session's address) and the device is proven
+ *         at another known endpoint ──▶ up there (onDown 'moved', then onUp); none proven: stays up
  *   any ── stop() ──▶ stopped
  *
  * The backoff doubles from `initialMs` to `maxMs` and never gives up: a phone that comes back after
@@ -15,6 +18,10 @@
  * and netmuxd only re-add a device on a new resolve, usbmuxd2 #34, #47). An endpoint where the peer
  * proved to be somebody else (TLS with another certificate, another UDID) is forgotten until an
  * advert names it again, so a phone that moved does not keep us knocking on a stranger's door.
+ *
+ * An address change is only a hint (mDNS is not authenticated): relocate() keeps the session it
+ * has until a session is proven at another address, so a forged advert cannot take a device away,
+ * and a real move is followed within one proof (about 0.1 s) instead of a heartbeat deadline.
  */
 import type { Logger } from '../log.js';
 import { isMuxdError } from '../errors.js';
@@ -26,6 +33,9 @@ import type { HeartbeatEnd } from './heartbeat.js';
 
 export type ReachabilityState = 'idle' | 'dialing' | 'up' | 'waiting' | 'stopped';
 
+/** Why a session stopped being the device's: its heartbeat ended, or the device was proven elsewhere. */
+export type DownReason = HeartbeatEnd | 'moved';
+
 export interface ReachabilityOptions {
   readonly udid: string;
   readonly log: Logger;
@@ -33,8 +43,8 @@ export interface ReachabilityOptions {
   readonly prove: (endpoint: Endpoint, onEnd: (why: HeartbeatEnd, err?: Error) => void) => Promise<DeviceSession>;
   /** A session is up: announce the device. */
   readonly onUp: (session: DeviceSession) => void;
-  /** The session ended (heartbeat lost): the device is gone until the next `onUp`. */
-  readonly onDown: (session: DeviceSession, why: HeartbeatEnd, err?: Error) => void;
+  /** The session ended (heartbeat lost) or moved: the device is gone until the next `onUp`. */
+  readonly onDown: (session: DeviceSession, why: DownReason, err?: Error) => void;
   /** Every endpoint failed: a good time to ask mDNS again. */
   readonly onUnreachable?: () => void;
   readonly initialBackoffMs?: number;
@@ -62,6 +72,7 @@ const REASONS: Partial<Record<ErrorCode, string>> = {
   MUXD_ERR_LOCKDOWN_PROTOCOL: 'not lockdownd',
   MUXD_ERR_PAIR_RECORD_NOT_FOUND: 'no pair record',
   MUXD_ERR_UNUSABLE_PAIR_RECORD: 'pair record unusable',
+  MUXD_ERR_HEARTBEAT_SILENT: 'heartbeat silent',
 };
 
 /** Why an attempt failed, in a few words for the log. */
@@ -88,6 +99,8 @@ export class Reachability {
   private lastReason: string | undefined;
   /** Endpoints learnt while dialing: dial again right after this round. */
   private redial = false;
+  /** A relocate() round is running. */
+  private relocating = false;
 
   constructor(options: ReachabilityOptions) {
     this.udid = options.udid;
@@ -141,9 +154,56 @@ export class Reachability {
     this.endpoints = this.endpoints.filter((e) => !gone.has(key(e)));
   }
 
-  /** Dial now (e.g. the records changed). */
+  /**
+   * Dial now (the records changed, the phone announced itself): at once when waiting or idle;
+   * while a round is under way (its connects may be waiting out a link that was down), another
+   * round follows it at once instead of the backoff.
+   */
   poke(): void {
     if (this.state === 'waiting' || this.state === 'idle') this.dialNow();
+    else if (this.state === 'dialing') this.redial = true;
+  }
+
+  /**
+   * The phone no longer claims the address the session is at (an advert moved it): try the other
+   * known endpoints, and move the device to the first where it is proven. The session stays until
+   * then; if none proves, nothing changes (its heartbeat still decides).
+   */
+  relocate(): void {
+    if (this.state !== 'up' || this.relocating) return;
+    this.relocating = true;
+    void this.relocateRound().finally(() => { this.relocating = false; });
+  }
+
+  private async relocateRound(): Promise<void> {
+    const current = this.session;
+    if (current === undefined) return;
+    for (const endpoint of this.order()) {
+      if (key(endpoint) === key(current.endpoint)) continue;
+      if (!this.stillUpWith(current)) return;
+      let session: DeviceSession;
+      try {
+        session = await this.opts.prove(endpoint, (why, err) => { this.sessionEnded(session, why, err); });
+      } catch (err) {
+        this.failed(endpoint, err);
+        continue;
+      }
+      if (!this.stillUpWith(current) || session.current !== 'beating') {
+        session.close();
+        return;
+      }
+      this.log.info({ from: describeEndpoint(current.endpoint), to: describeEndpoint(endpoint) }, 'network device moved');
+      this.session = undefined;
+      current.close();
+      this.opts.onDown(current, 'moved');
+      this.up(endpoint, session);
+      return;
+    }
+  }
+
+  /** Read after an await: the session may have ended or been replaced meanwhile. */
+  private stillUpWith(session: DeviceSession): boolean {
+    return this.state === 'up' && this.session === session;
   }
 
   stop(): void {

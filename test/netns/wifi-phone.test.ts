@@ -264,6 +264,25 @@ describe.skipIf(skip !== undefined)(`Wi-Fi phone in network namespaces${skip ===
     await control('advert', 'families=dual');
   });
 
+  it('Wi-Fi switch (EnableWifiConnections): off says goodbye and answers no query; the state file switching it on is followed', async () => {
+    const instance = `${HW_MAC}@${linkLocal}`;
+    let before = agent.events.length;
+    expect(await control('wifi', 'enabled=false')).toMatchObject({ ok: true, wifiConnections: false });
+    await agent.waitFor(ptrTo(instance, false), 5000, before);
+    expect((await control('status'))['advert']).toBeUndefined();
+    before = agent.events.length;
+    await agent.query('_apple-mobdev2._tcp.local');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(agent.events.slice(before).some(ptrTo(instance))).toBe(false);
+    // the USB side of the same phone (the bridge) writes the state file: the phone follows it
+    const state = join(lab.tmp, 'phone.json');
+    const switchedOn = Date.now();
+    writeFileSync(state, encodeIdentity({ ...pairing.identity, wifiConnections: true }));
+    const hello = await agent.waitFor(ptrTo(instance), 5000, before);
+    figures.push(['state file switches Wi-Fi on → announced (0.25 s poll)', ms(hello.t - switchedOn)]);
+    expect((await control('status'))['wifiConnections']).toBe(true);
+  });
+
   it('goodbye: TTL 0 for the instance; SIGTERM says goodbye too', async () => {
     const instance = `${HW_MAC}@${linkLocal}`;
     let before = agent.events.length;

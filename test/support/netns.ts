@@ -92,6 +92,8 @@ export interface LineProcess {
   readonly errLines: string[];
   /** The first stdout line (past or future) that `match` accepts. */
   waitForLine(match: (line: string) => boolean, timeoutMs?: number): Promise<string>;
+  /** The same for stderr (where the daemon and the phones log). */
+  waitForErrLine(match: (line: string) => boolean, timeoutMs?: number): Promise<string>;
   /** SIGSTOP / SIGCONT to its process group (a phone frozen by the kernel: nothing at all answers). */
   pause(): void;
   resume(): void;
@@ -105,16 +107,19 @@ function lineProcess(command: string, args: readonly string[], options: { readon
   const pid = child.pid ?? -1;
   const lines: string[] = [];
   const errLines: string[] = [];
-  const waiters = new Set<{ match: (line: string) => boolean; resolve: (line: string) => void }>();
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    lines.push(line);
-    for (const w of [...waiters]) {
+  type Waiter = { match: (line: string) => boolean; resolve: (line: string) => void };
+  const waiters = new Set<Waiter>();
+  const errWaiters = new Set<Waiter>();
+  const feed = (store: string[], pending: Set<Waiter>) => (line: string): void => {
+    store.push(line);
+    for (const w of [...pending]) {
       if (!w.match(line)) continue;
-      waiters.delete(w);
+      pending.delete(w);
       w.resolve(line);
     }
-  });
-  createInterface({ input: child.stderr }).on('line', (line) => errLines.push(line));
+  };
+  createInterface({ input: child.stdout }).on('line', feed(lines, waiters));
+  createInterface({ input: child.stderr }).on('line', feed(errLines, errWaiters));
   const exited = new Promise<number | null>((resolve) => {
     child.once('exit', (code) => {
       resolve(code);
@@ -134,6 +139,29 @@ function lineProcess(command: string, args: readonly string[], options: { readon
   void exited.then(() => {
     gone = true;
   });
+  const waitIn = (store: string[], pending: Set<Waiter>, match: (line: string) => boolean, timeoutMs: number, what: string): Promise<string> => {
+    const seen = store.find(match);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        match,
+        resolve: (line: string) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      };
+      const timer = setTimeout(() => {
+        pending.delete(waiter);
+        reject(new Error(`no matching ${what} line from ${command} within ${timeoutMs} ms; stderr tail:\n${errLines.slice(-10).join('\n')}`));
+      }, timeoutMs);
+      pending.add(waiter);
+      void exited.then((code) => {
+        if (!pending.delete(waiter)) return;
+        clearTimeout(timer);
+        reject(new Error(`${command} exited (${String(code)}) before the line came; stderr tail:\n${errLines.slice(-10).join('\n')}`));
+      });
+    });
+  };
   return {
     child,
     pid,
@@ -141,27 +169,10 @@ function lineProcess(command: string, args: readonly string[], options: { readon
     errLines,
     exited,
     waitForLine(match, timeoutMs = 10_000) {
-      const seen = lines.find(match);
-      if (seen !== undefined) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const waiter = {
-          match,
-          resolve: (line: string) => {
-            clearTimeout(timer);
-            resolve(line);
-          },
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(waiter);
-          reject(new Error(`no matching line from ${command} within ${timeoutMs} ms; stderr tail:\n${errLines.slice(-10).join('\n')}`));
-        }, timeoutMs);
-        waiters.add(waiter);
-        void exited.then((code) => {
-          if (!waiters.delete(waiter)) return;
-          clearTimeout(timer);
-          reject(new Error(`${command} exited (${String(code)}) before the line came; stderr tail:\n${errLines.slice(-10).join('\n')}`));
-        });
-      });
+      return waitIn(lines, waiters, match, timeoutMs, 'stdout');
+    },
+    waitForErrLine(match, timeoutMs = 10_000) {
+      return waitIn(errLines, errWaiters, match, timeoutMs, 'stderr');
     },
     pause() {
       signalGroup('SIGSTOP');
@@ -212,8 +223,8 @@ export class Netns {
   }
 
   /** Run to completion inside the namespace. */
-  async run(command: string, args: readonly string[] = [], timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const proc = this.spawn(command, args);
+  async run(command: string, args: readonly string[] = [], timeoutMs = 15_000, env?: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const proc = this.spawn(command, args, env === undefined ? {} : { env });
     proc.child.stdin?.end();
     const timer = setTimeout(() => void proc.stop(500), timeoutMs);
     const code = await proc.exited;
@@ -230,6 +241,11 @@ export class Netns {
       linkLocal: info.addr_info.find((a) => a.family === 'inet6' && a.scope === 'link')?.local,
       up: info.flags.includes('UP'),
     };
+  }
+
+  /** `sysctl -w` inside the namespace (e.g. `net.ipv4.ip_forward=1` for a router). */
+  sysctl(...settings: string[]): void {
+    execFileSync('ip', ['netns', 'exec', this.name, 'sysctl', '-qw', ...settings], { stdio: 'ignore' });
   }
 
   linkDown(ifname: string): void {
@@ -259,6 +275,8 @@ export interface VethEnd {
   readonly ifname: string;
   /** CIDR, e.g. 10.77.0.2/24. */
   readonly ipv4?: string;
+  /** No `224.0.0.0/4` route on this end (it has one on another link already: a router). */
+  readonly noMulticastRoute?: boolean;
 }
 
 /** A Linux bridge in a namespace of its own: a LAN several namespaces can join. */
@@ -282,7 +300,7 @@ export class Lan {
 function configure(end: VethEnd): void {
   if (end.ipv4 !== undefined) end.ns.ip('addr', 'add', end.ipv4, 'dev', end.ifname);
   end.ns.ip('link', 'set', end.ifname, 'up');
-  end.ns.ip('route', 'add', '224.0.0.0/4', 'dev', end.ifname);
+  if (end.noMulticastRoute !== true) end.ns.ip('route', 'add', '224.0.0.0/4', 'dev', end.ifname);
 }
 
 export class NetnsLab {

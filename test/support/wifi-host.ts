@@ -31,8 +31,11 @@ export interface Pairing {
   readonly identity: Required<PhoneIdentity>;
 }
 
-/** A phone key and one host it trusts (host keys of `bits`, 1024 by default: tests only). */
-export function makePairing(options: { readonly deviceKey?: DeviceKey; readonly bits?: number } = {}): Pairing {
+/**
+ * A phone key and one host it trusts (host keys of `bits`, 1024 by default: tests only), with
+ * Wi-Fi connections on unless `wifiConnections` is false.
+ */
+export function makePairing(options: { readonly deviceKey?: DeviceKey; readonly bits?: number; readonly wifiConnections?: boolean } = {}): Pairing {
   const deviceKey = options.deviceKey ?? generateDeviceKey();
   const record = makeHostPairRecord(deviceKey.publicPem, { bits: options.bits ?? 1024 });
   const host: PairedHost = {
@@ -44,7 +47,7 @@ export function makePairing(options: { readonly deviceKey?: DeviceKey; readonly 
     escrowBag: randomBytes(32),
     sessionCertificatesValid: true,
   };
-  return { deviceKey, record, host, identity: { deviceKey, hosts: [host] } };
+  return { deviceKey, record, host, identity: { deviceKey, hosts: [host], wifiConnections: options.wifiConnections ?? true } };
 }
 
 /** The daemon's lockdown client over `stream` (a TCP socket to 62078, or a relay to one). */

@@ -57,6 +57,17 @@ describe('control commands on a phone', () => {
     expect(await runControl(phone, { cmd: 'dance' })).toEqual({ ok: false, error: 'unknown command dance' });
     expect(await runControl(phone, { cmd: 'status' })).toMatchObject({ ok: true, udid: '00008030-001A2B3C4D5E802E', lockdownPort: 62078, advert: undefined });
   });
+
+  it('wifi flips EnableWifiConnections (the pairing\'s); watch sets whether a returning link is announced', async () => {
+    expect(phone.pairing.wifiConnections).toBe(false);
+    expect(await runControl(phone, { cmd: 'wifi', enabled: true })).toEqual({ ok: true, wifiConnections: true });
+    expect(phone.pairing.wifiConnections).toBe(true);
+    expect(phone.advertising).toBe(false); // a loopback face has no advert to start
+    expect(await runControl(phone, { cmd: 'wifi', enabled: 'on' })).toMatchObject({ ok: false });
+    expect(await runControl(phone, { cmd: 'watch', announce: false })).toEqual({ ok: true, announceOnLinkUp: false });
+    expect(await runControl(phone, { cmd: 'status' })).toMatchObject({ wifiConnections: true, announceOnLinkUp: false });
+    expect(await runControl(phone, { cmd: 'watch' })).toMatchObject({ ok: false });
+  });
 });
 
 describe('wifi-phone-cli arguments', () => {
@@ -68,6 +79,8 @@ describe('wifi-phone-cli arguments', () => {
       phone: { bind: '::', heartbeat: { intervalSeconds: 2 }, values: { WiFiAddress: 'a4:c3:f0:00:00:01' }, mdns: { interfaceName: 'wl0', mac: 'private', families: 'ipv6', txt: 'mac-only', watchMs: 500 } },
     });
     expect(parseWifiPhoneArgs(['--no-mdns', '--bind', '127.0.0.9', '--no-plain-services'])).toMatchObject({ phone: { bind: '127.0.0.9', servicePorts: { echo: null, discard: null, source: null } } });
+    expect(parseWifiPhoneArgs(['--no-mdns'])).toMatchObject({ enableWifi: false });
+    expect(parseWifiPhoneArgs(['--no-mdns', '--enable-wifi-connections'])).toMatchObject({ enableWifi: true });
   });
 
   it('refuses what it cannot use, with a message', () => {

@@ -10,6 +10,9 @@
  *   freeze | thaw                           go silent (no byte, no mDNS, no FIN) / come back
  *   goodbye | advertise | reannounce        TTL-0 goodbye / announce again / announce now
  *   refresh                                 re-read the interface's addresses (after an IP change)
+ *   wifi enabled=BOOL                       the user flips "Show this iPhone when on Wi-Fi"
+ *                                           (EnableWifiConnections): advert on / goodbye
+ *   watch announce=BOOL                     whether a link that comes back up is announced again
  *   advert [mac=MAC|private|hardware] [txt=tags|mac-only] [families=dual|ipv4|ipv6] [identifier=ID]
  *   stop                                    goodbye, close everything, the process exits
  *
@@ -109,6 +112,18 @@ export async function runControl(phone: NetworkPhone, request: ControlRequest): 
     case 'refresh':
       phone.refreshAddresses();
       return { ok: true, ...phone.status() };
+    case 'wifi': {
+      const { enabled } = request;
+      if (typeof enabled !== 'boolean') return fail('enabled must be true or false');
+      phone.pairing.setWifiConnections(enabled);
+      return { ok: true, wifiConnections: phone.pairing.wifiConnections };
+    }
+    case 'watch': {
+      const { announce } = request;
+      if (typeof announce !== 'boolean') return fail('announce must be true or false');
+      phone.announceOnLinkUp = announce;
+      return { ok: true, announceOnLinkUp: announce };
+    }
     case 'advert': {
       const { mac, txt, families, identifier } = request;
       const change: { -readonly [K in keyof AdvertChange]: AdvertChange[K] } = {};
@@ -128,7 +143,7 @@ export async function runControl(phone: NetworkPhone, request: ControlRequest): 
         if (typeof identifier !== 'string' || identifier === '') return fail('identifier must be a string');
         change.identifier = identifier;
       }
-      if (phone.mdns === undefined) return fail('this phone has no mDNS advert');
+      if (!phone.hasAdvert) return fail('this phone has no mDNS advert');
       await phone.setAdvert(change);
       return { ok: true, ...phone.status() };
     }

@@ -29,11 +29,11 @@ function selfSignedPem(forge: typeof Forge, privatePem: string): string {
   return forge.pki.certificateToPem(cert);
 }
 
-/** The fake's identity: a key of its own, the real phone's hosts with its own certificate. */
+/** The fake's identity: a key of its own, the real phone's hosts with its own certificate; it always advertises. */
 export async function fakeIdentityOf(real: PhoneIdentity): Promise<Required<PhoneIdentity>> {
   // node-forge only when a fake is made: whoever imports the emulator does not pay for it.
   const [deviceKey, forge] = await Promise.all([generateDeviceKeyAsync(), import('node-forge').then((m) => m.default)]);
   const deviceCertificatePem = selfSignedPem(forge, deviceKey.privatePem);
   const hosts: PairedHost[] = (real.hosts ?? []).map((h) => ({ ...h, deviceCertificatePem, sessionCertificatesValid: true }));
-  return { deviceKey, hosts };
+  return { deviceKey, hosts, wifiConnections: true };
 }

@@ -10,15 +10,20 @@
  * the old one) and a link that comes back up is announced again.
  *
  * `--state` is the USB bridge's phone identity file (pairing-state.ts): a phone paired over the
- * emulated USB appears here with the same key and trusted hosts (read only; Pair is refused over
- * the network anyway). Without it the phone trusts nobody. `--fake` turns that identity into a
- * fake (fake-phone.ts): same UDID, same hosts' public parts, a key of its own.
+ * emulated USB appears here with the same key, trusted hosts and Wi-Fi switch (read only; Pair is
+ * refused over the network anyway). The file is followed (polled every 0.25 s): a host paired or a
+ * switch flipped over USB while this process runs takes effect here too, as on one phone. The
+ * phone advertises only while EnableWifiConnections is on (`--enable-wifi-connections` turns it
+ * on whatever the file says, as if the user had ticked it). Without `--state` the phone trusts
+ * nobody. `--fake` turns that identity into a fake (fake-phone.ts): same UDID, same hosts' public
+ * parts, a key of its own; it always advertises.
  *
  * stdout gets one JSON line when the phone is up: {"event":"ready", ...status, "announcedAt"}
  * (announcedAt: wall-clock ms of the first announcement). Logs are JSON lines on stderr.
  * SIGTERM/SIGINT (or `stop` on the control socket): goodbye, close, exit 0. Bad arguments or a
  * bad --state exit 2; a port that cannot be bound exits 1.
  */
+import { unwatchFile, watchFile } from 'node:fs';
 import { createConnection } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { Logger } from '../../log.js';
@@ -36,16 +41,21 @@ export const WIFI_PHONE_USAGE = `usage: wifi-phone-cli [--state FILE] [--fake] [
          [--bind ADDR] [--control SOCKET] [--mac MAC|private] [--wifi-address MAC]
          [--family dual|ipv4|ipv6] [--txt tags|mac-only] [--identifier ID]
          [--heartbeat-interval S] [--mdns-port N] [--no-plain-services]
+         [--enable-wifi-connections]
        wifi-phone-cli ctl SOCKET COMMAND [key=value ...]   (or a JSON line)`;
 
 export interface WifiPhoneArgs {
   readonly statePath: string | undefined;
   readonly fake: boolean;
+  /** EnableWifiConnections on, whatever the state file says. */
+  readonly enableWifi: boolean;
   readonly control: string | undefined;
   readonly phone: Omit<NetworkPhoneOptions, 'pairing' | 'log'>;
 }
 
 const FAMILIES: readonly string[] = ['dual', 'ipv4', 'ipv6'];
+/** How often the --state file is checked for changes made by the phone's USB side. */
+const STATE_POLL_MS = 250;
 
 /** argv (without node and script) → arguments, or a message for a usage error. */
 export function parseWifiPhoneArgs(argv: readonly string[]): WifiPhoneArgs | string {
@@ -69,6 +79,7 @@ export function parseWifiPhoneArgs(argv: readonly string[]): WifiPhoneArgs | str
         'heartbeat-interval': { type: 'string' },
         'mdns-port': { type: 'string' },
         'no-plain-services': { type: 'boolean' },
+        'enable-wifi-connections': { type: 'boolean' },
       },
       strict: true,
     }));
@@ -90,6 +101,7 @@ export function parseWifiPhoneArgs(argv: readonly string[]): WifiPhoneArgs | str
   return {
     statePath: values.state,
     fake: values.fake === true,
+    enableWifi: values['enable-wifi-connections'] === true,
     control: values.control,
     phone: {
       udid,
@@ -156,6 +168,10 @@ export async function runWifiPhone(args: WifiPhoneArgs, log: Logger): Promise<nu
   }
   if ((identity.hosts ?? []).length === 0) log.warn({ state: args.statePath }, 'the phone trusts no host: its advert has no authTag and every StartSession is refused');
   if (args.fake) identity = await fakeIdentityOf(identity);
+  if (args.enableWifi) identity = { ...identity, wifiConnections: true };
+  if (identity.wifiConnections !== true && args.phone.mdns !== undefined) {
+    log.warn({ state: args.statePath }, 'Wi-Fi connections are off: no advert until a host sets EnableWifiConnections (over USB) or --enable-wifi-connections');
+  }
   const pairing = new Pairing({ mode: 'deny' }, identity);
   await pairing.prepareKey();
   let phone: NetworkPhone;
@@ -176,6 +192,22 @@ export async function runWifiPhone(args: WifiPhoneArgs, log: Logger): Promise<nu
       release();
     });
   };
+  const statePath = args.statePath;
+  if (statePath !== undefined && !args.fake) {
+    // The same phone's USB side (the bridge) keeps this file: follow it. A fake copied it once.
+    watchFile(statePath, { interval: STATE_POLL_MS, persistent: false }, () => {
+      const loaded = loadIdentity(statePath);
+      if (typeof loaded === 'string') {
+        log.warn({ state: statePath, error: loaded }, 'state file unreadable; keeping the phone as it is');
+        return;
+      }
+      if (loaded.deviceKey !== undefined && loaded.deviceKey.publicPem !== pairing.deviceKey.publicPem) {
+        log.warn({ state: statePath }, 'state file holds another phone (another key); ignored');
+        return;
+      }
+      pairing.adopt(args.enableWifi ? { ...loaded, wifiConnections: true } : loaded);
+    });
+  }
   const control = args.control === undefined ? undefined : await serveControl(args.control, phone, stop, log);
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
@@ -183,6 +215,7 @@ export async function runWifiPhone(args: WifiPhoneArgs, log: Logger): Promise<nu
   log.info({ udid: status.udid, instance: status.advert?.instance, ports: status.ports, fake: args.fake }, 'wifi phone up');
   process.stdout.write(`${JSON.stringify({ event: 'ready', ...status, announcedAt: phone.mdns?.lastAnnouncedAt, pid: process.pid })}\n`);
   await done;
+  if (statePath !== undefined) unwatchFile(statePath);
   control?.close();
   process.removeListener('SIGTERM', stop);
   process.removeListener('SIGINT', stop);

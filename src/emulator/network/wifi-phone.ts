@@ -8,7 +8,10 @@
  *                    com.apple.mobile.[insecure_]notification_proxy
  *   TCP 7, 9, 19     echo, discard, source (for proxied Connect and direct dialling)
  *   mDNS             `<mac>@<fe80>._apple-mobdev2._tcp.local` with identifier and authTags
- *                    (mdns-advertiser.ts), when `mdns` is given
+ *                    (mdns-advertiser.ts), when `mdns` is given and the phone's Wi-Fi switch
+ *                    (lockdown EnableWifiConnections, `pairing.wifiConnections`) is on: switching
+ *                    it off says goodbye, switching it on announces; a new trusted host re-announces
+ *                    with its tag
  *
  *   ( new ) --start()--> [ UP ] --freeze()--> [ FROZEN ] (no byte out, nothing read, no mDNS, no
  *                          ^  |                   |       FIN or RST: a radio gone quiet)
@@ -18,7 +21,8 @@
  * Knobs (mutable at runtime): `heartbeat.knobs` and `heartbeat.sleepyTime()`, `goodbye()` /
  * `advertise()`, `setAdvert({ mac, txt, families, identifier })` (a private MAC, an old MAC-only
  * advert, an IPv6-only one), `refreshAddresses()` after the interface's address changed (an IP
- * change: goodbye for the old address, announcement of the new one).
+ * change: goodbye for the old address, announcement of the new one), `announceOnLinkUp = false`
+ * (a link that comes back is not announced again: hosts must find the phone by themselves).
  *
  * A silent loss that a host's kernel also sees (no ACKs at all) needs the link to go away; in a
  * network namespace `ip link set dev X down` does it (test/support/netns.ts). freeze() is what a
@@ -112,6 +116,10 @@ export interface NetworkPhoneStatus {
   readonly bind: string;
   readonly lockdownPort: number;
   readonly ports: Readonly<Record<string, number>>;
+  /** TCP connections accepted so far, per listener (lockdownd, echo, discard, source). */
+  readonly accepted: Readonly<Record<string, number>>;
+  /** Bytes the discard service has taken so far (benches read when a transfer has arrived). */
+  readonly discardBytes: number;
   readonly unavailablePorts: readonly { readonly service: string; readonly port: number; readonly error: string }[];
   readonly frozen: boolean;
   readonly connections: number;
@@ -119,6 +127,9 @@ export interface NetworkPhoneStatus {
   readonly advert: (Omit<Mobdev2Advert, 'txt'> & { readonly txt: readonly string[]; readonly state: string; readonly families: AdvertFamilies }) | undefined;
   readonly heartbeat: { readonly knobs: HeartbeatKnobs; readonly stats: HeartbeatService['stats']; readonly open: number };
   readonly pairedHosts: readonly string[];
+  /** lockdown EnableWifiConnections: without it there is no advert. */
+  readonly wifiConnections: boolean;
+  readonly announceOnLinkUp: boolean;
 }
 
 /** Lowercase colon-separated MAC, e.g. a4:c3:f0:12:34:56. */
@@ -187,6 +198,7 @@ export class NetworkPhone {
   private readonly lockdownPortWanted: number;
   private readonly servers: Server[] = [];
   private readonly ports: Record<string, number> = {};
+  private readonly accepted: Record<string, number> = {};
   private readonly unavailable: { service: string; port: number; error: string }[] = [];
   private readonly lockdown: Service;
   private advertiser: Mobdev2Advertiser | undefined;
@@ -197,6 +209,9 @@ export class NetworkPhone {
   private watchTimer: NodeJS.Timeout | undefined;
   private instanceTail: string | undefined;
   private lastSeen: { up: boolean; key: string } | undefined;
+  private unsubscribeIdentity: (() => void) | undefined;
+  /** Whether a link that comes back up is announced again (a phone does; tests turn it off). */
+  announceOnLinkUp = true;
 
   constructor(private readonly options: NetworkPhoneOptions) {
     this.udid = options.udid;
@@ -229,8 +244,22 @@ export class NetworkPhone {
       await phone.stop();
       throw err;
     }
+    phone.startWatch();
+    phone.unsubscribeIdentity = phone.pairing.onIdentityChange(() => {
+      void phone.identityChanged();
+    });
     phone.startAdvert();
     return phone;
+  }
+
+  /** Whether the phone advertises now (mDNS configured and its Wi-Fi switch on). */
+  get advertising(): boolean {
+    return this.advertiser !== undefined;
+  }
+
+  /** Whether this phone has an mDNS advert at all (advertised or not). */
+  get hasAdvert(): boolean {
+    return this.advertOptions !== undefined;
   }
 
   get bind(): string {
@@ -306,6 +335,8 @@ export class NetworkPhone {
       bind: this.bindValue,
       lockdownPort: this.lockdownPort,
       ports: { ...this.ports },
+      accepted: { ...this.accepted },
+      discardBytes: this.stats.discardBytes,
       unavailablePorts: [...this.unavailable],
       frozen: this.frozen,
       connections: this.tracker.size,
@@ -315,6 +346,8 @@ export class NetworkPhone {
           : { ...advertiser.advert, txt: advertiser.advert.txt.map((b) => b.toString('utf8')), state: advertiser.state, families },
       heartbeat: { knobs: { ...this.heartbeat.knobs }, stats: { ...this.heartbeat.stats }, open: this.heartbeat.openConnections },
       pairedHosts: this.pairing.pairedHostIds(),
+      wifiConnections: this.pairing.wifiConnections,
+      announceOnLinkUp: this.announceOnLinkUp,
     };
   }
 
@@ -322,6 +355,7 @@ export class NetworkPhone {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.unsubscribeIdentity?.();
     if (this.watchTimer !== undefined) clearInterval(this.watchTimer);
     await this.advertiser?.stop();
     this.tracker.detachAll(); // every socket destroyed (a phone switched off sends no FIN either)
@@ -346,6 +380,7 @@ export class NetworkPhone {
 
   private async serve(name: string, port: number, service: Service, optional: boolean): Promise<void> {
     const server = createServer({ pauseOnConnect: true }, (socket) => {
+      this.accepted[name] = (this.accepted[name] ?? 0) + 1;
       this.tracker.serve(socket, service, { port: this.ports[name] ?? port });
       if (!this.tracker.frozen) socket.resume();
     });
@@ -370,9 +405,28 @@ export class NetworkPhone {
     return normalizeMac(mac) ?? this.hardwareMac;
   }
 
+  /** The Wi-Fi switch or the trusted hosts changed: advertise, withdraw, or re-announce the tags. */
+  private async identityChanged(): Promise<void> {
+    const advertiser = this.advertiser;
+    if (this.stopped) return;
+    if (!this.pairing.wifiConnections) {
+      if (advertiser === undefined) return;
+      this.advertiser = undefined;
+      this.options.log?.info('emulated phone: Wi-Fi connections switched off, advert withdrawn');
+      await advertiser.stop();
+      return;
+    }
+    if (advertiser === undefined) {
+      this.options.log?.info('emulated phone: Wi-Fi connections switched on, advertising');
+      this.startAdvert();
+    } else {
+      this.refreshAddresses();
+    }
+  }
+
   private startAdvert(): void {
     const mdns = this.advertOptions;
-    if (mdns === undefined || this.stopped) return;
+    if (mdns === undefined || this.stopped || !this.pairing.wifiConnections) return;
     this.instanceMac ??= this.resolveMac(mdns.mac ?? 'hardware');
     const advertiser = new Mobdev2Advertiser({
       advert: this.buildAdvert(mdns),
@@ -386,24 +440,31 @@ export class NetworkPhone {
     this.advertiser = advertiser;
     advertiser.start();
     if (this.tracker.frozen) advertiser.silence();
-    if ((mdns.watchMs ?? 0) > 0 && this.watchTimer === undefined) {
-      this.lastSeen = interfaceState(mdns.interfaceName);
-      this.watchTimer = setInterval(() => {
-        this.watchInterface();
-      }, mdns.watchMs);
-      this.watchTimer.unref();
-    }
+  }
+
+  private startWatch(): void {
+    const mdns = this.advertOptions;
+    if (mdns === undefined || (mdns.watchMs ?? 0) <= 0) return;
+    this.lastSeen = interfaceState(mdns.interfaceName);
+    this.watchTimer = setInterval(() => {
+      this.watchInterface();
+    }, mdns.watchMs);
+    this.watchTimer.unref();
   }
 
   /** Link back up: announce again; addresses changed while up: re-announce with the new ones. */
   private watchInterface(): void {
     const mdns = this.advertOptions;
-    if (mdns === undefined || this.advertiser === undefined) return;
+    if (mdns === undefined) return;
     const now = interfaceState(mdns.interfaceName);
     const before = this.lastSeen;
     this.lastSeen = now;
-    if (!now.up || before === undefined) return;
+    if (!now.up || before === undefined || this.advertiser === undefined) return;
     if (!before.up) {
+      if (!this.announceOnLinkUp) {
+        this.options.log?.info({ interface: mdns.interfaceName }, 'emulated phone: link up, not announcing (announceOnLinkUp off)');
+        return;
+      }
       this.options.log?.info({ interface: mdns.interfaceName }, 'emulated phone: link up, announcing again');
       this.refreshAddresses();
       this.advertiser.reannounce();
