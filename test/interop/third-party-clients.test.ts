@@ -8,8 +8,10 @@
  * Per client and daemon: list, Listen, lockdown values in a TLS session, pair (and a session with
  * the new record), and through the client's own port forwarder: 4 MiB echoed (both ways, by hash),
  * 4 MiB from the source service (against its pattern), 4 MiB uploaded to discard then closed (every
- * byte counted at the phone), and 40 short connections one after another. The matrix of outcomes is
- * printed at the end (bench/results/2026-12-07-clients.md keeps one).
+ * byte counted at the phone), and 40 short connections one after another. Then the phone's
+ * services as each client uses them (third-party-services.ts: date, language, battery, apps, AFC
+ * listing and a file round trip, syslog, crash reports, heartbeat, developer mode), on the same rig.
+ * The matrix of outcomes is printed at the end (bench/results/2026-12-07-clients.md keeps one).
  *
  * Needs root for the reference's private mount namespace (CI is root).
  */
@@ -25,6 +27,7 @@ import { ClientSeat, describeResult, requireThirdPartyClients, THIRD_PARTY_CLIEN
 import type { Running, ThirdPartyClient } from '../support/third-party-clients.js';
 import { TESTBED_UDID, hardwareMode, startEmulatorBridge, startOurUsbDaemon, startReferenceUsbDaemon, startUsbTestbed } from '../support/usb-testbed.js';
 import type { EmulatorBridge, UsbTestbed } from '../support/usb-testbed.js';
+import { parseJsonLines, SERVICE_COMMANDS } from './third-party-services.js';
 
 const ECHO = 7;
 const DISCARD = 9;
@@ -196,18 +199,6 @@ interface ClientCommands {
   pair(seat: ClientSeat): Promise<number>;
 }
 
-function parseJsonLines(out: string): unknown[] {
-  return out.split('\n').flatMap((line) => {
-    const t = line.trim();
-    if (!t.startsWith('{') && !t.startsWith('[')) return [];
-    try {
-      return [JSON.parse(t) as unknown];
-    } catch {
-      return [];
-    }
-  });
-}
-
 const COMMANDS: Readonly<Record<ThirdPartyClient, ClientCommands>> = {
   pymobiledevice3: {
     async list(seat) {
@@ -321,6 +312,9 @@ describe.skipIf(hardwareMode())('third-party clients against usbmuxd 1.1.1 and o
           await commands.values(s());
           return undefined;
         }));
+        for (const service of SERVICE_COMMANDS[client]) {
+          it(`service: ${service.command}`, () => cell(client, service.command, kind, () => service.run(s())));
+        }
         it('pair a new host record, then a session with it', () => cell(client, 'pair, then a session', kind, async () => {
           const pending = await commands.pair(s());
           return pending === 0 ? undefined : `trust dialog pending on ${pending} attempt${pending === 1 ? '' : 's'} first`;

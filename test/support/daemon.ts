@@ -14,7 +14,8 @@
  *   /proc/<pid>/root/var/lib/lockdown. Nothing on the host is touched except creating the empty
  *   mountpoint /var/lib/lockdown if it is missing.
  *
- * "Ready" means the socket accepts a connection. A daemon that exits before that rejects the start
+ * Their output goes to a file, never a pipe (output-file.ts: a daemon whose pipe nobody reads
+ * stops serving). "Ready" means the socket accepts a connection. A daemon that exits before that rejects the start
  * with its logs. stop() sends SIGTERM, waits, escalates to SIGKILL, and always cleans up.
  */
 import { spawn } from 'node:child_process';
@@ -25,6 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import plist from 'plist';
+import { OutputFile } from './output-file.js';
 import { encodePlistRequest, oneShot } from './raw-client.js';
 
 export interface RunningDaemon {
@@ -81,16 +83,19 @@ export async function startOurDaemon(options: OurDaemonOptions = {}): Promise<Ru
     args.push(udid === '' ? '--virtual-device' : `--virtual-device=${udid}`);
   }
   args.push(...(options.extraArgs ?? []));
+  const log = new OutputFile(dir, 'daemon.log');
   const child = spawn(process.execPath, args, {
     env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', log.fd, log.fd],
   });
+  log.detach();
   const readyTimeoutMs = options.readyTimeoutMs ?? 15_000;
   const daemon = await supervise(child, {
     kind: 'ours',
     socketPath,
     configDir,
     readyTimeoutMs,
+    log,
     cleanup: () => {
       rmSync(dir, { recursive: true, force: true });
     },
@@ -142,20 +147,29 @@ export async function startReferenceDaemon(options: ReferenceDaemonOptions = {})
     if (!existsSync(mountpoint)) mkdirSync(mountpoint, { recursive: true, mode: 0o755 });
   }
   const script = 'mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/lockdown && exec usbmuxd -f -v -p';
+  const logDir = mkdtempSync(join(tmpdir(), 'muxd-interop-ref-log-'));
+  const log = new OutputFile(logDir, 'daemon.log');
   const child = spawn('unshare', ['-m', 'sh', '-c', script], {
     env: { ...process.env, PATH: `/usr/sbin:/usr/bin:/sbin:/bin` },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', log.fd, log.fd],
   });
+  log.detach();
   const pid = child.pid;
-  if (pid === undefined) throw new Error('could not spawn unshare');
+  if (pid === undefined) {
+    rmSync(logDir, { recursive: true, force: true });
+    throw new Error('could not spawn unshare');
+  }
   const root = `/proc/${pid}/root`;
   return supervise(child, {
     kind: 'reference',
     socketPath: `${root}/run/usbmuxd`,
     configDir: `${root}/var/lib/lockdown`,
     readyTimeoutMs: options.readyTimeoutMs ?? 10_000,
+    log,
     // The tmpfs mounts vanish with the namespace when the process exits.
-    cleanup: () => undefined,
+    cleanup: () => {
+      rmSync(logDir, { recursive: true, force: true });
+    },
   });
 }
 
@@ -164,20 +178,19 @@ interface SuperviseOptions {
   readonly socketPath: string;
   readonly configDir: string;
   readonly readyTimeoutMs: number;
+  readonly log: OutputFile;
   readonly cleanup: () => void;
 }
 
 async function supervise(child: ChildProcess, opts: SuperviseOptions): Promise<RunningDaemon> {
   const pid = child.pid;
   if (pid === undefined) {
+    opts.log.keep();
     opts.cleanup();
     throw new Error(`could not spawn the ${opts.kind} daemon`);
   }
   live.add(child);
-  const chunks: string[] = [];
-  child.stdout?.setEncoding('utf8').on('data', (s: string) => chunks.push(s));
-  child.stderr?.setEncoding('utf8').on('data', (s: string) => chunks.push(s));
-  const logs = (): string => chunks.join('');
+  const logs = (): string => opts.log.text();
 
   let exitInfo: string | undefined;
   const exited = new Promise<void>((resolve) => {
@@ -197,6 +210,7 @@ async function supervise(child: ChildProcess, opts: SuperviseOptions): Promise<R
         await exited;
         clearTimeout(timer);
       }
+      opts.log.keep();
       opts.cleanup();
     })();
     return stopping;

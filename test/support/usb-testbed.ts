@@ -8,6 +8,9 @@
  *
  * Cleanup: stop() is idempotent; everything still running when the test process exits is killed
  * and its temp dirs removed, and the testbed also exits by itself when its parent dies.
+ *
+ * The daemons, the bridge and the testbed write their logs into files, not pipes: a child whose
+ * pipe nobody reads stops (output-file.ts says how).
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -18,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { referenceDaemonBinary, waitUntilAccepting } from './daemon.js';
+import { OutputFile } from './output-file.js';
 import type { RunningDaemon } from './daemon.js';
 
 const PACKAGE_NAME = 'usbmuxd-ts';
@@ -185,13 +189,18 @@ export async function startUsbTestbed(options: TestbedOptions = {}): Promise<Usb
   if (options.fifoPoll === false) args.push('--no-fifo-poll');
   if (options.verbose === true) args.push('-v');
   args.push(...(options.extraArgs ?? []));
-  const child = spawn(SYSTEM_PYTHON, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logDir = mkdtempSync(join(tmpdir(), 'muxd-usbtb-log-'));
+  const log = new OutputFile(logDir, 'testbed.log');
+  // stdout stays a pipe: it carries the READY line, and nothing after it
+  const child = spawn(SYSTEM_PYTHON, args, { stdio: ['ignore', 'pipe', log.fd] });
+  log.detach();
+  live.set(child, [logDir]);
+  const stdout = child.stdout;
+  if (stdout === null) throw new Error('testbed: no stdout pipe');
   let out = '';
-  let err = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
   const ready = await new Promise<Ready>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`testbed not READY after ${READY_TIMEOUT_MS} ms:\n${err}`)); }, READY_TIMEOUT_MS);
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    const timer = setTimeout(() => { reject(new Error(`testbed not READY after ${READY_TIMEOUT_MS} ms:\n${log.text()}`)); }, READY_TIMEOUT_MS);
+    stdout.setEncoding('utf8').on('data', (d: string) => {
       out += d;
       const line = /^READY (.*)$/m.exec(out);
       if (!line?.[1]) return;
@@ -202,10 +211,15 @@ export async function startUsbTestbed(options: TestbedOptions = {}): Promise<Usb
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`testbed exited (${String(code)}) before READY:\n${err}`));
+      reject(new Error(`testbed exited (${String(code)}) before READY:\n${log.text()}`));
     });
+  }).catch(async (err: unknown) => {
+    await terminate(child);
+    live.delete(child);
+    rmSync(logDir, { recursive: true, force: true });
+    throw err;
   });
-  live.set(child, [ready.root, ready.stateDir]);
+  live.set(child, [ready.root, ready.stateDir, logDir]);
   const pid = child.pid ?? -1;
   let stopped: Promise<void> | undefined;
   const command = (c: string): Promise<unknown> => testbedCommand(ready.ctlSock, c);
@@ -227,12 +241,13 @@ export async function startUsbTestbed(options: TestbedOptions = {}): Promise<Usb
     async stats() {
       return (await command('stats')) as TestbedStats;
     },
-    logs: () => err,
+    logs: () => log.text(),
     stop() {
       stopped ??= (async () => {
         await terminate(child);
         live.delete(child);
-        for (const dir of [ready.root, ready.stateDir]) rmSync(dir, { recursive: true, force: true });
+        log.keep();
+        for (const dir of [ready.root, ready.stateDir, logDir]) rmSync(dir, { recursive: true, force: true });
       })();
       return stopped;
     },
@@ -260,25 +275,27 @@ export async function startEmulatorBridge(testbed: UsbTestbed, options: Emulator
   const args = [entry, '--socket', testbed.devSock];
   if (options.udid !== undefined) args.push('--udid', options.udid);
   if (options.statePath !== undefined) args.push('--state', options.statePath);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let logs = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (logs += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (logs += d));
-  live.set(child, []);
+  const logDir = mkdtempSync(join(tmpdir(), 'muxd-bridge-log-'));
+  const log = new OutputFile(logDir, 'bridge.log');
+  const child = spawn(process.execPath, args, { stdio: ['ignore', log.fd, log.fd] });
+  log.detach();
+  live.set(child, [logDir]);
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
     if ((await testbed.stats()).emulatorConnected) break;
-    if (child.exitCode !== null) throw new Error(`emulator bridge exited (${child.exitCode}):\n${logs}`);
-    if (Date.now() > deadline) throw new Error(`emulator bridge did not connect:\n${logs}`);
+    if (child.exitCode !== null) throw new Error(`emulator bridge exited (${child.exitCode}):\n${log.text()}`);
+    if (Date.now() > deadline) throw new Error(`emulator bridge did not connect:\n${log.text()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
   let stopped: Promise<void> | undefined;
   return {
     pid: child.pid ?? -1,
-    logs: () => logs,
+    logs: () => log.text(),
     stop() {
       stopped ??= terminate(child).then(() => {
         live.delete(child);
+        log.keep();
+        rmSync(logDir, { recursive: true, force: true });
       });
       return stopped;
     },
@@ -342,8 +359,10 @@ export async function startOurUsbDaemon(env: Readonly<Record<string, string>>, o
   const socketPath = join(dir, 'usbmuxd.sock');
   const configDir = join(dir, 'config');
   const args = [...(options.nodeArgs ?? []), entry, '-S', socketPath, '-P', 'NONE', '-C', configDir, ...daemonArgs(options)];
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  return superviseDaemon(child, 'ours', socketPath, configDir, options.readyTimeoutMs ?? 15_000, [dir]);
+  const log = new OutputFile(dir, 'daemon.log');
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', log.fd, log.fd] });
+  log.detach();
+  return superviseDaemon(child, 'ours', socketPath, configDir, options.readyTimeoutMs ?? 15_000, [dir], log);
 }
 
 /**
@@ -356,12 +375,15 @@ export async function startReferenceUsbDaemon(env: Readonly<Record<string, strin
   const script = `mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/lockdown && exec ${referenceDaemonBinary} "$@"`;
   const childEnv: Record<string, string | undefined> = { ...process.env, PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env };
   delete childEnv['USBMUXD_SOCKET_ADDRESS']; // its preflight (libimobiledevice) must reach its own socket
+  const logDir = mkdtempSync(join(tmpdir(), 'muxd-usb-ref-log-'));
+  const log = new OutputFile(logDir, 'daemon.log');
   const child = spawn('unshare', ['-m', 'sh', '-c', script, 'sh', ...daemonArgs(options)], {
     env: childEnv,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', log.fd, log.fd],
   });
+  log.detach();
   const root = `/proc/${String(child.pid)}/root`;
-  return superviseDaemon(child, 'reference', `${root}/run/usbmuxd`, `${root}/var/lib/lockdown`, options.readyTimeoutMs ?? 10_000, []);
+  return superviseDaemon(child, 'reference', `${root}/run/usbmuxd`, `${root}/var/lib/lockdown`, options.readyTimeoutMs ?? 10_000, [logDir], log);
 }
 
 async function superviseDaemon(
@@ -371,8 +393,10 @@ async function superviseDaemon(
   configDir: string,
   readyTimeoutMs: number,
   tempDirs: readonly string[],
+  log: OutputFile,
 ): Promise<RunningDaemon> {
   const cleanup = (): void => {
+    log.keep();
     for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
   };
   const pid = child.pid;
@@ -381,10 +405,7 @@ async function superviseDaemon(
     throw new Error(`could not spawn the ${kind} daemon`);
   }
   live.set(child, tempDirs);
-  const chunks: string[] = [];
-  child.stdout?.setEncoding('utf8').on('data', (s: string) => chunks.push(s));
-  child.stderr?.setEncoding('utf8').on('data', (s: string) => chunks.push(s));
-  const logs = (): string => chunks.join('');
+  const logs = (): string => log.text();
   let exitInfo: string | undefined;
   child.once('exit', (code, signal) => {
     exitInfo = signal === null ? `exit code ${String(code)}` : `signal ${signal}`;

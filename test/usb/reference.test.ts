@@ -5,10 +5,11 @@
  * USB side the test says why. Needs root for the reference's private mount namespace (CI is root).
  * Not in MUXD_HW mode: both daemons would fight over the one real phone.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import plist from 'plist';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ideviceIdList, ideviceInfo, parseIdeviceInfo, sha256, startEcho, startIproxy } from '../support/clients.js';
+import { ideviceIdList, ideviceInfo, muxdEnv, parseIdeviceInfo, sha256, startEcho, startIproxy } from '../support/clients.js';
 import type { RunningDaemon } from '../support/daemon.js';
 import { waitForDeviceCount } from '../support/daemon.js';
 import { encodePlistRequest, oneShot } from '../support/raw-client.js';
@@ -128,5 +129,26 @@ describe.skipIf(hardwareMode())('usbmuxd 1.1.1 and ours on the same harness and 
     expect(r.getMode).toBe(0);
     expect(o.getMode).toBe(1);
     expect(r.setMode + o.setMode).toBe(0);
+  });
+
+  // The harness's own property (test/support/usb-testbed.ts, header): the daemons log into files,
+  // so they keep serving while this process reads nothing. Through pipes, both stopped within
+  // these runs: ours answered 20 of them, usbmuxd 1.1.1 46, then ideviceinfo failed (5-10 s).
+  it('both keep serving while the test process is blocked and reads none of their logs', () => {
+    const RUNS = 80;
+    const outcome = both().map((r) => {
+      const before = r.daemon.logs().length;
+      const runs = spawnSync('sh', ['-c', `for i in $(seq 1 ${RUNS}); do ideviceinfo -s -k ProductVersion || exit 1; done`], {
+        env: muxdEnv(r.daemon.socketPath),
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      const answered = runs.stdout.split('\n').filter((l) => l === '17.5').length;
+      return { kind: r.daemon.kind, answered, logged: r.daemon.logs().length > before };
+    });
+    expect(outcome).toEqual([
+      { kind: 'reference', answered: RUNS, logged: true },
+      { kind: 'ours', answered: RUNS, logged: true },
+    ]);
   });
 });
