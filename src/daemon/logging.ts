@@ -9,13 +9,29 @@
  * Output: JSON lines on stderr (journald picks them up under systemd), or appended to `-l FILE`.
  * Pretty lines when asked with `--log-format pretty`, or by default in the foreground on a TTY;
  * pino-pretty is an optional dependency loaded on demand, and without it we fall back to JSON
- * with one warning. Writes are synchronous so a fatal line is on disk before the process exits.
+ * with one warning.
+ *
+ * JSON on stderr is written asynchronously into a bounded buffer: a reader that stops reading (a
+ * pipe into a stalled process, `usbmuxd -f | less` left paused) must not stop the daemon. A
+ * synchronous write would retry EAGAIN every 100 ms forever, freezing every client and device
+ * (usbmuxd blocks in write() the same way). Lines that do not fit are dropped and counted, and a
+ * warning says how many once the reader is back. At exit the buffer is flushed synchronously, for
+ * at most EXIT_FLUSH_MS, so the fatal line of a crash still gets out. A log file is written
+ * synchronously (a file does not stall; a full disk is reported, not waited for).
  */
 import { pino } from 'pino';
 import type { DestinationStream, Level, Logger } from 'pino';
 import type { DaemonConfig } from '../config.js';
 
 const LADDER: readonly Level[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+/** Bytes of log lines held for a slow stderr reader before lines are dropped. */
+export const STDERR_BUFFER_BYTES = 1024 * 1024;
+/** How long exit waits for a stalled stderr reader to take the last lines. */
+const EXIT_FLUSH_MS = 1000;
+/** sonic-boom's wait between EAGAIN retries. */
+const EAGAIN_RETRY_MS = 100;
+/** After lines were dropped, how soon the count is reported. */
+const DROP_REPORT_MS = 1000;
 const WARN_INDEX = 2;
 const INFO_INDEX = 3;
 
@@ -75,19 +91,42 @@ export async function createRootLogger(
     }
   }
   let sonic: ReturnType<typeof pino.destination> | undefined;
+  // Exit-time flushes retry EAGAIN for EXIT_FLUSH_MS at most; running, the async retries are timers.
+  let exitRetries: number | undefined;
+  const dropped = { lines: 0, timer: undefined as NodeJS.Timeout | undefined };
   if (!stream) {
-    sonic = config.logfile !== undefined
-      ? pino.destination({ dest: config.logfile, append: true, mkdir: true, sync: true })
-      : pino.destination({ fd: 2, sync: true });
+    if (config.logfile !== undefined) {
+      sonic = pino.destination({ dest: config.logfile, append: true, mkdir: true, sync: true });
+    } else {
+      sonic = pino.destination({
+        fd: 2,
+        sync: false,
+        maxLength: STDERR_BUFFER_BYTES,
+        retryEAGAIN: () => exitRetries === undefined || exitRetries-- > 0,
+      });
+      sonic.on('drop', () => {
+        dropped.lines++;
+        dropped.timer ??= setTimeout(reportDrops, DROP_REPORT_MS).unref();
+      });
+      // A reader that went away (EPIPE): the lines have nowhere to go, and that is no crash.
+      sonic.on('error', () => undefined);
+    }
     stream = sonic;
   }
   const log = pino({ level, base }, stream);
+  function reportDrops(): void {
+    dropped.timer = undefined;
+    const lines = dropped.lines;
+    dropped.lines = 0;
+    log.warn({ dropped: lines }, 'stderr was not read: log lines dropped');
+  }
   if (prettyMissing) log.warn('pino-pretty is not installed; logging JSON instead');
   return {
     log,
     flush(): void {
       if (sonic) {
-        try { sonic.flushSync(); } catch { /* a closed fd at exit has nothing left to flush */ }
+        exitRetries = Math.ceil(EXIT_FLUSH_MS / EAGAIN_RETRY_MS);
+        try { sonic.flushSync(); } catch { /* a closed or stalled fd at exit: what is left is lost */ }
       }
     },
   };
