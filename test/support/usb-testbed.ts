@@ -249,6 +249,8 @@ export interface EmulatorBridgeOptions {
   readonly udid?: string;
   /** Another bridge program taking `--socket <path>` (default BRIDGE_ENTRY). */
   readonly entry?: string;
+  /** Appended to the bridge's arguments. */
+  readonly extraArgs?: readonly string[];
 }
 
 /** Start the device emulator on the testbed's device socket and wait until it is connected. */
@@ -257,6 +259,7 @@ export async function startEmulatorBridge(testbed: UsbTestbed, options: Emulator
   if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`npm run build\` first`);
   const args = [entry, '--socket', testbed.devSock];
   if (options.udid !== undefined) args.push('--udid', options.udid);
+  args.push(...(options.extraArgs ?? []));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let logs = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (logs += d));
