@@ -53,6 +53,8 @@ interface TunnelSocket extends Socket {
 }
 
 export class Tunnel implements ConnectionSink {
+  /** `done` is a socket write's callback: by then the socket holds no reference to the payload. */
+  readonly releasesOnDone = true;
   private readonly socket: TunnelSocket;
   private readonly conn: DeviceConnection;
   private readonly log: Logger;
