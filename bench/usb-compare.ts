@@ -28,13 +28,12 @@
  * A bare `node` process is started at the beginning for the RSS floor the daemon's peak is set against.
  * The results (machine, load, tables) are written to bench/results/<date>-<tag>.md (tag: usb-compare).
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT, startBridge, startOurDaemon, startReferenceDaemon, startTestbed } from './lib/stacks.js';
 import type { Daemon, Proc, Testbed } from './lib/stacks.js';
 import type { TestbedStats } from '../test/support/usb-testbed.js';
-import { CpuMeter, boundBy, cpuSeconds, loadAverage, machineDescription, median, medianSpread, peakRssMiB, ratio } from './lib/measure.js';
+import { CpuMeter, bareNodeRssMiB, boundBy, cpuSeconds, loadAverage, machineDescription, median, medianSpread, peakRssMiB, ratio } from './lib/measure.js';
 import { isPhoneName } from './lib/phones.js';
 import type { PhoneName } from './lib/phones.js';
 import { connectLatency, deviceToHost, echoBulk, echoLatency, firstDeviceId, hostToDevice, parallelDeviceToHost } from './lib/workloads.js';
@@ -246,15 +245,6 @@ async function idleCpu(stacks: readonly Stack[], seconds: number): Promise<Map<K
     out.set(s.kind, Object.entries(cpu).map(([n, c]) => `${n} ${(c * 1000).toFixed(0)} ms`).join(', '));
   });
   return out;
-}
-
-/** Peak RSS of a bare `node` process that lives a second: the floor any Node daemon starts from. */
-async function bareNodeRssMiB(): Promise<number> {
-  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 1500)'], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 1000));
-  const rss = child.pid === undefined ? Number.NaN : peakRssMiB(child.pid);
-  child.kill();
-  return rss;
 }
 
 /** The samples of one configuration, per stack kind. */

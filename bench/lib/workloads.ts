@@ -11,7 +11,7 @@
  *   parallelDeviceToHost  K source tunnels at once until N bytes in all; bytes per tunnel
  */
 import type { Socket } from 'node:net';
-import { DISCARD_PORT, ECHO_PORT, SOURCE_PORT, sourceByte } from '../../src/emulator/index.js';
+import { DISCARD_PORT, ECHO_PORT, SOURCE_PORT, sourceByte } from '../../src/emulator/stock-ports.js';
 import { MuxdClient } from '../../test/support/muxd-client.js';
 import { percentile, sortedCopy } from './measure.js';
 
