@@ -33,6 +33,7 @@
 import type { Socket } from 'node:net';
 import type { CloseReason, ConnectionSink, DeviceConnection } from '../devices/index.js';
 import type { Logger } from '../log.js';
+import { readReclaimer } from './read-reclaim.js';
 
 const kTunnel = Symbol('muxd.tunnel');
 
@@ -142,6 +143,7 @@ export class Tunnel implements ConnectionSink {
   /** Client bytes toward the device. */
   write(chunk: Buffer): void {
     if (this.closed || this.finishing) return;
+    readReclaimer.note(chunk.length);
     if (this.log.isLevelEnabled('trace')) this.log.trace({ len: chunk.length }, '[OUT] from client');
     if (!this.conn.write(chunk, chunk.length >= FULL_READ)) this.socket.pause();
   }
