@@ -4,6 +4,7 @@
  *   npm run bench -- [--rounds 3] [--mib 64] [--echo-mib 16] [--echo 1000] [--connects 200] [--tunnels 8]
  *                    [--modes sg,no-sg] [--phones default,ack-every] [--bulk-sg | --no-bulk-sg]
  *                    [--only ours|reference] [--base <other build's main.js>] [--daemon <main.js>]
+ *                    [--node-args "<node flags for ours>"] [--base-node-args "<for base>"]
  *                    [--workloads d2h,h2d,echo-bulk,echo,connect,parallel] [--tag NAME] [--no-save]
  *
  * A run is a matrix of configurations: each harness mode (`sg`: the testbed offers bulk
@@ -16,7 +17,8 @@
  * Each stack is its OWN testbed (test/usb-emulation/testbed.py), its own emulated iPhone
  * (bench/usb-bridge.ts on the testbed's device socket) and its own daemon:
  *   ours       node dist/main.js -f -p -S <tmp sock> -P NONE -C <tmp>          (USB on)
- *   base       the same with another build (`--base`, e.g. the commit before a change: before/after in one run)
+ *   base       the same with another build (`--base`, e.g. the commit before a change: before/after in one
+ *              run), or with other node flags (`--base-node-args`, e.g. the same build without a V8 flag)
  *   reference  usbmuxd -f -p in a private mount namespace (socket /proc/<pid>/root/run/usbmuxd)
  * Every workload runs on each stack in turn, the order rotating per round, so all see the same
  * machine load. Volumes: --mib for each bulk direction and the parallel run, --echo-mib for echo.
@@ -64,13 +66,18 @@ interface Options {
   daemon: string | undefined;
   /** A second build of ours, run as a third stack. */
   base: string | undefined;
+  /** Node flags for ours and for base (default: MUXD_BENCH_NODE_ARGS for both). */
+  nodeArgs: string;
+  baseNodeArgs: string;
 }
 
 function parseOptions(argv: readonly string[]): Options {
   const o: Options = {
     rounds: 3, mib: 64, echoMib: 16, echo: 1000, connects: 200, tunnels: 8, only: undefined, save: true, tag: 'usb-compare',
     modes: ['sg', 'no-sg'], phones: ['default', 'ack-every'], workloads: [], daemon: undefined, base: undefined,
+    nodeArgs: process.env['MUXD_BENCH_NODE_ARGS'] ?? '', baseNodeArgs: process.env['MUXD_BENCH_NODE_ARGS'] ?? '',
   };
+  let baseNodeArgsGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -111,11 +118,18 @@ function parseOptions(argv: readonly string[]): Options {
       if (unknown.length > 0) throw new Error(`unknown workloads ${unknown.join(', ')} (${WORKLOAD_NAMES.join(', ')})`);
     } else if (a === '--daemon') o.daemon = str();
     else if (a === '--base') o.base = str();
+    else if (a === '--node-args') o.nodeArgs = str();
+    else if (a === '--base-node-args') {
+      o.baseNodeArgs = str();
+      baseNodeArgsGiven = true;
+    }
     else if (a === '--only' && (v === 'ours' || v === 'reference')) {
       o.only = v;
       i++;
     } else throw new Error(`unknown option ${String(a)}`);
   }
+  // --base-node-args alone: the same build as ours, other flags
+  if (baseNodeArgsGiven && o.base === undefined) o.base = o.daemon ?? process.env['MUXD_BENCH_DAEMON'] ?? join(REPO_ROOT, 'dist', 'main.js');
   return o;
 }
 
@@ -133,7 +147,7 @@ async function startStack(kind: Kind, mode: Mode, phone: PhoneName, o: Options):
   const bridge = await startBridge(testbed, phone);
   const daemon = kind === 'reference'
     ? await startReferenceDaemon(testbed.env)
-    : await startOurDaemon(testbed.env, [], kind === 'base' ? o.base : (o.daemon ?? process.env['MUXD_BENCH_DAEMON']));
+    : await startOurDaemon(testbed.env, [], kind === 'base' ? o.base : (o.daemon ?? process.env['MUXD_BENCH_DAEMON']), kind === 'base' ? o.baseNodeArgs : o.nodeArgs);
   const deviceId = await firstDeviceId(daemon.socketPath);
   // the bench process itself is the client: counted so that "other load" means other programs
   const pids = { daemon: daemon.pid, testbed: testbed.pid, bridge: bridge.pid, client: process.pid };
@@ -414,7 +428,7 @@ async function main(): Promise<void> {
     `Load average (1/5/15 min): ${loadBefore} at start; ${loadAverage()} at the end.`,
     `Command: \`node dist-bench/bench/usb-compare.js ${process.argv.slice(2).join(' ')}\`.`,
     `Options: ${o.rounds} rounds, ${o.mib} MiB per bulk run (device→host, host→device, and in all over ${o.tunnels} tunnels), ${o.echoMib} MiB through echo, ${o.echo} echoes, ${o.connects} connects. MB = 10^6 bytes, s/GB = CPU seconds per 10^9 payload bytes.`,
-    `Stacks: ${kinds.join(', ')}${o.base !== undefined ? ` (base: ${o.base})` : ''}, each daemon with its own umockdev testbed (Python ioctl handler, FIFO readiness) and its own emulated iPhone (bench/usb-bridge.ts). Order rotates per round. Per-round figures, with the CPU shares behind each "bound by" verdict, are on stderr.`,
+    `Stacks: ${kinds.join(', ')}${o.base !== undefined ? ` (base: ${o.base}${o.baseNodeArgs !== '' ? ` with node ${o.baseNodeArgs}` : ''})` : ''}${o.nodeArgs !== '' ? ` (ours with node ${o.nodeArgs})` : ''}, each daemon with its own umockdev testbed (Python ioctl handler, FIFO readiness) and its own emulated iPhone (bench/usb-bridge.ts). Order rotates per round. Per-round figures, with the CPU shares behind each "bound by" verdict, are on stderr.`,
     '',
     '## Summary: ours / usbmuxd 1.1.1 per configuration',
     '',

@@ -47,11 +47,16 @@ export function startBridge(testbed: Testbed, phone: PhoneName = 'default'): Pro
  * `node dist/main.js -S <tmp>/usbmuxd.sock -P NONE -C <tmp>/config -f -p` under the testbed's preload;
  * `entry`: another build's main.js (default: MUXD_BENCH_DAEMON, else this checkout's dist/main.js).
  */
-export function startOurDaemon(env: Readonly<Record<string, string>>, extraArgs: readonly string[] = [], entry: string | undefined = OUR_DAEMON): Promise<Daemon> {
+export function startOurDaemon(
+  env: Readonly<Record<string, string>>,
+  extraArgs: readonly string[] = [],
+  entry: string | undefined = OUR_DAEMON,
+  // MUXD_BENCH_NODE_ARGS: node flags for our daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"
+  nodeArgs: string = process.env['MUXD_BENCH_NODE_ARGS'] ?? '',
+): Promise<Daemon> {
   return startOurUsbDaemon(env, {
     ...(entry === undefined ? {} : { entry }),
-    // MUXD_BENCH_NODE_ARGS: node flags for our daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"
-    nodeArgs: (process.env['MUXD_BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== ''),
+    nodeArgs: nodeArgs.split(' ').filter((a) => a !== ''),
     // MUXD_BENCH_NO_FOREGROUND=1: without -f (log base WARNING: no per-client info lines, no peer lookup)
     foreground: process.env['MUXD_BENCH_NO_FOREGROUND'] !== '1',
     verbose: false,
