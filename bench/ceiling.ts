@@ -13,6 +13,11 @@
  * (`npm run bench:mux` has the mux engine alone). CPU per GB is the server process only — the mux,
  * the server, the socket writes AND the emulated phones — so it is an upper bound on the daemon's
  * share. Rows: one tunnel device→host and host→device, then devices × tunnels device→host at once.
+ *
+ * `--memory`: resident memory instead (issue 17 item 3), lean phones, against a bare `node` started
+ * in the same run: the server with 1 and with N devices, then with N × tunnels idle connections
+ * (to discard: no data moves), then its peak while all of them read from source; the marginal
+ * memory per device and per tunnel. CEILING_NODE_ARGS applies to the server and the bare node.
  */
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -21,14 +26,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SOURCE_PORT } from '../src/emulator/services.js';
+import { DISCARD_PORT, SOURCE_PORT } from '../src/emulator/stock-ports.js';
 import type { VirtualDevice } from '../src/emulator/index.js';
 import { silentLogger } from '../src/log.js';
 import { DeviceRegistry } from '../src/devices/index.js';
 import { MuxProvider, TX_WINDOW } from '../src/mux/index.js';
 import { FilePairRecordStore } from '../src/pairrecords/index.js';
 import { MuxdServer } from '../src/server/index.js';
-import { CpuMeter, boundBy, loadAverage, machineDescription, median, medianSpread, peakRssMiB } from './lib/measure.js';
+import { CpuMeter, bareNodeRssMiB, boundBy, loadAverage, machineDescription, median, medianSpread, peakRssMiB, rssMiB } from './lib/measure.js';
 import { LeanPhone } from './lib/lean-phone.js';
 import { deviceToHost, firstDeviceId, hostToDevice, openTunnels } from './lib/workloads.js';
 import type { Target } from './lib/workloads.js';
@@ -54,8 +59,7 @@ async function serve(socketPath: string, devices: number, window: number, phone:
   await server.listen({ kind: 'unix', path: socketPath });
   const phones: VirtualDevice[] = [];
   const leanPhones: LeanPhone[] = [];
-  // The emulator only when it plays the phone: a lean-phone row measures the daemon's modules, not
-  // the emulator's (node-forge among them), which are not loaded in a daemon without virtual phones.
+  // The emulator only when it is the phone: with lean phones this process loads what a daemon does.
   const createVirtualDevice = phone === 'emulator' ? (await import('../src/emulator/index.js')).createVirtualDevice : undefined;
   for (let i = 0; i < devices; i++) {
     const udid = `00008030-${(0x1a2b3c4d5e0000 + i).toString(16).toUpperCase().padStart(16, '0')}`;
@@ -103,11 +107,18 @@ interface Options {
   phones: Phone[];
   /** Which rows (`--only d2h,h2d,fan`; for profiling one workload). */
   only: Set<string>;
+  /** Resident memory rows instead of throughput (see the header). */
+  memory: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options {
-  const o: Options = { mib: 512, devices: 32, tunnels: 16, rounds: 3, windowKiB: TX_WINDOW / 1024, phones: ['emulator', 'lean'], only: new Set(['d2h', 'h2d', 'fan']) };
+  const o: Options = { mib: 512, devices: 32, tunnels: 16, rounds: 3, windowKiB: TX_WINDOW / 1024, phones: ['emulator', 'lean'], only: new Set(['d2h', 'h2d', 'fan']), memory: false };
   for (let i = 0; i < argv.length; i += 2) {
+    if (argv[i] === '--memory') {
+      o.memory = true;
+      i--;
+      continue;
+    }
     if (argv[i] === '--only') {
       o.only = new Set((argv[i + 1] ?? '').split(','));
       continue;
@@ -327,6 +338,47 @@ async function measurePhone(o: Options, phone: Phone, rows: Map<string, Row>): P
   }
 }
 
+const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 1000));
+
+/** Resident memory of the server at 1 and N devices, N × tunnels idle, and under fan-in traffic. */
+async function measureMemory(o: Options): Promise<string[]> {
+  const nodeArgs = process.env['CEILING_NODE_ARGS']?.split(' ').filter((a) => a !== '') ?? [];
+  const bare = await bareNodeRssMiB(nodeArgs);
+  const one = await Server.start(1, o.windowKiB, 'lean');
+  const many = await Server.start(o.devices, o.windowKiB, 'lean');
+  try {
+    await one.deviceIds(1);
+    const ids = await many.deviceIds(o.devices);
+    await settle();
+    const rssOne = rssMiB(one.pid);
+    const rssMany = rssMiB(many.pid);
+    const idle = await openTunnels(ids.flatMap((deviceId) => Array.from({ length: o.tunnels }, () => ({ socketPath: many.socketPath, deviceId }))), DISCARD_PORT);
+    await settle();
+    const rssTunnels = rssMiB(many.pid);
+    const peakIdle = peakRssMiB(many.pid);
+    const f = await fanIn(many, ids, o.tunnels, o.mib * MIB, ids.length * o.tunnels * o.windowKiB * 1024, () => undefined);
+    await settle();
+    const peak = peakRssMiB(many.pid);
+    const after = rssMiB(many.pid);
+    for (const sock of idle) sock.destroy();
+    const tunnels = ids.length * o.tunnels;
+    const r = (x: number): string => `${x.toFixed(1)} MiB (${(x / bare).toFixed(2)}×)`;
+    process.stderr.write(`  memory: fan-in ${(f.bytes / f.seconds / 1e6).toFixed(0)} MB/s\n`);
+    return [
+      `| bare \`node\` (peak) | ${bare.toFixed(1)} MiB (1.00×) |`,
+      `| server, 1 device | ${r(rssOne)} |`,
+      `| server, ${ids.length} devices | ${r(rssMany)} |`,
+      `| server, ${ids.length} devices × ${o.tunnels} idle tunnels (${tunnels}) | ${r(rssTunnels)} (peak so far ${peakIdle.toFixed(1)}) |`,
+      `| server peak, after ${o.mib} MiB from all ${tunnels} tunnels at once | ${r(peak)} (${after.toFixed(1)} MiB a second after) |`,
+      `| marginal per device | ${(((rssMany - rssOne) / (ids.length - 1)) * 1024).toFixed(0)} KiB |`,
+      `| marginal per idle tunnel (client socket, session, mux connection) | ${(((rssTunnels - rssMany) / tunnels) * 1024).toFixed(1)} KiB |`,
+    ];
+  } finally {
+    one.stop();
+    many.stop();
+  }
+}
+
 /** The most frequent entry (ties: the first). */
 function mode(values: readonly string[]): string {
   const counts = new Map<string, number>();
@@ -340,6 +392,21 @@ function mode(values: readonly string[]): string {
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   const load0 = loadAverage();
+  if (o.memory) {
+    const memory = await measureMemory(o);
+    process.stdout.write([
+      `# ceiling memory ${new Date().toISOString()}`,
+      '',
+      `Machine: ${machineDescription()}. Load average: ${load0} at start, ${loadAverage()} at the end. Server node flags: ${process.env['CEILING_NODE_ARGS'] ?? '(none)'}.`,
+      `Server process = DeviceRegistry + MuxProvider + MuxdServer (Unix socket) + lean phones (bench/lib/lean-phone.ts); RSS (VmRSS) a second after each step, ratio to the bare node's peak measured in the same run. Host window ${o.windowKiB} KiB per connection.`,
+      '',
+      '| state | RSS (× bare node) |',
+      '| --- | --- |',
+      ...memory,
+      '',
+    ].join('\n'));
+    return;
+  }
   const rows = new Map<string, Row>();
   for (const phone of o.phones) await measurePhone(o, phone, rows);
   const lines = [

@@ -1,7 +1,7 @@
 /**
  * The bench's device process: one emulated iPhone behind a umockdev testbed's device socket.
  *
- *   node dist-bench/bench/usb-bridge.js --socket <testbed device.sock> [--udid U]
+ *   node dist-bench/bench/usb-bridge.js --socket <testbed device.sock> [--udid U] [--phone default|ack-every]
  *
  * Framing (test/usb-emulation/testbed.py): `[u32 LE length][bytes]` both ways; host→device one
  * frame per bulk-OUT URB, device→host one frame per IN transfer. The bench starts this instead of
@@ -12,11 +12,13 @@
  *     (its period is 65536) instead of computing every byte;
  *   - device→host frames are written with one header buffer per event-loop turn (cork/uncork),
  *     so the kernel sees one writev for everything the phone produced in that turn.
+ * Phone behaviours: `--phone`, see bench/lib/phones.ts.
  * Exits when the socket closes.
  */
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { EmulatedIPhone } from '../src/emulator/index.js';
+import { PHONES, isPhoneName } from './lib/phones.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -30,8 +32,14 @@ function main(): void {
     process.exit(2);
   }
   const udid = arg('--udid');
+  const phoneName = arg('--phone') ?? 'default';
+  if (!isPhoneName(phoneName)) {
+    process.stderr.write(`usb-bridge: --phone must be one of ${Object.keys(PHONES).join(', ')}\n`);
+    process.exit(2);
+  }
+  const faults = PHONES[phoneName];
   // Stock services: echo 7, discard 9, source 19 (whole packets), lockdownd.
-  const phone = new EmulatedIPhone(udid === undefined ? {} : { udid });
+  const phone = new EmulatedIPhone(udid === undefined ? { faults } : { udid, faults });
   const socket: Socket = connect(path);
   let corked = false;
   const uncork = (): void => {

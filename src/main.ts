@@ -42,11 +42,19 @@ import { DeviceRegistry } from './devices/index.js';
 import { MuxProvider } from './mux/index.js';
 import { MuxdServer } from './server/index.js';
 import type { ListenTarget, ManualDevices } from './server/index.js';
-import { MdnsBrowser, NetworkProvider, parseAddress } from './network/index.js';
-import type { Endpoint } from './network/index.js';
+import type { Endpoint, MdnsBrowser, NetworkProvider } from './network/index.js';
+import type * as NetworkModuleNamespace from './network/index.js';
 import { assertSafeConfigDir, FilePairRecordStore } from './pairrecords/index.js';
-import { Preflight } from './preflight/index.js';
+import type { Preflight } from './preflight/index.js';
 import type { NetworkPhone, VirtualDevice } from './emulator/index.js';
+
+/**
+ * Modules a daemon may not need are imported where they are used, not above: the emulator (and
+ * node-forge with it) only for --virtual-device, the network layer only with Wi-Fi devices on,
+ * preflight and USB once the socket listens. Each one loaded is start-up time and resident
+ * memory (their compiled code and the V8 heap they grow), paid by every daemon that never uses it.
+ */
+type NetworkModule = typeof NetworkModuleNamespace;
 
 /** What the daemon has built so far; teardown undoes whatever exists. */
 interface Parts {
@@ -206,9 +214,10 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
   const maxClients = clientLimitFor(config.maxClients, readSoftNofile());
   if (maxClients < config.maxClients) log.warn({ maxClients, configured: config.maxClients }, 'client limit lowered to fit the open-file limit (raise it with ulimit -n or LimitNOFILE=)');
   const networkLog = log.child({ layer: 'network' });
-  const browser = config.network ? new MdnsBrowser({ log: networkLog }) : undefined;
-  const network = config.network
-    ? new NetworkProvider({
+  const net: NetworkModule | undefined = config.network || config.networkDevices.length > 0 ? await import('./network/index.js') : undefined;
+  const browser = config.network && net !== undefined ? new net.MdnsBrowser({ log: networkLog }) : undefined;
+  const network = config.network && net !== undefined
+    ? new net.NetworkProvider({
       directory: registry,
       records: store,
       log: networkLog,
@@ -225,10 +234,10 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
     identify: createPeerIdentifier(log),
     ...(config.maxClientsPerUser === undefined ? {} : { maxClientsPerUser: Math.min(config.maxClientsPerUser, maxClients) }),
     ...(credentials.lookup === undefined ? {} : { peerCredentials: credentials.lookup }),
-    ...(network === undefined ? {} : { manualDevices: manualDevicesOf(network) }),
+    ...(network === undefined || net === undefined ? {} : { manualDevices: manualDevicesOf(network, net) }),
   });
   // Checked before anything listens: a typo in --network-device is a startup error.
-  const manualEndpoints = config.networkDevices.map(endpointOf);
+  const manualEndpoints = net === undefined ? [] : config.networkDevices.map((address) => endpointOf(address, net));
   const { target, unixPath } = listenTargetFor(config, activation, log);
   // Known to teardown before the first await, so a signal during startup still cleans up.
   parts.server = server;
@@ -259,6 +268,8 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
 
   // Devices are announced on version exchange either way; preflight runs beside (never gating).
   if (config.preflight) {
+    const { Preflight } = await import('./preflight/index.js');
+    if (lifecycle.isStopping()) return;
     const preflight = new Preflight({ directory: registry, store, log });
     parts.preflight = preflight;
     preflight.start();
@@ -288,9 +299,9 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
     browser.start();
     for (const endpoint of manualEndpoints) void addManual(network, endpoint, undefined, log);
     if (config.virtualWifi) {
+      const { startLoopbackFace } = await import('./emulator/index.js');
       parts.wifiFaces = [];
       for (const vd of virtualDevices) {
-        const { startLoopbackFace } = await import('./emulator/index.js');
         const face = await startLoopbackFace(vd.emulator, { log: log.child({ layer: 'virtual-wifi', udid: vd.info.serial }) });
         parts.wifiFaces.push(face);
         const status = face.status();
@@ -314,10 +325,8 @@ async function start(config: DaemonConfig, parts: Parts, lifecycle: Lifecycle, l
  */
 async function makeVirtualDevices(config: DaemonConfig, log: Logger): Promise<VirtualDevice[]> {
   if (config.virtualDevices.length === 0) return [];
-  // Loaded only for --virtual-device: the emulator's modules (node-forge among them) cost a daemon
-  // with real phones memory and, measured, CPU on every byte.
-  const { createVirtualDevice } = await import('./emulator/index.js');
   const t0 = performance.now();
+  const { createVirtualDevice } = await import('./emulator/index.js');
   const devices = config.virtualDevices.map((udid) => createVirtualDevice({ emulator: { udid, trust: { mode: config.virtualTrust } } }));
   await Promise.all(devices.map((vd) => vd.emulator.pairing.prepareKey()));
   if (devices.length > 0) log.debug({ count: devices.length, ms: Math.round(performance.now() - t0) }, 'virtual device keys ready');
@@ -325,9 +334,9 @@ async function makeVirtualDevices(config: DaemonConfig, log: Logger): Promise<Vi
 }
 
 /** `--network-device` addresses become endpoints at startup: an unusable one stops the daemon. */
-function endpointOf(address: string): Endpoint {
+function endpointOf(address: string, net: NetworkModule): Endpoint {
   try {
-    return parseAddress(address);
+    return net.parseAddress(address);
   } catch (err) {
     if (err instanceof NetworkAddressError) throw new NetworkAddressError(`--network-device ${address}: ${err.message}`, { cause: err });
     throw err;
@@ -344,12 +353,12 @@ async function addManual(network: NetworkProvider, endpoint: Endpoint, udid: str
 }
 
 /** AddDevice / RemoveDevice, as the server sees them. */
-function manualDevicesOf(network: NetworkProvider): ManualDevices {
+function manualDevicesOf(network: NetworkProvider, net: NetworkModule): ManualDevices {
   return {
     add: (address, udid) => {
       let endpoint: Endpoint;
       try {
-        endpoint = parseAddress(address);
+        endpoint = net.parseAddress(address);
       } catch (err) {
         return Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }

@@ -23,7 +23,7 @@
  * daemon), so one run in TIME_EVERY, picked at random, is timed and counted TIME_EVERY times: an
  * unbiased estimate of the sum at an eighth of the clock reads.
  */
-import { DISCARD_PORT, SOURCE_PORT, sourceByte } from '../../src/emulator/services.js';
+import { DISCARD_PORT, SOURCE_PORT, sourceByte } from '../../src/emulator/stock-ports.js';
 import type { UsbDeviceInfo } from '../../src/devices/index.js';
 import type { Transport, TransportSink } from '../../src/mux/index.js';
 

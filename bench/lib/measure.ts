@@ -2,7 +2,7 @@
  * Measuring helpers for the benches: process CPU and memory from /proc, percentiles, medians and
  * spreads, the machine description for the results file.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 
@@ -36,6 +36,26 @@ export function peakRssMiB(pid: number): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** Resident set (VmRSS) in MiB now, or NaN when the process is gone. */
+export function rssMiB(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    return m?.[1] === undefined ? Number.NaN : Number(m[1]) / 1024;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Peak RSS of a bare `node` process that lives a second: the floor any Node daemon starts from. */
+export async function bareNodeRssMiB(nodeArgs: readonly string[] = []): Promise<number> {
+  const child = spawn(process.execPath, [...nodeArgs, '-e', 'setTimeout(() => {}, 1500)'], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 1000));
+  const rss = child.pid === undefined ? Number.NaN : peakRssMiB(child.pid);
+  child.kill();
+  return rss;
 }
 
 /** Busy and total jiffies of the whole machine (first line of /proc/stat). */

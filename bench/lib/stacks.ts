@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import type { RunningDaemon } from '../../test/support/daemon.js';
 import { REPO_ROOT, startEmulatorBridge, startOurUsbDaemon, startReferenceUsbDaemon, startUsbTestbed } from '../../test/support/usb-testbed.js';
 import type { UsbTestbed } from '../../test/support/usb-testbed.js';
+import type { PhoneName } from './phones.js';
 
 export { REPO_ROOT };
 export const BENCH_OUT = join(REPO_ROOT, 'dist-bench', 'bench');
@@ -38,16 +39,24 @@ export function startTestbed(extraArgs: readonly string[] = []): Promise<Testbed
 }
 
 /** The bench's emulated iPhone on the testbed's device socket; resolves once the testbed sees it. */
-export function startBridge(testbed: Testbed): Promise<Proc> {
-  return startEmulatorBridge(testbed, { entry: join(BENCH_OUT, 'usb-bridge.js') });
+export function startBridge(testbed: Testbed, phone: PhoneName = 'default'): Promise<Proc> {
+  return startEmulatorBridge(testbed, { entry: join(BENCH_OUT, 'usb-bridge.js'), extraArgs: ['--phone', phone] });
 }
 
-/** `node dist/main.js -S <tmp>/usbmuxd.sock -P NONE -C <tmp>/config -f -p` under the testbed's preload. */
-export function startOurDaemon(env: Readonly<Record<string, string>>, extraArgs: readonly string[] = []): Promise<Daemon> {
+/**
+ * `node dist/main.js -S <tmp>/usbmuxd.sock -P NONE -C <tmp>/config -f -p` under the testbed's preload;
+ * `entry`: another build's main.js (default: MUXD_BENCH_DAEMON, else this checkout's dist/main.js).
+ */
+export function startOurDaemon(
+  env: Readonly<Record<string, string>>,
+  extraArgs: readonly string[] = [],
+  entry: string | undefined = OUR_DAEMON,
+  // MUXD_BENCH_NODE_ARGS: node flags for our daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"
+  nodeArgs: string = process.env['MUXD_BENCH_NODE_ARGS'] ?? '',
+): Promise<Daemon> {
   return startOurUsbDaemon(env, {
-    ...(OUR_DAEMON === undefined ? {} : { entry: OUR_DAEMON }),
-    // MUXD_BENCH_NODE_ARGS: node flags for our daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"
-    nodeArgs: (process.env['MUXD_BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== ''),
+    ...(entry === undefined ? {} : { entry }),
+    nodeArgs: nodeArgs.split(' ').filter((a) => a !== ''),
     // MUXD_BENCH_NO_FOREGROUND=1: without -f (log base WARNING: no per-client info lines, no peer lookup)
     foreground: process.env['MUXD_BENCH_NO_FOREGROUND'] !== '1',
     verbose: false,

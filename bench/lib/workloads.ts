@@ -5,12 +5,13 @@
  *
  *   deviceToHost  one tunnel from the phone's source (19), N bytes
  *   hostToDevice  one tunnel into the phone's discard (9), N bytes, done when the device has them
+ *   echoBulk      N bytes through echo (7): written and read back at once, counted one way
  *   echoLatency   64-byte round trips through echo (7), one at a time
  *   connectLatency  Connect request → Result, one at a time, each tunnel closed before the next
  *   parallelDeviceToHost  K source tunnels at once until N bytes in all; bytes per tunnel
  */
 import type { Socket } from 'node:net';
-import { DISCARD_PORT, ECHO_PORT, SOURCE_PORT, sourceByte } from '../../src/emulator/services.js';
+import { DISCARD_PORT, ECHO_PORT, SOURCE_PORT, sourceByte } from '../../src/emulator/stock-ports.js';
 import { MuxdClient } from '../../test/support/muxd-client.js';
 import { percentile, sortedCopy } from './measure.js';
 
@@ -142,6 +143,55 @@ export async function hostToDevice(target: Target, bytes: number, delivered: () 
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   sock.destroy();
   return { bytes, seconds };
+}
+
+/**
+ * Write `bytes` into echo (64 KiB at a time, waiting for 'drain') while reading them back; resolves
+ * when every byte came back and matched. Counted one way (`bytes`), as the reference baseline does.
+ */
+export async function echoBulk(target: Target, bytes: number): Promise<BulkResult> {
+  const sock = await openTunnel(target, ECHO_PORT);
+  const chunk = PATTERN.subarray(0, PERIOD);
+  const t0 = process.hrtime.bigint();
+  await new Promise<void>((resolve, reject) => {
+    let got = 0;
+    let sent = 0;
+    let failed = false;
+    const fail = (err: Error): void => {
+      if (failed) return;
+      failed = true;
+      sock.destroy();
+      reject(err);
+    };
+    const pump = (): void => {
+      while (sent < bytes) {
+        const n = Math.min(chunk.length, bytes - sent);
+        sent += n;
+        if (!sock.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return;
+      }
+    };
+    sock.on('drain', pump);
+    sock.on('data', (data: Buffer) => {
+      try {
+        checkSource(data, got);
+      } catch (err) {
+        fail(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      got += data.length;
+      if (got >= bytes) {
+        sock.destroy();
+        resolve();
+      }
+    });
+    sock.on('close', () => {
+      if (got < bytes) fail(new Error(`echo tunnel closed after ${got} of ${bytes} bytes`));
+    });
+    sock.on('error', () => undefined);
+    sock.resume();
+    pump();
+  });
+  return { bytes, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
 }
 
 export interface LatencyResult {

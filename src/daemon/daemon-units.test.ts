@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createRootLogger, levelFor, wantsPretty } from './logging.js';
 import { takeListenFds } from './socket-activation.js';
-import { inodeFromProcTcp, peerInodeFromSs, procTcpAddress } from './peer.js';
+import { inodeFromProcTcp, peerInodeFromSs, procTcpAddress, readCmdlineSync } from './peer.js';
 import { InstanceLock, findRunningInstance, lockNameFor, queryLockHolder } from './pidfile.js';
 import { InstanceRunningError } from './errors.js';
 import { Lifecycle } from './lifecycle.js';
@@ -79,6 +79,25 @@ describe('takeListenFds', () => {
     expect(takeListenFds({ LISTEN_PID: '42', LISTEN_FDS: 'x' }, 42).fd).toBeUndefined();
     expect(takeListenFds({ LISTEN_PID: '42', LISTEN_FDS: '0' }, 42).fd).toBeUndefined();
     expect(takeListenFds({}, 42).fd).toBeUndefined();
+  });
+});
+
+describe('readCmdlineSync', () => {
+  it('reads a live process\'s command line, spaces for NULs', () => {
+    expect(readCmdlineSync(process.pid)).toBe(readFileSync('/proc/self/cmdline', 'utf8').replace(/\0+$/, '').replace(/\0/g, ' '));
+  });
+
+  it('cuts a long one at 1024 bytes with an ellipsis, and knows nothing of a process that is gone', async () => {
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 5000)', 'x'.repeat(3000)], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const line = readCmdlineSync(child.pid ?? -1);
+      expect(line?.endsWith('xxx…')).toBe(true);
+      expect(Buffer.byteLength(line ?? '')).toBe(1024 + Buffer.byteLength('…'));
+    } finally {
+      child.kill();
+    }
+    expect(readCmdlineSync(0x3fffffff)).toBeUndefined();
   });
 });
 

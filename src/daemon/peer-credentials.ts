@@ -24,7 +24,7 @@ const SO_PEERCRED: Partial<Record<NodeJS.Architecture, number>> = { x64: 17, arm
 /** struct ucred { pid_t pid; uid_t uid; gid_t gid; } */
 const UCRED_SIZE = 12;
 
-type Getsockopt = (fd: number, level: number, name: number, value: Buffer, length: number[]) => number;
+type Getsockopt = (fd: number, level: number, name: number, value: Buffer, length: Uint32Array) => number;
 
 /** The accepted socket's fd (what libuv holds), or undefined for a socket without one. */
 export function socketFd(socket: Socket): number | undefined {
@@ -35,11 +35,15 @@ export function socketFd(socket: Socket): number | undefined {
   return undefined;
 }
 
+/** Reused by every call (synchronous, one at a time): plain pointers, nothing marshalled per call. */
+const ucred = Buffer.alloc(UCRED_SIZE);
+const ucredLength = new Uint32Array(1);
+
 /** SO_PEERCRED of a Unix socket fd, or undefined (not a Unix socket, or the call failed). */
 function peerCred(getsockopt: Getsockopt, option: number, fd: number): PeerCredentials | undefined {
-  const value = Buffer.alloc(UCRED_SIZE);
-  const length = [UCRED_SIZE];
-  if (getsockopt(fd, SOL_SOCKET, option, value, length) !== 0 || length[0] !== UCRED_SIZE) return undefined;
+  const value = ucred;
+  ucredLength[0] = UCRED_SIZE;
+  if (getsockopt(fd, SOL_SOCKET, option, value, ucredLength) !== 0 || ucredLength[0] !== UCRED_SIZE) return undefined;
   const pid = value.readInt32LE(0);
   const uid = value.readUInt32LE(4);
   const gid = value.readUInt32LE(8);
@@ -114,7 +118,7 @@ export async function loadPeerCredentials(): Promise<{ lookup: PeerCredentialsLo
   try {
     const koffi = (await import('koffi')).default;
     // The process's own symbols: libc is always loaded in Node (glibc or musl alike).
-    getsockopt = koffi.load(null).func('int getsockopt(int, int, int, _Out_ uint8_t *, _Inout_ uint32_t *)');
+    getsockopt = koffi.load(null).func('int getsockopt(int, int, int, void *, void *)');
   } catch (err) {
     return { lookup: undefined, reason: `koffi could not be loaded: ${err instanceof Error ? err.message : String(err)}` };
   }

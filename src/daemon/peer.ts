@@ -1,31 +1,37 @@
 /**
  * Who is that client? pid and command line of the process at the other end of an accepted
- * socket, logged on connect and close (usbmuxd does this with SO_PEERCRED at INFO).
+ * socket, for the log (usbmuxd logs the pid from SO_PEERCRED at INFO).
  *
- * The server hands us the peer's credentials when peer-credentials.ts could read them
- * (SO_PEERCRED through koffi: pid known at accept); then only /proc/PID/cmdline is read. Without
- * them (koffi unavailable, or a TCP client) we find the peer through the kernel's tables:
+ * Unix clients (the common case): the server hands us the peer's credentials read with
+ * SO_PEERCRED at accept (peer-credentials.ts), so the pid is known and only /proc/PID/cmdline is
+ * read, synchronously: one open, one read of at most CMDLINE_MAX bytes and a close of a procfs
+ * file (microseconds; the asynchronous fs API costs tens of microseconds and five thread-pool round
+ * trips for the same file, paid on every Connect). The command line goes on the 'client connected'
+ * line; later lines of that client carry its pid through the server's bindings.
+ *
+ * Without a pid (koffi unavailable, or a TCP client) we find the peer through the kernel's
+ * tables, asynchronously, and log it on its own line ('client identity', 'client disconnected'):
  *   Unix socket: our end's inode (fstat of the accepted fd) → the peer end's inode from the
  *                kernel's unix socket diagnostics (`ss -xnH`, netlink UNIX_DIAG_PEER: procfs does
  *                not publish the peer) → the process holding `socket:[peer]` in /proc/PID/fd.
  *   TCP loopback: the client's address:port → its socket inode in /proc/net/tcp → same scan.
- * Then /proc/PID/cmdline.
+ * Then /proc/PID/cmdline. Bounded: at most MAX_IN_FLIGHT such lookups at once (others are
+ * skipped), each scanning at most MAX_PIDS processes, recently seen client processes first; one
+ * `ss` run serves all lookups of a 100 ms interval.
  *
- * Cost is bounded and off the hot path: nothing runs unless 'info' is enabled; lookups are
- * asynchronous (the accept path only gets a `{ peer: n }` binding to correlate lines); at most
- * MAX_IN_FLIGHT lookups at once (others are skipped), each scanning at most MAX_PIDS processes,
- * recently seen client processes first; one `ss` run serves all lookups of a 100 ms interval.
- * Never throws: an unknown peer is logged as such.
+ * Nothing runs unless 'info' is enabled. Never throws: an unknown peer is logged as such.
  */
 import { execFile } from 'node:child_process';
-import { fstatSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { promisify } from 'node:util';
 import type { Logger } from '../log.js';
-import type { PeerCredentials } from '../server/index.js';
+import type { ClientDescription, PeerCredentials } from '../server/index.js';
 
 const MAX_IN_FLIGHT = 4;
+/** Bytes of /proc/PID/cmdline read at most (a longer command line is cut, with "…"). */
+const CMDLINE_MAX = 1024;
 const MAX_PIDS = 8192;
 const SS_TIMEOUT_MS = 1000;
 
@@ -71,6 +77,11 @@ function handleFd(socket: Socket): number | undefined {
     return handle.fd;
   }
   return undefined;
+}
+
+/** "a\0b\0" → "a b"; "" (a zombie, or a kernel thread) stays "". */
+function formatCmdline(raw: string): string {
+  return raw.replace(/\0+$/, '').replace(/\0/g, ' ');
 }
 
 const execFileAsync = promisify(execFile);
@@ -154,36 +165,61 @@ export async function processHoldingSocket(inode: number): Promise<PeerIdentity 
       if (target === needle) {
         const raw = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
         rememberPid(Number(pid));
-        return { pid: Number(pid), cmdline: raw.replace(/\0+$/, '').replace(/\0/g, ' ') };
+        return { pid: Number(pid), cmdline: formatCmdline(raw) };
       }
     }
   }
   return undefined;
 }
 
-export async function identifyPeer(socket: Socket, credentials?: PeerCredentials): Promise<PeerIdentity | undefined> {
-  if (credentials?.pid !== undefined) {
-    const raw = await readFile(`/proc/${credentials.pid}/cmdline`, 'utf8').catch(() => '');
-    return { pid: credentials.pid, cmdline: raw.replace(/\0+$/, '').replace(/\0/g, ' ') };
+const cmdlineBuffer = Buffer.allocUnsafe(CMDLINE_MAX);
+
+/** /proc/PID/cmdline read synchronously (procfs: never waits on a disk), or undefined when the process is gone. */
+export function readCmdlineSync(pid: number): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(`/proc/${pid}/cmdline`, 'r');
+  } catch {
+    return undefined;
   }
+  try {
+    const n = readSync(fd, cmdlineBuffer, 0, CMDLINE_MAX, null);
+    const text = formatCmdline(cmdlineBuffer.toString('utf8', 0, n));
+    return n === CMDLINE_MAX ? `${text}…` : text;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A client whose pid SO_PEERCRED did not give: found through the kernel's socket tables. */
+export async function identifyPeer(socket: Socket): Promise<PeerIdentity | undefined> {
   const inode = await peerSocketInode(socket);
   return inode === undefined ? undefined : processHoldingSocket(inode);
 }
 
-/** The `identify` hook for MuxdServer: returns `{ peer: n }` now, logs pid and cmdline when known. */
-export function createPeerIdentifier(log: Logger): (socket: Socket, credentials: PeerCredentials | undefined) => Record<string, unknown> {
+/**
+ * The `identify` hook for MuxdServer: the command line for the connect line when the pid is
+ * known; otherwise `{ peer: n }` now, and pid and command line on a line of their own once found.
+ */
+export function createPeerIdentifier(log: Logger): (socket: Socket, credentials: PeerCredentials | undefined) => ClientDescription {
   let counter = 0;
   let inFlight = 0;
   return (socket, credentials) => {
     if (!log.isLevelEnabled('info')) return {};
+    if (credentials?.pid !== undefined) {
+      const cmdline = readCmdlineSync(credentials.pid);
+      return cmdline === undefined ? {} : { connected: { cmdline } };
+    }
     const peer = ++counter;
     if (inFlight >= MAX_IN_FLIGHT) {
       log.debug({ peer }, 'client identity lookup skipped (too many in flight)');
-      return { peer };
+      return { bindings: { peer } };
     }
     inFlight++;
     let who: PeerIdentity | undefined;
-    void identifyPeer(socket, credentials).then(
+    void identifyPeer(socket).then(
       (id) => {
         who = id;
         if (id) log.info({ peer, pid: id.pid, cmdline: id.cmdline }, 'client identity');
@@ -194,6 +230,6 @@ export function createPeerIdentifier(log: Logger): (socket: Socket, credentials:
     socket.once('close', () => {
       log.info({ peer, pid: who?.pid, cmdline: who?.cmdline }, 'client disconnected');
     });
-    return { peer };
+    return { bindings: { peer } };
   };
 }

@@ -57,9 +57,15 @@ export type CloseReason =
 /** Where a connection delivers what the device sends; installed once with `attach`. */
 export interface ConnectionSink {
   /**
-   * Device payload, as a view that is the sink's to keep. Call `done` once the bytes have been
-   * consumed (handed to the client's kernel socket): only then may the device send more, so
-   * memory per connection stays bounded by the connection's receive window.
+   * True when the sink holds no reference to a payload once it has called its `done` (a socket
+   * write's callback): the connection may then reuse that memory for later device data. Otherwise
+   * every payload is the sink's to keep.
+   */
+  readonly releasesOnDone?: boolean;
+  /**
+   * Device payload, as a view (the sink's to keep, unless `releasesOnDone`). Call `done` once the
+   * bytes have been consumed (handed to the client's kernel socket): only then may the device send
+   * more, so memory per connection stays bounded by the connection's receive window.
    */
   onData(payload: Buffer, done: () => void): void;
   /** `write` returned false earlier and the connection can take more now. */

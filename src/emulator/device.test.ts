@@ -342,6 +342,20 @@ describe('fault knobs', () => {
     expect(phone.stats.acksOut).toBe(1);
   });
 
+  it('ackEveryPacket: a bare ACK for each data packet, before the reply that would have carried it', () => {
+    const { phone, host } = active({ faults: { ackEveryPacket: true } });
+    host.open(ECHO_PORT, 1);
+    host.tcp({ sport: 1, dport: ECHO_PORT, seq: 1, ack: 1, flags: TcpFlag.ACK }, Buffer.from('abc'));
+    host.tcp({ sport: 1, dport: ECHO_PORT, seq: 4, ack: 4, flags: TcpFlag.ACK }, Buffer.from('de'));
+    expect(host.take().map((p) => [p.tcp?.seq, p.tcp?.ack, p.body.toString()])).toEqual([
+      [1, 4, ''],
+      [1, 4, 'abc'],
+      [4, 6, ''],
+      [4, 6, 'de'],
+    ]);
+    expect(phone.stats.acksOut).toBe(2);
+  });
+
   it('withholdAcks: no ACKs, and data segments repeat the old ack', () => {
     const { phone, host } = active();
     host.open(ECHO_PORT, 1);

@@ -18,6 +18,12 @@ export interface FaultKnobs {
   window: number;
   /** Delay before the phone ACKs host data (0 = at once, in the same turn). */
   ackDelayMs: number;
+  /**
+   * A bare ACK for every host data packet, sent before the service sees the data, so a reply
+   * never carries it (with ackDelayMs 0). A real phone's services are other processes: their
+   * replies come later than the ACK. Default false: a reply written in the same turn carries it.
+   */
+  ackEveryPacket: boolean;
   /** Stop ACKing host data altogether (data segments still carry the last ack). */
   withholdAcks: boolean;
   /** Reset a connection once this many payload bytes (both directions) crossed it; 0 = never. */
@@ -55,6 +61,7 @@ export function defaultFaults(overrides: Partial<FaultKnobs> = {}): FaultKnobs {
   const faults: FaultKnobs = {
     window: DEFAULT_WINDOW,
     ackDelayMs: 0,
+    ackEveryPacket: false,
     withholdAcks: false,
     rstAfterBytes: 0,
     finInsteadOfRst: false,

@@ -9,11 +9,9 @@ import { Pairing } from './pairing.js';
 import type { ServiceCatalog } from './service-catalog.js';
 import type { Service, ServiceConnection } from './service.js';
 import type { EmulatorStats } from './stats.js';
+import { DISCARD_PORT, ECHO_PORT, LOCKDOWN_PORT, SOURCE_PORT, sourceByte } from './stock-ports.js';
 
-export const ECHO_PORT = 7;
-export const DISCARD_PORT = 9;
-export const SOURCE_PORT = 19;
-export const LOCKDOWN_PORT = 62078;
+export { ECHO_PORT, DISCARD_PORT, SOURCE_PORT, LOCKDOWN_PORT, sourceByte } from './stock-ports.js';
 
 /** Sends every byte back as it arrives. */
 export function createEchoService(): Service {
@@ -33,14 +31,6 @@ export function createDiscardService(stats: EmulatorStats): Service {
       stats.discardBytes += data.length;
     },
   };
-}
-
-/**
- * The byte the source service sends at stream offset `i` (a pure function, so tests can verify
- * any slice): `(i * 7 + floor(i / 256)) mod 256`. It does not repeat within 64 KiB.
- */
-export function sourceByte(i: number): number {
-  return (i * 7 + Math.floor(i / 256)) & 0xff;
 }
 
 /** The pattern repeats every 65536 bytes: `7i` every 256, `floor(i / 256)` mod 256 every 65536. */

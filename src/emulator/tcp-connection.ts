@@ -15,7 +15,8 @@
  * Flow control, phone → host: the phone never has more than the host's advertised window
  * (field << 8) in flight beyond the host's ack. A slow host consumer therefore throttles it.
  * Host → phone: the phone ACKs at once by default (piggybacked on data it sends in the same turn),
- * after `ackDelayMs`, or never (`withholdAcks`), and counts host data outside its own window.
+ * with a bare ACK per packet before its service replies (`ackEveryPacket`), after `ackDelayMs`, or
+ * never (`withholdAcks`), and counts host data outside its own window.
  *
  * A service callback that throws is a crashed service: the phone resets that connection (RST) and
  * counts it in `serviceFailures`; the phone and its other connections carry on.
@@ -197,6 +198,8 @@ export class DeviceTcpConnection implements ServiceConnection {
     this.rcvNext = seqAdd(this.rcvNext, payload.length);
     stats.tcpBytesIn += payload.length;
     this.crossed += payload.length;
+    const faults = this.owner.faults;
+    if (faults.ackEveryPacket && faults.ackDelayMs <= 0 && !faults.withholdAcks) this.sendBareAck();
     try {
       this.service.onData(this, payload);
     } catch {

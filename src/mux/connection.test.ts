@@ -5,6 +5,7 @@ import type { CloseReason, ConnectionSink } from '../devices/api.js';
 import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError } from '../devices/errors.js';
 import { Connection } from './connection.js';
 import type { ConnectionHost } from './connection.js';
+import type { ChunkRecycler } from './transport.js';
 import { END_QUIET_MAX_MS, END_QUIET_MS, TAIL_HOLD_MS, TcpFlag, TX_WINDOW } from './constants.js';
 import { MuxProtocolError, SequenceGapError, WindowOverrunError } from './errors.js';
 import type { TcpHeader } from './wire.js';
@@ -113,19 +114,47 @@ function data(conn: Connection, payload: Buffer, window = TX_WINDOW, ack = 1): v
 
 const END_TIMEOUT_MS = 10_000;
 
-function make(maxPayload = 1000, connectTimeoutMs = 10_000): { conn: Connection; host: StubHost; result: { conn?: Connection; err?: Error } } {
+/** `text` in memory of its own (Buffer.from would share Node's pool between payloads). */
+function own(text: string): Buffer {
+  const b = Buffer.allocUnsafeSlow(text.length);
+  b.write(text, 'latin1');
+  return b;
+}
+
+/** A ChunkRecycler that counts what the connection says about each payload's memory. */
+class CountingRecycler implements ChunkRecycler {
+  readonly counts = new Map<ArrayBufferLike, number>();
+  readonly kept = new Set<ArrayBufferLike>();
+  retain(view: Buffer): void {
+    this.counts.set(view.buffer, (this.counts.get(view.buffer) ?? 0) + 1);
+  }
+  release(view: Buffer): void {
+    const n = this.counts.get(view.buffer) ?? 0;
+    if (this.kept.has(view.buffer)) return;
+    expect(n).toBeGreaterThan(0);
+    this.counts.set(view.buffer, n - 1);
+  }
+  keep(view: Buffer): void {
+    this.kept.add(view.buffer);
+  }
+  retained(view: Buffer): number {
+    return this.counts.get(view.buffer) ?? 0;
+  }
+}
+
+function make(maxPayload = 1000, connectTimeoutMs = 10_000, recycler?: ChunkRecycler): { conn: Connection; host: StubHost; result: { conn?: Connection; err?: Error } } {
   const host = new StubHost();
   const result: { conn?: Connection; err?: Error } = {};
   const conn = new Connection(
     host,
-    { deviceId: 1, localPort: 1, remotePort: 7, window: TX_WINDOW, maxPayload, ackDelayMs: 30, connectTimeoutMs, endTimeoutMs: END_TIMEOUT_MS, log: silentLogger() },
+    { deviceId: 1, localPort: 1, remotePort: 7, window: TX_WINDOW, maxPayload, ackDelayMs: 30, connectTimeoutMs, endTimeoutMs: END_TIMEOUT_MS, log: silentLogger(), recycler },
     { resolve: (c) => (result.conn = c), reject: (e) => (result.err = e) },
   );
   return { conn, host, result };
 }
 
-function established(maxPayload = 1000, peerWindow = TX_WINDOW): { conn: Connection; host: StubHost } {
-  const { conn, host } = make(maxPayload);
+function established(maxPayload = 1000, peerWindow = TX_WINDOW, recycler?: ChunkRecycler): { conn: Connection; host: StubHost } {
+  const { conn, host } = make(maxPayload, 10_000, recycler);
   conn.sendSyn();
   conn.onSegment(seg(SYN | ACK, peerWindow), Buffer.alloc(0));
   host.sent = [];
@@ -244,6 +273,41 @@ describe('Connection established (table)', () => {
     host.flushTurns();
     expect(host.sent).toHaveLength(1);
     expect(conn.unconsumedBytes).toBe(0);
+  });
+
+  it('with a recycler: a payload for a sink that lets go on done is retained until done; for any other sink it is kept', () => {
+    const recycler = new CountingRecycler();
+    const { conn } = established(1000, TX_WINDOW, recycler);
+    const r = recorder();
+    conn.attach({ ...r.sink, releasesOnDone: true });
+    const a = own('aaaa');
+    data(conn, a);
+    expect(recycler.retained(a)).toBe(1);
+    r.dones[0]!();
+    expect(recycler.retained(a)).toBe(0);
+    const other = established(1000, TX_WINDOW, recycler);
+    const keeper = recorder();
+    other.conn.attach(keeper.sink);
+    const b = own('bbbb');
+    data(other.conn, b);
+    expect(recycler.kept.has(b.buffer)).toBe(true);
+    keeper.dones[0]!();
+    expect(recycler.retained(b)).toBe(0);
+  });
+
+  it('with a recycler: payload held before attach is retained, and released when the connection ends unattached or drops it', () => {
+    const recycler = new CountingRecycler();
+    const { conn } = established(1000, TX_WINDOW, recycler);
+    const held = [own('one'), own('two')];
+    for (const p of held) data(conn, p);
+    expect(held.map((p) => recycler.retained(p))).toEqual([1, 1]);
+    const r = recorder();
+    // the sink resets the connection while taking the first held payload: the second is dropped
+    conn.attach({ ...r.sink, releasesOnDone: true, onData: (payload, done) => { r.sink.onData(payload, done); conn.reset(); } });
+    expect(r.data.map(String)).toEqual(['one']);
+    expect(recycler.retained(held[1]!)).toBe(0);
+    r.dones[0]!();
+    expect(recycler.retained(held[0]!)).toBe(0);
   });
 
   it('a data segment carries the current ack so no separate ACK is needed', () => {

@@ -37,6 +37,7 @@ import type { Logger } from '../log.js';
 import { ACK_EVERY_WINDOW_FRACTION, END_QUIET_MAX_MS, END_QUIET_MS, TcpFlag } from './constants.js';
 import { SequenceGapError, WindowOverrunError } from './errors.js';
 import { SendQueue } from './send-queue.js';
+import type { ChunkRecycler } from './transport.js';
 import type { TcpHeader } from './wire.js';
 import { formatTcpFlags } from './wire.js';
 
@@ -74,6 +75,8 @@ export interface ConnectionOptions {
   readonly endTimeoutMs: number;
   /** Child logger bound to `{ dev, sport, dport }`. */
   readonly log: Logger;
+  /** The transport's IN buffer reuse, if any: payloads are views of its buffers. */
+  readonly recycler?: ChunkRecycler | undefined;
 }
 
 /** How the session learns the outcome of the handshake (control plane: closures are fine here). */
@@ -108,13 +111,15 @@ export class Connection implements DeviceConnection {
   /** Bytes delivered to the sink (or held for it) and not yet consumed; ≤ our window. */
   private unconsumed = 0;
   /**
-   * Lengths of delivered payloads awaiting `done`, oldest first. Each `done` call releases the
-   * oldest one: exact when the calls come in delivery order (socket write callbacks do), and the
-   * running total is exact in any order. One call per `onData` is the sink's side of the contract.
+   * Delivered payloads awaiting `done`, oldest first. Each `done` call releases the oldest one:
+   * exact when the calls come in delivery order (socket write callbacks do), and the running total
+   * is exact in any order. One call per `onData` is the sink's side of the contract.
    */
-  private readonly consumeQueue: number[] = [];
-  /** Device payload received before `attach`. */
+  private readonly consumeQueue: Buffer[] = [];
+  /** Device payload received before `attach` (retained from the recycler, when there is one). */
   private held: Buffer[] = [];
+  /** The transport's IN buffer reuse: payload views are retained until consumed (ChunkRecycler). */
+  private readonly recycler: ChunkRecycler | undefined;
   /** Client bytes not yet sent, and the rules that size segments. */
   private readonly queue: SendQueue;
   /** Our last send found the transport full: no data until the session's `drainTurn`. */
@@ -177,6 +182,7 @@ export class Connection implements DeviceConnection {
     this.connectTimeoutMs = options.connectTimeoutMs;
     this.endTimeoutMs = options.endTimeoutMs;
     this.log = options.log;
+    this.recycler = options.recycler;
     this.waiter = waiter;
     this.connectTimer = setTimeout(this.onConnectTimeout, options.connectTimeoutMs);
     this.connectTimer.unref();
@@ -303,10 +309,24 @@ export class Connection implements DeviceConnection {
     if (this.phase === 'finishing' && !this.readerGone) this.deviceActive = true;
     const sink = this.sink;
     if (sink === undefined) {
+      this.recycler?.retain(payload);
       this.held.push(payload);
       return;
     }
-    this.consumeQueue.push(length);
+    this.deliver(sink, payload, false);
+  }
+
+  /**
+   * One payload to the sink. With a recycler, its buffer stays out of reuse until the sink's
+   * `done` (a sink that says it lets go of the bytes then), or for good (any other sink).
+   */
+  private deliver(sink: ConnectionSink, payload: Buffer, retained: boolean): void {
+    const recycler = this.recycler;
+    if (recycler !== undefined) {
+      if (sink.releasesOnDone !== true) recycler.keep(payload);
+      else if (!retained) recycler.retain(payload);
+    }
+    this.consumeQueue.push(payload);
     sink.onData(payload, this.onConsumed);
   }
 
@@ -319,8 +339,10 @@ export class Connection implements DeviceConnection {
 
   /** The `done` callback handed with every payload: one function per connection, not per packet. */
   private readonly onConsumed = (): void => {
-    const length = this.consumeQueue.shift();
-    if (length === undefined) return;
+    const payload = this.consumeQueue.shift();
+    if (payload === undefined) return;
+    const length = payload.length;
+    this.recycler?.release(payload);
     this.unconsumed -= length;
     if (!this.open) return;
     this.txAck = (this.txAck + length) >>> 0;
@@ -431,10 +453,15 @@ export class Connection implements DeviceConnection {
     this.sink = sink;
     const held = this.held;
     this.held = [];
-    for (const payload of held) {
-      if (this.closeDelivered) break; // the sink reset us while taking held data
-      this.consumeQueue.push(payload.length);
-      sink.onData(payload, this.onConsumed);
+    for (let i = 0; i < held.length; i++) {
+      const payload = held[i];
+      if (payload === undefined) continue;
+      if (this.closeDelivered) {
+        // the sink reset us while taking held data: the rest is dropped
+        for (let j = i; j < held.length; j++) this.releaseView(held[j]);
+        break;
+      }
+      this.deliver(sink, payload, true);
     }
     if (this.closeReason !== undefined) this.deliverClose(this.closeReason);
   }
@@ -603,9 +630,14 @@ export class Connection implements DeviceConnection {
     this.host.released(this);
   }
 
+  private releaseView(view: Buffer | undefined): void {
+    if (view !== undefined) this.recycler?.release(view);
+  }
+
   private deliverClose(reason: CloseReason): void {
     if (this.closeDelivered) return;
     this.closeDelivered = true;
+    for (const view of this.held) this.releaseView(view);
     this.held = [];
     this.log.debug({ reason }, 'connection closed');
     this.sink?.onClose(reason);

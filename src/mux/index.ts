@@ -3,7 +3,7 @@
  * a transport implements (Transport). The server and preflight never import mux: they reach devices
  * through src/devices.
  */
-export type { Transport, TransportSink } from './transport.js';
+export type { ChunkRecycler, Transport, TransportSink } from './transport.js';
 export { MuxProvider } from './provider.js';
 export type { MuxProviderOptions } from './provider.js';
 export { MuxProtocolError, NoFreePortError, SequenceGapError, UnsupportedVersionError, VersionTimeoutError, WindowOverrunError } from './errors.js';

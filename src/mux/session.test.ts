@@ -279,6 +279,40 @@ describe('MuxSession packets', () => {
   });
 });
 
+describe('MuxSession with a transport that reuses its buffers', () => {
+  it('keeps a chunk the decoder holds part of a packet from, and writes packets into allocPacket buffers', async () => {
+    const s = active(2);
+    const kept: ArrayBufferLike[] = [];
+    const allocated: Buffer[] = [];
+    Object.assign(s.transport, {
+      recycler: { retain: () => undefined, release: () => undefined, keep: (v: Buffer) => { kept.push(v.buffer); } },
+      allocPacket: (n: number) => {
+        const b = Buffer.alloc(n);
+        allocated.push(b);
+        return b;
+      },
+    });
+    // a session reads the transport's capabilities at construction: make a new one over it
+    const session = new MuxSession(s.transport, s.owner, { connectTimeoutMs: 1000, endTimeoutMs: 10_000, versionTimeoutMs: 500, ackDelayMs: 30, window: TX_WINDOW, shortTransferQuantum: 1 });
+    session.start();
+    s.transport.sink!.onData(encodeVersionPacket(2, 0));
+    const promise = session.connect(7);
+    const syn = s.transport.tcp().at(-1)!;
+    expect(allocated.at(-1)?.equals(s.transport.sent.at(-1)!)).toBe(true);
+    const synAck = deviceTcp({ sport: 7, dport: syn.sport, seq: 0, ack: 1, flags: SYN | ACK, window: TX_WINDOW });
+    // one transfer: a whole packet, then the first 10 bytes of the next
+    const chunk = Buffer.concat([synAck, synAck.subarray(0, 10)]);
+    s.transport.sink!.onData(chunk);
+    await promise;
+    expect(kept).toEqual([chunk.buffer]);
+    // a transfer holding whole packets only is not kept
+    s.transport.sink!.onData(Buffer.concat([synAck.subarray(10)]));
+    expect(kept).toHaveLength(1);
+    await session.shutdown();
+    await s.session.shutdown();
+  });
+});
+
 describe('MuxSession data plane', () => {
   it('flushes owed ACKs once per event-loop turn, one per connection (each a quarter window or more)', async () => {
     const s = active(2);

@@ -47,7 +47,7 @@ import {
 import { MuxProtocolError, NoFreePortError, UnsupportedVersionError, VersionTimeoutError } from './errors.js';
 import { PacketDecoder } from './packet-decoder.js';
 import type { PacketSink } from './packet-decoder.js';
-import type { Transport, TransportSink } from './transport.js';
+import type { ChunkRecycler, Transport, TransportSink } from './transport.js';
 import type { MuxHeaderSize, MuxSeq, TcpHeader } from './wire.js';
 import {
   decodeControlBody,
@@ -122,6 +122,10 @@ export class MuxSession implements DeviceLink, TransportSink, PacketSink, Connec
   private readonly decoder: PacketDecoder;
   private readonly log: Logger;
   private readonly maxPayload: number;
+  /** The transport's IN buffer reuse, when it has one (see ChunkRecycler). */
+  private readonly recycler: ChunkRecycler | undefined;
+  /** Allocates outgoing packets: the transport's reused buffers, when it offers them. */
+  private readonly allocPacket: ((length: number) => Buffer) | undefined;
   readonly stats: SessionStats = { unknownProtocol: 0, beforeActive: 0, malformedTcp: 0, anonymousRsts: 0 };
 
   constructor(
@@ -133,6 +137,8 @@ export class MuxSession implements DeviceLink, TransportSink, PacketSink, Connec
     this.log = context.log;
     this.decoder = new PacketDecoder(this, this.log, this.options.shortTransferQuantum);
     this.maxPayload = transport.maxPacketSize - TCP_OVERHEAD;
+    this.recycler = transport.recycler;
+    this.allocPacket = transport.allocPacket === undefined ? undefined : (length) => transport.allocPacket?.(length) ?? Buffer.allocUnsafe(length);
   }
 
   get currentState(): SessionState {
@@ -177,6 +183,7 @@ export class MuxSession implements DeviceLink, TransportSink, PacketSink, Connec
           connectTimeoutMs: options?.timeoutMs ?? this.options.connectTimeoutMs,
           endTimeoutMs: this.options.endTimeoutMs,
           log: this.log.child({ sport: localPort, dport: port }),
+          recycler: this.recycler,
         },
         { resolve, reject },
       );
@@ -201,6 +208,9 @@ export class MuxSession implements DeviceLink, TransportSink, PacketSink, Connec
   onData(chunk: Buffer): void {
     if (this.state === 'dead') return;
     this.decoder.push(chunk);
+    // The decoder holds the start of a packet that goes on in the next transfer: its bytes are in
+    // this chunk, so the chunk's buffer must not be reused (the packet is joined by a copy later).
+    if (this.decoder.pendingBytes > 0) this.recycler?.keep(chunk);
   }
 
   onDrain(): void {
@@ -410,7 +420,7 @@ export class MuxSession implements DeviceLink, TransportSink, PacketSink, Connec
 
   /** Encode (the one copy, see wire.ts) and send one TCP packet. */
   private sendTcp(tcp: TcpHeader, payload: Buffer | readonly Buffer[] | undefined): void {
-    const packet = encodeTcpPacket(this.nextSeq(), tcp, payload);
+    const packet = encodeTcpPacket(this.nextSeq(), tcp, payload, this.allocPacket);
     if (this.log.isLevelEnabled('trace')) this.traceTcp('[OUT]', tcp, packet.length - this.headerSize - TCP_HEADER_SIZE);
     this.transmit(packet);
   }

@@ -11,8 +11,9 @@
 /** The one consumer of a transport's events; set once by `Transport.start`. */
 export interface TransportSink {
   /**
-   * One completed IN transfer. Ownership passes to mux: the transport never touches or reuses
-   * this memory again. Zero-length transfers may be delivered and are ignored by mux.
+   * One completed IN transfer. Ownership passes to mux (the transport never touches this memory
+   * again), unless the transport has a `recycler`: then see ChunkRecycler. Zero-length transfers
+   * may be delivered and are ignored by mux.
    */
   onData(chunk: Buffer): void;
   /** In-flight OUT bytes fell back under the high-water mark after `send` returned false. */
@@ -24,9 +25,31 @@ export interface TransportSink {
   onClose(err?: Error): void;
 }
 
+/**
+ * A transport that reuses its IN buffers (UsbTransport: a fresh buffer per transfer is garbage the
+ * heap holds until the next GC, tens of MiB during a bulk transfer). The chunk `onData` hands over
+ * is reused for another transfer as soon as `onData` returns, unless mux said, during `onData`,
+ * that views of it live on: `retain(view)` for one it gives back later with `release(view)` (a
+ * payload until its sink called `done`), `keep(view)` for one it never gives back (a partial packet
+ * the decoder holds, a payload for a sink that may keep it): that buffer is then never reused.
+ */
+export interface ChunkRecycler {
+  retain(view: Buffer): void;
+  release(view: Buffer): void;
+  keep(view: Buffer): void;
+}
+
 export interface Transport {
   /** Largest mux packet (header included) `send` accepts; USB_MTU (49152) on USB. */
   readonly maxPacketSize: number;
+  /** Present when IN chunks come from reused buffers: mux must say which views outlive `onData`. */
+  readonly recycler?: ChunkRecycler;
+  /**
+   * A buffer of exactly `length` bytes for the next packet mux passes to `send` (which must then
+   * happen, once); the transport takes back what it handed out once the transfer is done. Without
+   * it, mux allocates.
+   */
+  allocPacket?(length: number): Buffer;
   /** Begin delivering IN transfers to `sink`. Called once. */
   start(sink: TransportSink): void;
   /**

@@ -73,6 +73,10 @@ export interface ControlBody {
  */
 export const outCopyStats = { copies: 0, bytes: 0 };
 
+function allocUnsafe(length: number): Buffer {
+  return Buffer.allocUnsafe(length);
+}
+
 /** Write a mux header at offset 0 of `buf`. For v1 only protocol and length are written. */
 export function writeMuxHeader(buf: Buffer, protocol: number, length: number, seq: MuxSeq): void {
   buf.writeUInt32BE(protocol, 0);
@@ -106,13 +110,19 @@ export function encodeSetupPacket(txSeq: number, rxSeq: number): Buffer {
 }
 
 /**
- * One TCP packet: mux header + TCP header + payload, allocated once (allocUnsafe, every byte is
- * written below). `payload` may be one buffer or several views packed into this one segment.
+ * One TCP packet: mux header + TCP header + payload, allocated once (`alloc`, the transport's
+ * reused buffers, else allocUnsafe: every byte is written below). `payload` may be one buffer or
+ * several views packed into this one segment.
  *
  * COPY: the payload bytes are copied into the packet here. This is the one copy of the
  * host → device path (libusb needs header and payload contiguous; node-usb has no scatter-gather).
  */
-export function encodeTcpPacket(seq: MuxSeq, tcp: TcpHeader, payload: Buffer | readonly Buffer[] | undefined): Buffer {
+export function encodeTcpPacket(
+  seq: MuxSeq,
+  tcp: TcpHeader,
+  payload: Buffer | readonly Buffer[] | undefined,
+  alloc: (length: number) => Buffer = allocUnsafe,
+): Buffer {
   let payloadLength = 0;
   if (payload !== undefined) {
     if (Buffer.isBuffer(payload)) payloadLength = payload.length;
@@ -120,7 +130,7 @@ export function encodeTcpPacket(seq: MuxSeq, tcp: TcpHeader, payload: Buffer | r
   }
   const offset = seq.headerSize + TCP_HEADER_SIZE;
   const length = offset + payloadLength;
-  const buf = Buffer.allocUnsafe(length);
+  const buf = alloc(length);
   writeMuxHeader(buf, Protocol.TCP, length, seq);
   const h = seq.headerSize;
   buf.writeUInt16BE(tcp.sport, h);

@@ -427,12 +427,12 @@ export class MobdevCache {
       addresses.push({ family, address: r.address, interfaceName: e.iface.name, interfaceIndex: e.iface.index, host: dialHost(r.address, e.iface.name), ttl: r.ttl });
     }
     if (addresses.length === 0) return undefined;
-    addresses.sort((a, b) => a.family - b.family || (a.interfaceName ?? '').localeCompare(b.interfaceName ?? '') || a.address.localeCompare(b.address));
+    addresses.sort((a, b) => a.family - b.family || byCodePoint(a.interfaceName ?? '', b.interfaceName ?? '') || byCodePoint(a.address, b.address));
     const parsedTxt = txt?.record.type === 'TXT' ? parseMobdevTxt(txt.record.txt) : { identifier: undefined, authTags: [] };
     const { mac, linkLocal } = parseInstanceName(label);
     const interfaces: ArrivalInterface[] = [];
     for (const p of ptrs) if (!interfaces.some((i) => i.name === p.iface.name)) interfaces.push(p.iface);
-    interfaces.sort((a, b) => (a.name ?? '').localeCompare(b.name ?? ''));
+    interfaces.sort((a, b) => byCodePoint(a.name ?? '', b.name ?? ''));
     const newestPtr = ptrs.reduce((a, b) => (b.receivedAt > a.receivedAt ? b : a));
     return {
       instance: label,
@@ -537,4 +537,13 @@ function fingerprintOf(a: MobdevAdvert): string {
     a.addresses.map((x) => `${x.address}%${x.interfaceName ?? ''}`),
     a.interfaces.map((i) => i.name ?? ''),
   ]);
+}
+
+/**
+ * Order of names and addresses by code unit: stable and enough for a deterministic list.
+ * (localeCompare would load ICU's collation data, about 6 MiB of resident memory, the first time
+ * a phone is seen.)
+ */
+function byCodePoint(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -224,8 +224,21 @@ export function encodePlistMessage(tag: number, dict: PlistDict): Buffer {
   return encodeFrame(ProtocolVersion.PLIST, MessageType.PLIST, tag, buildXml(dict));
 }
 
+/**
+ * XML bodies of plist Results by number, built once: every Connect is answered with one, and the
+ * body never changes (only the frame's tag does). Result numbers are a handful of small codes.
+ */
+const resultBodies = new Map<number, Buffer>();
+
 export function encodeResult(dialect: Dialect, tag: number, number: number): Buffer {
-  if (dialect === 'plist') return encodePlistMessage(tag, { MessageType: 'Result', Number: number });
+  if (dialect === 'plist') {
+    let body = resultBodies.get(number);
+    if (body === undefined) {
+      body = buildXml({ MessageType: 'Result', Number: number });
+      if (resultBodies.size < 64) resultBodies.set(number, body);
+    }
+    return encodeFrame(ProtocolVersion.PLIST, MessageType.PLIST, tag, body);
+  }
   const body = Buffer.allocUnsafe(4);
   body.writeUInt32LE(number, 0);
   return encodeFrame(ProtocolVersion.BINARY, MessageType.RESULT, tag, body);

@@ -43,13 +43,18 @@ export interface ServerOptions {
    * total is shared.
    */
   readonly peerCredentials?: PeerCredentialsLookup;
-  /**
-   * Extra log bindings for a new client (e.g. its pid from SO_PEERCRED or /proc); called once
-   * per accepted socket, merged into that client's logger.
-   */
-  readonly identify?: (socket: Socket, credentials: PeerCredentials | undefined) => Record<string, unknown>;
+  /** Who a new client is, for the log; called once per accepted socket (see ClientDescription). */
+  readonly identify?: (socket: Socket, credentials: PeerCredentials | undefined) => ClientDescription;
   /** Network devices by address; without it (`--no-network`) AddDevice is a bad command. */
   readonly manualDevices?: ManualDevices;
+}
+
+/** What `identify` says about a client. */
+export interface ClientDescription {
+  /** Merged into the client's logger: on every line of it (keep it short, e.g. `{ peer: 3 }`). */
+  readonly bindings?: Record<string, unknown>;
+  /** On the 'client connected' line only (e.g. the process's command line). */
+  readonly connected?: Record<string, unknown>;
 }
 
 /** The process at the other end of a client socket, as the kernel knows it. */

@@ -98,14 +98,21 @@ describe('listening socket', () => {
       log,
       identify: (socket) => {
         seen.push(socket.remoteAddress);
-        return { pid: 4242 };
+        return { bindings: { peer: 4242 }, connected: { cmdline: 'idevice_id -l' } };
       },
     });
     await server.listen({ kind: 'unix', path });
     const c = await client();
     await c.request({ MessageType: 'ListDevices' });
+    await c.close();
+    await until(() => lines.some((l) => l.includes('client closed')));
     expect(seen).toHaveLength(1);
-    expect(lines.some((l) => l.includes('"pid":4242') && l.includes('client connected'))).toBe(true);
+    const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(parsed.find((l) => l['msg'] === 'client connected')).toMatchObject({ peer: 4242, cmdline: 'idevice_id -l' });
+    // the bindings go on every line of the client, the connect fields on the connect line only
+    const closed = parsed.find((l) => l['msg'] === 'client closed');
+    expect(closed).toMatchObject({ peer: 4242 });
+    expect(closed).not.toHaveProperty('cmdline');
   });
 
   it('limits clients: the one over maxClients is closed', async () => {

@@ -277,9 +277,11 @@ export class MuxdServer {
       const subject = socket.getPeerCertificate().subject as Record<string, string | undefined> | undefined;
       bindings['cert'] = subject?.['CN'] ?? '';
     }
-    if (this.options.identify !== undefined) Object.assign(bindings, this.options.identify(socket, credentials));
+    const described = this.options.identify?.(socket, credentials);
+    if (described?.bindings !== undefined) Object.assign(bindings, described.bindings);
     const log = this.log.child(bindings);
-    log.info('client connected');
+    if (described?.connected !== undefined) log.info(described.connected, 'client connected');
+    else log.info('client connected');
     const session = new ClientSession(socket, number, this.context, log);
     this.sessions.add(session);
     this.owners.set(session, owner);

@@ -33,6 +33,7 @@
 import type { Socket } from 'node:net';
 import type { CloseReason, ConnectionSink, DeviceConnection } from '../devices/index.js';
 import type { Logger } from '../log.js';
+import { readReclaimer } from './read-reclaim.js';
 
 const kTunnel = Symbol('muxd.tunnel');
 
@@ -53,6 +54,8 @@ interface TunnelSocket extends Socket {
 }
 
 export class Tunnel implements ConnectionSink {
+  /** `done` is a socket write's callback: by then the socket holds no reference to the payload. */
+  readonly releasesOnDone = true;
   private readonly socket: TunnelSocket;
   private readonly conn: DeviceConnection;
   private readonly log: Logger;
@@ -140,6 +143,7 @@ export class Tunnel implements ConnectionSink {
   /** Client bytes toward the device. */
   write(chunk: Buffer): void {
     if (this.closed || this.finishing) return;
+    readReclaimer.note(chunk.length);
     if (this.log.isLevelEnabled('trace')) this.log.trace({ len: chunk.length }, '[OUT] from client');
     if (!this.conn.write(chunk, chunk.length >= FULL_READ)) this.socket.pause();
   }

@@ -142,14 +142,85 @@ describe('UsbTransport IN', () => {
     const submitted = first?.buffer;
     submitted?.write('0000000000000014', 'hex');
     first?.finish(undefined, 8);
-    first?.finish(undefined, 0);
     expect(sink.data).toHaveLength(1);
     expect(sink.data[0]?.buffer).toBe(submitted?.buffer);
     expect(sink.data[0]?.toString('hex')).toBe('0000000000000014');
-    // Resubmitted each time with a fresh buffer: the one mux holds is never written again.
+    first?.finish(undefined, 0);
+    expect(sink.data).toHaveLength(1);
     expect(first?.submits).toBe(3);
-    expect(first?.buffer).not.toBe(submitted);
     expect(bulkIn.inFlight()).toHaveLength(3);
+  });
+
+  it('reuses an IN buffer mux let go of during onData at once, a retained one once released, a kept one never', () => {
+    const { transport, bulkIn } = harness();
+    const chunks: Buffer[] = [];
+    let decide: (chunk: Buffer) => void = () => undefined;
+    transport.start({ onData: (chunk) => { chunks.push(chunk); decide(chunk); }, onDrain: () => undefined, onClose: () => undefined });
+    const t = bulkIn.transfers[0];
+    const memoryOf = (): ArrayBufferLike | undefined => t?.buffer?.buffer;
+    // let go during onData: the same memory goes straight back in
+    const a = memoryOf();
+    t?.finish(undefined, 10);
+    expect(memoryOf()).toBe(a);
+    // a retained view: another buffer goes in; this one returns to the free list on release
+    decide = (chunk) => { transport.recycler.retain(chunk.subarray(2, 6)); };
+    t?.finish(undefined, 10);
+    const retained = chunks[1];
+    expect(memoryOf()).not.toBe(a);
+    decide = () => undefined;
+    const b = memoryOf();
+    t?.finish(undefined, 10); // b let go: reused
+    expect(memoryOf()).toBe(b);
+    transport.recycler.release(retained?.subarray(2, 6) ?? Buffer.alloc(0));
+    decide = (chunk) => { transport.recycler.retain(chunk); };
+    t?.finish(undefined, 10); // b retained now: the next one comes from the free list, i.e. a
+    expect(memoryOf()).toBe(a);
+    // kept: never in flight again, even after a release
+    decide = (chunk) => { transport.recycler.keep(chunk); };
+    t?.finish(undefined, 10);
+    const kept = chunks[4]?.buffer;
+    transport.recycler.release(chunks[4] ?? Buffer.alloc(0));
+    decide = () => undefined;
+    for (let i = 0; i < 5; i++) {
+      expect(memoryOf()).not.toBe(kept);
+      t?.finish(undefined, 10);
+    }
+  });
+
+  it('never puts a buffer in flight while a view of it is retained or kept, under any decisions (property)', () => {
+    fc.assert(fc.property(
+      fc.array(fc.record({ transfer: fc.nat(2), keep: fc.constantFrom('none', 'retain', 'keep'), releaseOldest: fc.boolean() }), { maxLength: 60 }),
+      (ops) => {
+        const { transport, bulkIn } = harness();
+        const live: Buffer[] = [];
+        const kept: Buffer[] = [];
+        let decision = 'none';
+        transport.start({
+          onData: (chunk) => {
+            chunk.fill(live.length + kept.length + 1);
+            if (decision === 'retain') { transport.recycler.retain(chunk); live.push(Buffer.from(chunk)); live.push(chunk); }
+            if (decision === 'keep') { transport.recycler.keep(chunk); kept.push(Buffer.from(chunk)); kept.push(chunk); }
+          },
+          onDrain: () => undefined,
+          onClose: () => undefined,
+        });
+        for (const op of ops) {
+          decision = op.keep;
+          bulkIn.transfers[op.transfer]?.finish(undefined, 32);
+          if (op.releaseOldest && live.length > 0) {
+            const [copy, view] = live.splice(0, 2);
+            expect(view?.equals(copy ?? Buffer.alloc(0))).toBe(true); // untouched while retained
+            transport.recycler.release(view ?? Buffer.alloc(0));
+          }
+          const inFlight = new Set(bulkIn.inFlight().map((x) => x.buffer?.buffer));
+          for (let i = 1; i < live.length; i += 2) expect(inFlight.has(live[i]?.buffer)).toBe(false);
+          for (let i = 1; i < kept.length; i += 2) {
+            expect(inFlight.has(kept[i]?.buffer)).toBe(false);
+            expect(kept[i]?.equals(kept[i - 1] ?? Buffer.alloc(0))).toBe(true);
+          }
+        }
+      },
+    ));
   });
 
   it('honours rxTransfers / rxTransferSize', () => {
@@ -188,6 +259,24 @@ describe('UsbTransport OUT', () => {
     expect(bulkOut.sent.map((s) => s.length)).toEqual([20, 1024, 0, 513]);
     expect(bulkOut.sent[0]).toBe(a);
     expect(bulkOut.sent[1]).toBe(b);
+  });
+
+  it('allocPacket: large packets go into buffers that come back when their transfer is done; small ones do not', () => {
+    const { transport, bulkOut } = harness();
+    transport.start({ onData: () => undefined, onDrain: () => undefined, onClose: () => undefined });
+    const big = transport.allocPacket(40000);
+    expect(big).toHaveLength(40000);
+    const memory = big.buffer;
+    transport.send(big);
+    // in flight: the next one is another buffer
+    const other = transport.allocPacket(49151);
+    expect(other.buffer).not.toBe(memory);
+    transport.send(other);
+    bulkOut.transfers[0]?.finish(undefined);
+    // done: its memory is handed out again
+    expect(transport.allocPacket(30000).buffer).toBe(memory);
+    expect(transport.allocPacket(100).buffer).not.toBe(memory);
+    expect(() => transport.allocPacket(49152)).not.toThrow();
   });
 
   it('reuses transfer slots once they complete', () => {

@@ -11,16 +11,22 @@
  *                                                   (orderly close: sink.onClose() once here)
  *
  * IN: `rxTransfers` bulk-IN transfers of `rxTransferSize` bytes are kept in flight, each resubmitted
- * with a fresh buffer as soon as its callback has handed the received bytes to mux — a view of a
- * buffer nobody writes again, so mux gets it without a copy. (node-usb's own `startPoll` is not
- * used: when a resubmit fails on unplug it never emits 'end', and its poll transfers then keep the
- * endpoint and the device reachable for good, see below.)
+ * as soon as its callback has handed the received bytes to mux, as a view: mux gets them without a
+ * copy. The buffers are reused (the `recycler`, mux/transport.ts ChunkRecycler): one that mux let go
+ * of during `onData` (an ACK, a packet handled on the spot) is resubmitted at once; one whose
+ * payload went to a client socket comes back to the free list when the socket has written it; one
+ * that mux keeps is left to the garbage collector. (A fresh buffer per transfer was 16 KiB of
+ * garbage per packet: tens of MiB of heap between collections during a bulk transfer.) node-usb's
+ * own `startPoll` is not used: when a resubmit fails on unplug it never emits 'end', and its poll
+ * transfers then keep the endpoint and the device reachable for good, see below.
  *
  * OUT: one transfer per mux packet (the device expects packet boundaries = transfer boundaries),
  * plus a zero-length transfer when the length is a multiple of wMaxPacketSize. Transfers come from
- * a small pool of reusable slots (one node-usb Transfer and one callback each, made once), so
- * sending allocates nothing of ours per packet. In-flight OUT bytes above the high-water mark
- * make `send` return false; `onDrain` follows when they fall back under it.
+ * a small pool of reusable slots (one node-usb Transfer and one callback each, made once), and
+ * packets of OUT_POOL_MIN bytes or more are written into buffers of a free list (`allocPacket`) that
+ * come back when their transfer completes, so sending allocates nothing of ours per packet.
+ * In-flight OUT bytes above the high-water mark make `send` return false; `onDrain` follows when
+ * they fall back under it.
  *
  * Memory: node-usb holds each Transfer's callback with a strong (global) handle for as long as the
  * Transfer object lives, and the Transfer lives as long as anything reaches it. A callback that
@@ -88,6 +94,12 @@ export interface UsbTransportOptions {
 type State = 'idle' | 'polling' | 'closing' | 'gone';
 
 const EMPTY = Buffer.alloc(0);
+/** Packets at least this long are written into reused buffers (shorter ones come from Node's shared pool). */
+export const OUT_POOL_MIN = 4096;
+/** Free buffers kept per direction beyond those in use; a burst's extra ones are left to the GC. */
+const MAX_FREE_BUFFERS = 32;
+/** An IN buffer whose views mux keeps for good: never reused. */
+const KEPT = -1;
 
 /** The only path from a Transfer's callback to its slot; `slot` is cleared at teardown. */
 interface SlotLink {
@@ -107,6 +119,8 @@ class TransferSlot {
   /** Bytes in flight in this slot (OUT). */
   length = 0;
   busy = false;
+  /** The whole allocPacket buffer the in-flight packet was written into, if it was (OUT). */
+  pooled: Buffer | undefined = undefined;
   private readonly link: SlotLink;
 
   constructor(
@@ -171,6 +185,31 @@ export class UsbTransport implements Transport {
   private outPending = 0;
   /** `send` returned false; `onDrain` is owed. */
   private drainOwed = false;
+  /** IN buffers of this transport by their memory: how many retained views each has, or KEPT. */
+  private readonly inViews = new WeakMap<ArrayBufferLike, number>();
+  /** The Buffer over each IN buffer's whole memory, for resubmitting it. */
+  private readonly inBuffers = new WeakMap<ArrayBufferLike, Buffer>();
+  private readonly inFree: Buffer[] = [];
+  /** OUT packet buffers handed out by allocPacket, by their memory: the whole buffer. */
+  private readonly outBuffers = new WeakMap<ArrayBufferLike, Buffer>();
+  private readonly outFree: Buffer[] = [];
+  /** See mux/transport.ts ChunkRecycler; bound once, passed to mux. */
+  readonly recycler = {
+    retain: (view: Buffer): void => {
+      const count = this.inViews.get(view.buffer);
+      if (count !== undefined && count !== KEPT) this.inViews.set(view.buffer, count + 1);
+    },
+    release: (view: Buffer): void => {
+      const memory = view.buffer;
+      const count = this.inViews.get(memory);
+      if (count === undefined || count === KEPT) return;
+      this.inViews.set(memory, count - 1);
+      if (count === 1) this.recycleIn(memory);
+    },
+    keep: (view: Buffer): void => {
+      if (this.inViews.has(view.buffer)) this.inViews.set(view.buffer, KEPT);
+    },
+  };
   private closeNotified = false;
   private closing: Promise<void> | undefined;
   /** Resolves teardown's wait once no IN or OUT transfer is in flight. */
@@ -197,7 +236,7 @@ export class UsbTransport implements Transport {
       return;
     }
     for (const slot of this.inSlots) {
-      if (!this.submitIn(slot)) return;
+      if (!this.submitIn(slot, this.freeIn())) return;
     }
   }
 
@@ -230,6 +269,10 @@ export class UsbTransport implements Transport {
   inDone(slot: TransferSlot, error: Error | undefined, buffer: Buffer, actualLength: number): void {
     slot.busy = false;
     this.inPending--;
+    const memory = buffer.buffer;
+    // 1 while mux has the chunk: views mux retains add to it, and the count drops to 0 (the
+    // buffer is free again) when the last of them is released.
+    this.inViews.set(memory, 1);
     if (error === undefined) {
       if (this.state === 'polling' && actualLength > 0) {
         if (this.log.isLevelEnabled('trace')) this.log.trace({ len: actualLength }, 'bulk IN');
@@ -238,8 +281,45 @@ export class UsbTransport implements Transport {
     } else if (libusbErrno(error) !== LIBUSB_TRANSFER_CANCELLED && this.state === 'polling') {
       this.fail(transferFailure('in', error));
     }
-    if (this.state === 'polling') this.submitIn(slot);
+    const count = this.inViews.get(memory) ?? KEPT;
+    let next: Buffer | undefined;
+    if (count === 1) {
+      // Nothing of it outlives onData: the same buffer goes straight back in.
+      this.inViews.delete(memory);
+      next = buffer;
+    } else if (count !== KEPT) {
+      this.inViews.set(memory, count - 1);
+    }
+    if (this.state === 'polling') this.submitIn(slot, next ?? this.freeIn());
     else if (this.inPending === 0) this.checkQuiet();
+  }
+
+  /** A buffer for the next packet mux sends (see Transport.allocPacket). */
+  allocPacket(length: number): Buffer {
+    if (length < OUT_POOL_MIN || length > this.maxPacketSize) return Buffer.allocUnsafe(length);
+    let whole = this.outFree.pop();
+    if (whole === undefined) {
+      whole = Buffer.allocUnsafeSlow(this.maxPacketSize);
+      this.outBuffers.set(whole.buffer, whole);
+    }
+    return length === whole.length ? whole : whole.subarray(0, length);
+  }
+
+  /** An IN buffer whose last retained view was released: back to the free list. */
+  private recycleIn(memory: ArrayBufferLike): void {
+    this.inViews.delete(memory);
+    const whole = this.inBuffers.get(memory);
+    if (whole !== undefined && this.inFree.length < MAX_FREE_BUFFERS && this.state === 'polling') this.inFree.push(whole);
+  }
+
+  private freeIn(): Buffer {
+    const free = this.inFree.pop();
+    if (free !== undefined) return free;
+    // allocUnsafeSlow: memory of its own (never a slice of Node's shared pool), not zeroed; mux
+    // only ever sees the bytes the device wrote (the first actualLength).
+    const fresh = Buffer.allocUnsafeSlow(this.rxTransferSize);
+    this.inBuffers.set(fresh.buffer, fresh);
+    return fresh;
   }
 
   /** Completion of one OUT slot; called by the slot's callback. */
@@ -248,6 +328,9 @@ export class UsbTransport implements Transport {
     this.outPending--;
     slot.length = 0;
     slot.busy = false;
+    const pooled = slot.pooled;
+    slot.pooled = undefined;
+    if (pooled !== undefined && this.outFree.length < MAX_FREE_BUFFERS) this.outFree.push(pooled);
     this.freeSlots.push(slot);
     if (error !== undefined) {
       if (this.state === 'polling' || this.state === 'idle') this.fail(transferFailure('out', error));
@@ -262,6 +345,8 @@ export class UsbTransport implements Transport {
     const slot = this.freeSlots.pop() ?? this.newSlot();
     slot.busy = true;
     slot.length = buf.length;
+    // A buffer of allocPacket's comes back to the free list when this transfer is done.
+    slot.pooled = buf.length >= OUT_POOL_MIN ? this.outBuffers.get(buf.buffer) : undefined;
     this.outBytes += buf.length;
     this.outPending++;
     try {
@@ -269,6 +354,7 @@ export class UsbTransport implements Transport {
     } catch (err) {
       slot.busy = false;
       slot.length = 0;
+      slot.pooled = undefined;
       this.outBytes -= buf.length;
       this.outPending--;
       this.freeSlots.push(slot);
@@ -280,10 +366,10 @@ export class UsbTransport implements Transport {
     }
   }
 
-  /** A fresh buffer per submit: the previous one went to mux as is. False: failed (transport ends). */
-  private submitIn(slot: TransferSlot): boolean {
+  /** Submit `buffer` (free: no view of it is in use) on `slot`. False: failed (transport ends). */
+  private submitIn(slot: TransferSlot, buffer: Buffer): boolean {
     try {
-      slot.transfer.submit(Buffer.alloc(this.rxTransferSize));
+      slot.transfer.submit(buffer);
     } catch (err) {
       this.fail(transferFailure('in', err));
       return false;

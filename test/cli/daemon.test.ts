@@ -345,19 +345,21 @@ describe('logging', () => {
     const port = await freePort();
     const unix = await started(s.args);
     const tcp = await started(s.args.map((v) => (v === s.sock ? `127.0.0.1:${port}` : v)).map((v) => (v === s.pidfile ? 'NONE' : v)));
-    const clients = [
-      { d: unix, code: `s=socket.socket(socket.AF_UNIX); s.connect(${JSON.stringify(s.sock)})` },
-      { d: tcp, code: `s=socket.create_connection(("127.0.0.1", ${port}))` },
-    ];
-    for (const { d, code } of clients) {
-      const py = spawn('python3', ['-c', `import socket, time; ${code}; time.sleep(1.5)`], { stdio: 'ignore' });
-      const line = await d.waitFor((l) => l.msg === 'client identity');
-      expect(line['pid']).toBe(py.pid);
-      expect(String(line['cmdline'])).toMatch(/python3?\S* -c import socket/);
-      const closed = await d.waitFor((l) => l.msg === 'client disconnected');
-      expect(closed['pid']).toBe(py.pid);
-      expect(closed['peer']).toBe(line['peer']);
-    }
+    const python = (code: string): ReturnType<typeof spawn> => spawn('python3', ['-c', `import socket, time; ${code}; time.sleep(1.5)`], { stdio: 'ignore' });
+    // Unix: pid from SO_PEERCRED at accept, so pid and command line are on the connect line.
+    const viaUnix = python(`s=socket.socket(socket.AF_UNIX); s.connect(${JSON.stringify(s.sock)})`);
+    const connected = await unix.waitFor((l) => l.msg === 'client connected' && l['pid'] === viaUnix.pid);
+    expect(String(connected['cmdline'])).toMatch(/python3?\S* -c import socket/);
+    const closedUnix = await unix.waitFor((l) => l.msg === 'client closed');
+    expect(closedUnix['pid']).toBe(viaUnix.pid);
+    // TCP: found later through /proc, on lines of their own.
+    const viaTcp = python(`s=socket.create_connection(("127.0.0.1", ${port}))`);
+    const line = await tcp.waitFor((l) => l.msg === 'client identity');
+    expect(line['pid']).toBe(viaTcp.pid);
+    expect(String(line['cmdline'])).toMatch(/python3?\S* -c import socket/);
+    const closed = await tcp.waitFor((l) => l.msg === 'client disconnected');
+    expect(closed['pid']).toBe(viaTcp.pid);
+    expect(closed['peer']).toBe(line['peer']);
   });
 
   it('-f -vv logs at trace', async () => {

@@ -266,6 +266,8 @@ export interface EmulatorBridgeOptions {
   readonly entry?: string;
   /** `--state FILE`: the phone's identity kept across plugs (and shared with its Wi-Fi face). */
   readonly statePath?: string;
+  /** Appended to the bridge's arguments. */
+  readonly extraArgs?: readonly string[];
 }
 
 /** Start the device emulator on the testbed's device socket and wait until it is connected. */
@@ -275,6 +277,7 @@ export async function startEmulatorBridge(testbed: UsbTestbed, options: Emulator
   const args = [entry, '--socket', testbed.devSock];
   if (options.udid !== undefined) args.push('--udid', options.udid);
   if (options.statePath !== undefined) args.push('--state', options.statePath);
+  args.push(...(options.extraArgs ?? []));
   const logDir = mkdtempSync(join(tmpdir(), 'muxd-bridge-log-'));
   const log = new OutputFile(logDir, 'bridge.log');
   const child = spawn(process.execPath, args, { stdio: ['ignore', log.fd, log.fd] });
