@@ -11,17 +11,22 @@
  * pino-pretty is an optional dependency loaded on demand, and without it we fall back to JSON
  * with one warning.
  *
- * JSON on stderr is written asynchronously into a bounded buffer: a reader that stops reading (a
- * pipe into a stalled process, `usbmuxd -f | less` left paused) must not stop the daemon. A
- * synchronous write would retry EAGAIN every 100 ms forever, freezing every client and device
- * (usbmuxd blocks in write() the same way). Lines that do not fit are dropped and counted, and a
- * warning says how many once the reader is back. At exit the buffer is flushed synchronously, for
- * at most EXIT_FLUSH_MS, so the fatal line of a crash still gets out. A log file is written
- * synchronously (a file does not stall; a full disk is reported, not waited for).
+ * A reader that stops reading stderr (a pipe into a stalled process, `usbmuxd -f | less` left
+ * paused) must not stop the daemon: a blocking write would retry EAGAIN every 100 ms forever,
+ * freezing every client and device (usbmuxd blocks in write() the same way). JSON on a pipe or a
+ * socket (journald) goes through StderrWriter: one write(2) per line on the main thread, the
+ * descriptor non-blocking, lines that do not fit a bounded backlog dropped and counted, and a
+ * warning says how many once the reader is back. On a terminal it is written asynchronously by
+ * sonic-boom into the same bound (a terminal is blocking: a write there could stall the thread).
+ * At exit what is held is flushed synchronously for at most EXIT_FLUSH_MS, so the fatal line of a
+ * crash still gets out. A file, stderr or `-l`, is written synchronously (a file does not stall; a
+ * full disk is reported, not waited for).
  */
+import { fstatSync } from 'node:fs';
 import { pino } from 'pino';
 import type { DestinationStream, Level, Logger } from 'pino';
 import type { DaemonConfig } from '../config.js';
+import { StderrWriter } from './stderr-writer.js';
 
 const LADDER: readonly Level[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 /** Bytes of log lines held for a slow stderr reader before lines are dropped. */
@@ -40,6 +45,21 @@ export function levelFor(config: Pick<DaemonConfig, 'verbose' | 'foreground' | '
   const base = config.foreground || config.logfile !== undefined ? INFO_INDEX : WARN_INDEX;
   const index = Math.min(base + config.verbose, LADDER.length - 1);
   return LADDER[index] ?? 'trace';
+}
+
+/**
+ * What stderr is, for how it is written: a file (or /dev/null) never stalls, a pipe or socket can
+ * be made non-blocking, a terminal cannot (it is shared with the shell).
+ */
+export function descriptorKind(fd: number): 'file' | 'stream' | 'other' {
+  try {
+    const st = fstatSync(fd);
+    if (st.isFile()) return 'file';
+    if (st.isFIFO() || st.isSocket()) return 'stream';
+    return 'other';
+  } catch {
+    return 'other';
+  }
 }
 
 /** Whether the lines should be pretty-printed. */
@@ -91,12 +111,25 @@ export async function createRootLogger(
     }
   }
   let sonic: ReturnType<typeof pino.destination> | undefined;
+  let writer: StderrWriter | undefined;
   // Exit-time flushes retry EAGAIN for EXIT_FLUSH_MS at most; running, the async retries are timers.
   let exitRetries: number | undefined;
   const dropped = { lines: 0, timer: undefined as NodeJS.Timeout | undefined };
+  const onDrop = (): void => {
+    dropped.lines++;
+    dropped.timer ??= setTimeout(reportDrops, DROP_REPORT_MS).unref();
+  };
   if (!stream) {
+    const stderrKind = config.logfile === undefined ? descriptorKind(2) : 'file';
     if (config.logfile !== undefined) {
       sonic = pino.destination({ dest: config.logfile, append: true, mkdir: true, sync: true });
+    } else if (stderrKind === 'file') {
+      sonic = pino.destination({ fd: 2, sync: true });
+    } else if (stderrKind === 'stream') {
+      // Opening process.stderr makes a pipe or socket non-blocking (libuv), which StderrWriter
+      // needs; Node's own warnings written there must not crash the daemon when the reader is gone.
+      process.stderr.on('error', () => undefined);
+      writer = new StderrWriter({ fd: 2, maxQueuedBytes: STDERR_BUFFER_BYTES, onDrop });
     } else {
       sonic = pino.destination({
         fd: 2,
@@ -104,14 +137,11 @@ export async function createRootLogger(
         maxLength: STDERR_BUFFER_BYTES,
         retryEAGAIN: () => exitRetries === undefined || exitRetries-- > 0,
       });
-      sonic.on('drop', () => {
-        dropped.lines++;
-        dropped.timer ??= setTimeout(reportDrops, DROP_REPORT_MS).unref();
-      });
+      sonic.on('drop', onDrop);
       // A reader that went away (EPIPE): the lines have nowhere to go, and that is no crash.
       sonic.on('error', () => undefined);
     }
-    stream = sonic;
+    stream = writer ?? sonic;
   }
   const log = pino({ level, base }, stream);
   function reportDrops(): void {
@@ -124,6 +154,7 @@ export async function createRootLogger(
   return {
     log,
     flush(): void {
+      writer?.flushSync(Date.now() + EXIT_FLUSH_MS);
       if (sonic) {
         exitRetries = Math.ceil(EXIT_FLUSH_MS / EAGAIN_RETRY_MS);
         try { sonic.flushSync(); } catch { /* a closed or stalled fd at exit: what is left is lost */ }
