@@ -53,3 +53,33 @@ it('serves 20 000 requests with stderr unread, reports the dropped lines later, 
     expect(code).toBe(0);
   }
 });
+
+it('keeps serving when its stderr reader goes away (EPIPE), and still exits 0 on SIGTERM', async () => {
+  const dir = tempDir('muxd-stderr-');
+  const path = join(dir, 'sock');
+  const child = spawn(process.execPath, [mainJs, '-f', '-v', '-v', '--no-usb', '--no-network', '--virtual-device', '-S', path, '-P', 'NONE', '-C', join(dir, 'lockdown')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  try {
+    let first = '';
+    child.stderr.setEncoding('utf8');
+    const ready = new Promise<void>((resolve) => {
+      child.stderr.on('data', (d: string) => {
+        first += d;
+        if (first.includes('usbmuxd ready')) resolve();
+      });
+    });
+    await ready;
+    // The reader is gone: every later line meets EPIPE.
+    child.stderr.destroy();
+    const client = await MuxdClient.connect({ path });
+    const request = encodePlistRequest(1, { MessageType: 'ListDevices', ProgName: 'gone-stderr' });
+    for (let i = 0; i < 200; i++) {
+      client.send(request);
+      expect((await client.readReply()).reply.kind).toBe('plist');
+    }
+    await client.close();
+  } finally {
+    child.kill('SIGTERM');
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(0);
+  }
+});
