@@ -14,17 +14,13 @@
  *                                device RST: reset; FIN or other flags, a protocol violation
  *                                (the session's onViolation), reset(): reset (RST from us);
  *                                transport gone: closed (nothing sent);
- *                                finishing, every byte sent and acked (or END_ACK_TIMEOUT_MS
- *                                without an ack, warned) and the device quiet: reset (RST from
- *                                us), sink hears local-end
+ *                                finishing, when end-gate.ts says so: reset (RST from us), sink
+ *                                hears local-end
  *
  * There is no FIN in this protocol: connections end with RST. So `end()` (the client finished
- * writing) cannot tell the device; it keeps the connection open, both ways, until the device has
- * acknowledged every byte `write` accepted, and only then sends the RST. A device that was still
- * sending (data within END_QUIET_MS before end() or after it, or unconsumed or unacked) may hold more behind
- * our window: the RST then waits until it has sent nothing for END_QUIET_MS with our window fully
- * reopened (END_QUIET_MAX_MS at most). Data from the device is delivered as
- * views; our ack advances only when the sink calls `done` (consumed). The window-opening ACK waits
+ * writing) cannot tell the device; the connection stays open both ways while its EndGate waits
+ * for the device to acknowledge every byte `write` accepted (and to go quiet, if it was sending).
+ * Data from the device is delivered as views; our ack advances only when the sink calls `done` (consumed). The window-opening ACK waits
  * for the session's once-per-turn flush (`flushTurn`), which sends a bare ACK only once a quarter
  * of our window (ACK_EVERY_WINDOW_FRACTION) has been consumed since the last ack we sent: the
  * device still has at least 3/4 of the window open then, so it never waits on us, and smaller
@@ -35,6 +31,8 @@ import type { CloseReason, ConnectionSink, DeviceConnection } from '../devices/a
 import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError } from '../devices/errors.js';
 import type { Logger } from '../log.js';
 import { ACK_EVERY_WINDOW_FRACTION, END_QUIET_MAX_MS, END_QUIET_MS, TcpFlag } from './constants.js';
+import { EndGate } from './end-gate.js';
+import type { EndReason } from './end-gate.js';
 import { SequenceGapError, WindowOverrunError } from './errors.js';
 import { SendQueue } from './send-queue.js';
 import type { ChunkRecycler } from './transport.js';
@@ -137,21 +135,10 @@ export class Connection implements DeviceConnection {
   private ackTimer: NodeJS.Timeout | undefined;
   private ackTimerArmed = false;
   private connectTimer: NodeJS.Timeout | undefined;
-  /** While finishing: fires after endTimeoutMs without ack progress. */
-  private endTimer: NodeJS.Timeout | undefined;
   /** When the device's latest payload arrived (Date.now()); tells end() whether it is still sending. */
   private lastRxAt = 0;
-  /** While finishing: the device was sending to us around end() or has sent since. */
-  private deviceActive = false;
-  /** end(true): nobody takes the device's bytes any more. */
-  private readerGone = false;
-  /** While finishing with everything acked: when that was (Date.now()), and the quiet check. */
-  private ackedAllAt: number | undefined;
-  private quietTimer: NodeJS.Timeout | undefined;
-  /** rxSeq when the quiet timer was armed: unchanged when it fires means the device sent nothing. */
-  private quietSeq = 0;
-  /** Our window was wide open (all consumed, ack sent) when the quiet timer was armed. */
-  private quietWindowOpen = false;
+  /** While finishing: when the RST may go (end-gate.ts). */
+  private endGate: EndGate | undefined;
   private waiter: ConnectWaiter | undefined;
   /** The TCP header of our next segment: ports and window fixed, the rest filled per send. */
   private readonly header: TcpHeader;
@@ -242,7 +229,7 @@ export class Connection implements DeviceConnection {
    */
   onSegment(tcp: TcpHeader, payload: Buffer): void {
     // Every segment updates these before the state is looked at (§2.7).
-    if (this.phase === 'finishing' && tcp.ack !== this.rxAck) this.endTimer?.refresh();
+    if (tcp.ack !== this.rxAck) this.endGate?.noteAckProgress();
     this.rxAck = tcp.ack;
     this.rxWindow = tcp.window;
     switch (this.phase) {
@@ -262,7 +249,7 @@ export class Connection implements DeviceConnection {
         // The device acked or opened its window: send what now fits, then maybe onWritable.
         if (this.queue.length > 0) this.pump(Number.POSITIVE_INFINITY, false);
         this.notifyWritable();
-        this.finishIfDone();
+        this.endGate?.check();
         return;
       case 'ended':
         return;
@@ -306,7 +293,7 @@ export class Connection implements DeviceConnection {
     this.rxSeq = (this.rxSeq + length) >>> 0;
     this.unconsumed += length;
     this.lastRxAt = Date.now();
-    if (this.phase === 'finishing' && !this.readerGone) this.deviceActive = true;
+    this.endGate?.noteData();
     const sink = this.sink;
     if (sink === undefined) {
       this.recycler?.retain(payload);
@@ -474,86 +461,55 @@ export class Connection implements DeviceConnection {
    * RST does not wait for the device to go quiet.
    */
   end(readerGone = false): void {
-    if (readerGone) this.readerGone = true;
     switch (this.phase) {
-      case 'established':
+      case 'established': {
         this.phase = 'finishing';
         this.wantWritable = false;
-        this.deviceActive = !this.readerGone && (this.unconsumed > 0 || this.txAck !== this.txAckSent || Date.now() - this.lastRxAt < END_QUIET_MS);
+        const busy = this.unconsumed > 0 || this.txAck !== this.txAckSent || Date.now() - this.lastRxAt < END_QUIET_MS;
+        const host = {
+          allAcked: () => this.allAcked(),
+          deviceSeq: () => this.rxSeq,
+          windowOpen: () => this.unconsumed === 0 && this.txAck === this.txAckSent,
+          close: (reason: EndReason) => { this.endGateClosed(reason); },
+        };
+        const gate = new EndGate(host, this.endTimeoutMs, readerGone, busy);
+        this.endGate = gate;
         this.queue.release();
         if (this.queue.length > 0) this.pump(Number.POSITIVE_INFINITY, false);
-        if (this.finishIfDone() || this.ackedAllAt !== undefined) return;
-        this.log.debug({ queued: this.queue.length, unacked: this.inFlight() }, 'finishing: waiting for the device to acknowledge our last bytes');
-        this.endTimer = setTimeout(this.onEndTimeout, this.endTimeoutMs);
-        this.endTimer.unref();
+        if (gate.start()) this.log.debug({ queued: this.queue.length, unacked: this.inFlight() }, 'finishing: waiting for the device to acknowledge our last bytes');
         return;
+      }
       case 'pending':
       case 'syn-sent':
         this.reset(); // nothing was accepted before the handshake
         return;
       case 'finishing':
-        if (readerGone) {
-          this.deviceActive = false;
-          this.finishIfDone();
-        }
+        if (readerGone) this.endGate?.readerGone();
         return;
       case 'ended':
         return;
     }
   }
 
-  /**
-   * Finishing, every accepted byte sent and acknowledged, and the device quiet (or never active):
-   * RST, local-end. Otherwise the quiet check is armed. Returns whether it ended.
-   */
-  private finishIfDone(): boolean {
-    if (this.phase !== 'finishing' || this.queue.length > 0 || this.inFlight() > 0) return false;
-    if (this.deviceActive) {
-      const now = Date.now();
-      if (this.ackedAllAt === undefined) {
-        this.ackedAllAt = now;
-        if (this.endTimer !== undefined) clearTimeout(this.endTimer);
-        this.endTimer = undefined;
-      }
-      if (now - this.ackedAllAt < END_QUIET_MAX_MS) {
-        if (this.quietTimer === undefined) this.armQuietCheck();
-        return false;
-      }
+  /** Every byte `write` accepted has been sent and acknowledged. */
+  private allAcked(): boolean {
+    return this.queue.length === 0 && this.inFlight() === 0;
+  }
+
+  /** The end gate's verdict: RST, and the sink hears local-end. */
+  private endGateClosed(reason: EndReason): void {
+    if (this.phase !== 'finishing') return;
+    if (reason === 'ack-timeout') {
+      this.log.warn(
+        { unacked: this.inFlight(), unsent: this.queue.length, timeoutMs: this.endTimeoutMs },
+        'device acknowledged nothing after the client ended; resetting with bytes unconfirmed',
+      );
+    } else if (reason === 'still-sending') {
       this.log.debug({ maxMs: END_QUIET_MAX_MS }, 'device still sending after the client ended; resetting');
     }
     this.transmit(TcpFlag.RST, undefined, 0);
     this.finish('reset', 'local-end');
-    return true;
   }
-
-  private armQuietCheck(): void {
-    this.quietSeq = this.rxSeq;
-    this.quietWindowOpen = this.unconsumed === 0 && this.txAck === this.txAckSent;
-    this.quietTimer = setTimeout(this.onQuietCheck, END_QUIET_MS);
-    this.quietTimer.unref();
-  }
-
-  /**
-   * The device had our whole window when the check was armed and sent nothing since (so nothing
-   * can have closed the window either): it is done. Otherwise look again later.
-   */
-  private readonly onQuietCheck = (): void => {
-    this.quietTimer = undefined;
-    if (this.phase !== 'finishing') return;
-    if (this.quietWindowOpen && this.rxSeq === this.quietSeq) this.deviceActive = false;
-    this.finishIfDone(); // re-arms the check while the device is still active
-  };
-
-  private readonly onEndTimeout = (): void => {
-    this.endTimer = undefined;
-    if (this.phase !== 'finishing') return;
-    this.log.warn(
-      { unacked: this.inFlight(), unsent: this.queue.length, timeoutMs: this.endTimeoutMs },
-      'device acknowledged nothing after the client ended; resetting with bytes unconfirmed',
-    );
-    this.transmit(TcpFlag.RST, undefined, 0);
-    this.finish('reset', 'local-end');
-  };
 
   reset(): void {
     switch (this.phase) {
@@ -620,10 +576,7 @@ export class Connection implements DeviceConnection {
     this.outcome = outcome;
     this.queue.clear();
     this.clearConnectTimer();
-    if (this.endTimer !== undefined) clearTimeout(this.endTimer);
-    this.endTimer = undefined;
-    if (this.quietTimer !== undefined) clearTimeout(this.quietTimer);
-    this.quietTimer = undefined;
+    this.endGate?.stop();
     if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
     this.ackTimerArmed = false;
