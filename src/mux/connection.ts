@@ -20,12 +20,12 @@
  * There is no FIN in this protocol: connections end with RST. So `end()` (the client finished
  * writing) cannot tell the device; the connection stays open both ways while its EndGate waits
  * for the device to acknowledge every byte `write` accepted (and to go quiet, if it was sending).
- * Data from the device is delivered as views; our ack advances only when the sink calls `done` (consumed). The window-opening ACK waits
- * for the session's once-per-turn flush (`flushTurn`), which sends a bare ACK only once a quarter
- * of our window (ACK_EVERY_WINDOW_FRACTION) has been consumed since the last ack we sent: the
- * device still has at least 3/4 of the window open then, so it never waits on us, and smaller
- * amounts ride on our next data segment or the `ackDelayMs` safety-net timer. Towards the device,
- * segment sizes follow the rules of send-queue.ts.
+ * Data from the device is delivered as views; our ack advances only when the sink calls `done`
+ * (consumed). The window-opening ACK waits for the session's once-per-turn flush (`flushTurn`),
+ * which sends a bare ACK only once a quarter of our window (ACK_EVERY_WINDOW_FRACTION) has been
+ * consumed since the last ack we sent: the device still has at least 3/4 of the window open then,
+ * so it never waits on us, and smaller amounts ride on our next data segment or the `ackDelayMs`
+ * safety-net timer. Towards the device, segment sizes follow the rules of send-queue.ts.
  */
 import type { CloseReason, ConnectionSink, DeviceConnection } from '../devices/api.js';
 import { ConnectionRefusedError, ConnectTimeoutError, DeviceGoneError } from '../devices/errors.js';
