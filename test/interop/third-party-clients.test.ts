@@ -20,13 +20,11 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sourceByte } from '../../src/emulator/services.js';
 import { firstPatternMismatch, freePort, sha256, tcpEchoRoundTrip } from '../support/clients.js';
-import type { RunningDaemon } from '../support/daemon.js';
-import { waitForDeviceCount } from '../support/daemon.js';
 import { encodePlistRequest, oneShot } from '../support/raw-client.js';
 import { ClientSeat, describeResult, requireThirdPartyClients, THIRD_PARTY_CLIENTS } from '../support/third-party-clients.js';
 import type { Running, ThirdPartyClient } from '../support/third-party-clients.js';
-import { TESTBED_UDID, hardwareMode, startEmulatorBridge, startOurUsbDaemon, startReferenceUsbDaemon, startUsbTestbed } from '../support/usb-testbed.js';
-import type { EmulatorBridge, UsbTestbed } from '../support/usb-testbed.js';
+import { TESTBED_UDID, hardwareMode, startUsbStack, stopUsbStack } from '../support/usb-testbed.js';
+import type { UsbStack } from '../support/usb-testbed.js';
 import { parseJsonLines, SERVICE_COMMANDS } from './third-party-services.js';
 
 const ECHO = 7;
@@ -56,10 +54,7 @@ async function cell(client: ThirdPartyClient, command: string, kind: Kind, body:
   }
 }
 
-interface Rig {
-  readonly testbed: UsbTestbed;
-  readonly bridge: EmulatorBridge;
-  readonly daemon: RunningDaemon;
+interface Rig extends UsbStack {
   stopped: boolean;
 }
 
@@ -70,18 +65,19 @@ interface Rig {
  * lockdown in between finds no pair record: tidevice list then leaves the phone out.)
  */
 async function startRig(kind: Kind): Promise<Rig> {
-  const testbed = await startUsbTestbed();
-  const bridge = await startEmulatorBridge(testbed);
-  const daemon = kind === 'ours' ? await startOurUsbDaemon(testbed.env, { preflight: true }) : await startReferenceUsbDaemon(testbed.env, { preflight: true });
-  await waitForDeviceCount(daemon.socketPath, 1, 20_000);
+  const stack = await startUsbStack(kind, { preflight: true, listedWithinMs: 20_000 });
+  const daemon = stack.daemon;
   const deadline = Date.now() + 20_000;
   for (;;) {
     const reply = await oneShot(daemon.socketPath, encodePlistRequest({ MessageType: 'ReadPairRecord', PairRecordID: TESTBED_UDID, ProgName: 'third-party-rig' }, 1), 3000);
     if (reply.kind === 'frame' && reply.frame.body.includes('PairRecordData')) break;
-    if (Date.now() > deadline) throw new Error(`${kind}: preflight did not pair the phone within 20 s\n${daemon.logs().slice(-3000)}`);
+    if (Date.now() > deadline) {
+      await stopUsbStack(stack);
+      throw new Error(`${kind}: preflight did not pair the phone within 20 s\n${daemon.logs().slice(-3000)}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { testbed, bridge, daemon, stopped: false };
+  return { ...stack, stopped: false };
 }
 
 /** Waits until no OUT transfer has reached the phone for `quietMs`, then stops daemon, bridge and testbed. */
@@ -95,9 +91,7 @@ async function stopRig(rig: Rig, quietMs = 500): Promise<void> {
     last = now;
     await new Promise((r) => setTimeout(r, quietMs));
   }
-  await rig.daemon.stop();
-  await rig.bridge.stop();
-  await rig.testbed.stop();
+  await stopUsbStack(rig);
 }
 
 /** What the phone's discard service received in this rig's life (from the bridge's closing stats). */

@@ -132,6 +132,16 @@ export async function waitForDeviceCount(socketPath: string, count: number, time
   }
 }
 
+/** The DeviceID of the first device ListDevices lists (throws if none is). */
+export async function firstListedDeviceId(socketPath: string): Promise<number> {
+  const reply = await oneShot(socketPath, encodePlistRequest({ MessageType: 'ListDevices', ProgName: 'interop-harness' }, 1), 3000);
+  if (reply.kind !== 'frame') throw new Error(`ListDevices: ${reply.kind}`);
+  const list = (plist.parse(reply.frame.body.toString('utf8')) as { DeviceList?: { DeviceID?: number }[] }).DeviceList;
+  const id = list?.[0]?.DeviceID;
+  if (id === undefined) throw new Error('no device listed');
+  return id;
+}
+
 export interface ReferenceDaemonOptions {
   /** How long to wait for the socket to accept. Default 10 s. */
   readonly readyTimeoutMs?: number;

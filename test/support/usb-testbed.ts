@@ -20,7 +20,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { referenceDaemonBinary, waitUntilAccepting } from './daemon.js';
+import { referenceDaemonBinary, waitForDeviceCount, waitUntilAccepting } from './daemon.js';
 import { OutputFile } from './output-file.js';
 import type { RunningDaemon } from './daemon.js';
 
@@ -428,4 +428,37 @@ async function superviseDaemon(
     throw new Error(`${kind} daemon did not come up: ${err instanceof Error ? err.message : String(err)}\n--- log ---\n${logs()}`);
   }
   return { kind, socketPath, pid, configDir, logs, stop };
+}
+
+/** The usb tier's usual stack: a testbed, the emulated iPhone on it, and a daemon that lists it. */
+export interface UsbStack {
+  readonly testbed: UsbTestbed;
+  readonly bridge: EmulatorBridge;
+  readonly daemon: RunningDaemon;
+}
+
+/**
+ * Start a UsbStack with our daemon or usbmuxd 1.1.1 and wait until the phone is listed (within
+ * `listedWithinMs`). What started is stopped again if a later step fails.
+ */
+export async function startUsbStack(kind: 'ours' | 'reference', options: UsbDaemonOptions & { readonly listedWithinMs?: number } = {}): Promise<UsbStack> {
+  const testbed = await startUsbTestbed();
+  let bridge: EmulatorBridge | undefined;
+  let daemon: RunningDaemon | undefined;
+  try {
+    bridge = await startEmulatorBridge(testbed);
+    daemon = kind === 'ours' ? await startOurUsbDaemon(testbed.env, options) : await startReferenceUsbDaemon(testbed.env, options);
+    await waitForDeviceCount(daemon.socketPath, 1, options.listedWithinMs ?? 15_000);
+    return { testbed, bridge, daemon };
+  } catch (err) {
+    await stopUsbStack({ testbed, bridge, daemon });
+    throw err;
+  }
+}
+
+/** Stop the daemon, then the phone, then the testbed (whichever exist). */
+export async function stopUsbStack(stack: { readonly testbed?: UsbTestbed | undefined; readonly bridge?: EmulatorBridge | undefined; readonly daemon?: RunningDaemon | undefined } | undefined): Promise<void> {
+  await stack?.daemon?.stop();
+  await stack?.bridge?.stop();
+  await stack?.testbed?.stop();
 }

@@ -12,24 +12,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { idevicePairUntilTrusted, muxdEnv, runClientOk } from '../support/clients.js';
-import type { RunningDaemon } from '../support/daemon.js';
-import { waitForDeviceCount } from '../support/daemon.js';
-import { hardwareMode, startEmulatorBridge, startOurUsbDaemon, startReferenceUsbDaemon, startUsbTestbed } from '../support/usb-testbed.js';
-import type { EmulatorBridge, UsbTestbed } from '../support/usb-testbed.js';
+import { hardwareMode, startUsbStack, stopUsbStack } from '../support/usb-testbed.js';
+import type { UsbStack } from '../support/usb-testbed.js';
 
-interface Rig {
-  readonly testbed: UsbTestbed;
-  readonly bridge: EmulatorBridge;
-  readonly daemon: RunningDaemon;
-}
-
-async function rig(kind: 'ours' | 'reference'): Promise<Rig> {
-  const testbed = await startUsbTestbed();
-  const bridge = await startEmulatorBridge(testbed);
-  const daemon = kind === 'ours' ? await startOurUsbDaemon(testbed.env) : await startReferenceUsbDaemon(testbed.env);
-  await waitForDeviceCount(daemon.socketPath, 1, 15_000);
-  await idevicePairUntilTrusted(daemon.socketPath, { timeoutMs: 20_000 });
-  return { testbed, bridge, daemon };
+/** A stack whose phone the daemon has paired (the services need a lockdown session). */
+async function rig(kind: 'ours' | 'reference'): Promise<UsbStack> {
+  const stack = await startUsbStack(kind);
+  try {
+    await idevicePairUntilTrusted(stack.daemon.socketPath, { timeoutMs: 20_000 });
+  } catch (err) {
+    await stopUsbStack(stack);
+    throw err;
+  }
+  return stack;
 }
 
 /** idevicesyslog until `count` lines, then killed. */
@@ -53,7 +48,7 @@ function syslogLines(socketPath: string, count: number): Promise<string[]> {
 }
 
 describe.skipIf(hardwareMode())("the emulated iPhone's services through usbmuxd 1.1.1 and through ours, over USB", () => {
-  const rigs: Partial<Record<'reference' | 'ours', Rig>> = {};
+  const rigs: Partial<Record<'reference' | 'ours', UsbStack>> = {};
   const scratch = mkdtempSync(join(tmpdir(), 'muxd-usb-services-'));
 
   beforeAll(async () => {
@@ -63,13 +58,7 @@ describe.skipIf(hardwareMode())("the emulated iPhone's services through usbmuxd 
   });
 
   afterAll(async () => {
-    await Promise.all(
-      Object.values(rigs).map(async (r) => {
-        await r.daemon.stop();
-        await r.bridge.stop();
-        await r.testbed.stop();
-      }),
-    );
+    await Promise.all(Object.values(rigs).map(stopUsbStack));
     rmSync(scratch, { recursive: true, force: true });
   });
 

@@ -10,59 +10,28 @@ import { randomBytes } from 'node:crypto';
 import plist from 'plist';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ideviceIdList, ideviceInfo, muxdEnv, parseIdeviceInfo, sha256, startEcho, startIproxy } from '../support/clients.js';
-import type { RunningDaemon } from '../support/daemon.js';
-import { waitForDeviceCount } from '../support/daemon.js';
+import { firstListedDeviceId } from '../support/daemon.js';
 import { encodePlistRequest, oneShot } from '../support/raw-client.js';
-import { TESTBED_UDID, hardwareMode, startEmulatorBridge, startOurUsbDaemon, startReferenceUsbDaemon, startUsbTestbed } from '../support/usb-testbed.js';
-import type { EmulatorBridge, TestbedStats, UsbTestbed } from '../support/usb-testbed.js';
-
-interface Rig {
-  readonly testbed: UsbTestbed;
-  readonly bridge: EmulatorBridge;
-  readonly daemon: RunningDaemon;
-}
-
-async function rig(kind: 'ours' | 'reference'): Promise<Rig> {
-  const testbed = await startUsbTestbed();
-  const bridge = await startEmulatorBridge(testbed);
-  // Both without preflight (the starters pass -p by default): the USB-side comparisons below count
-  // IN URBs in flight, which preflight's lockdown traffic would race. Preflight: preflight.test.ts.
-  const daemon = kind === 'ours' ? await startOurUsbDaemon(testbed.env) : await startReferenceUsbDaemon(testbed.env);
-  await waitForDeviceCount(daemon.socketPath, 1, 15_000);
-  return { testbed, bridge, daemon };
-}
-
-async function firstDeviceId(socketPath: string): Promise<number> {
-  const reply = await oneShot(socketPath, encodePlistRequest({ MessageType: 'ListDevices', ProgName: 'ports' }, 1), 3000);
-  if (reply.kind !== 'frame') throw new Error(`ListDevices: ${reply.kind}`);
-  const list = (plist.parse(reply.frame.body.toString('utf8')) as { DeviceList?: { DeviceID?: number }[] }).DeviceList;
-  const id = list?.[0]?.DeviceID;
-  if (id === undefined) throw new Error('no device listed');
-  return id;
-}
-
-async function teardown(r: Rig | undefined): Promise<void> {
-  if (!r) return;
-  await r.daemon.stop();
-  await r.bridge.stop();
-  await r.testbed.stop();
-}
+import { TESTBED_UDID, hardwareMode, startUsbStack, stopUsbStack } from '../support/usb-testbed.js';
+import type { TestbedStats, UsbStack } from '../support/usb-testbed.js';
 
 describe.skipIf(hardwareMode())('usbmuxd 1.1.1 and ours on the same harness and emulator', () => {
-  let reference: Rig | undefined;
-  let ours: Rig | undefined;
+  let reference: UsbStack | undefined;
+  let ours: UsbStack | undefined;
 
-  const both = (): [Rig, Rig] => {
+  const both = (): [UsbStack, UsbStack] => {
     if (!reference || !ours) throw new Error('rigs not started');
     return [reference, ours];
   };
 
   beforeAll(async () => {
-    [reference, ours] = await Promise.all([rig('reference'), rig('ours')]);
+    // Both without preflight (the starters pass -p by default): the USB-side comparisons below
+    // count IN URBs in flight, which preflight's lockdown traffic would race (preflight.test.ts).
+    [reference, ours] = await Promise.all([startUsbStack('reference'), startUsbStack('ours')]);
   });
 
   afterAll(async () => {
-    await Promise.all([teardown(reference), teardown(ours)]);
+    await Promise.all([stopUsbStack(reference), stopUsbStack(ours)]);
   });
 
   it('both list the emulated iPhone under the same UDID (idevice_id -l)', async () => {
@@ -101,7 +70,7 @@ describe.skipIf(hardwareMode())('usbmuxd 1.1.1 and ours on the same harness and 
       seen[name] = [];
       for (const port of [0, 1, 62078]) {
         // PortNumber as libusbmuxd sends it: htons(port) read as a little-endian integer.
-        const request = encodePlistRequest({ MessageType: 'Connect', DeviceID: await firstDeviceId(r.daemon.socketPath), PortNumber: ((port & 0xff) << 8) | (port >> 8), ProgName: 'ports', ClientVersionString: 't' }, 7);
+        const request = encodePlistRequest({ MessageType: 'Connect', DeviceID: await firstListedDeviceId(r.daemon.socketPath), PortNumber: ((port & 0xff) << 8) | (port >> 8), ProgName: 'ports', ClientVersionString: 't' }, 7);
         const reply = await oneShot(r.daemon.socketPath, request, 3000);
         const body = reply.kind === 'frame' ? (plist.parse(reply.frame.body.toString('utf8')) as Record<string, unknown>) : reply.kind;
         seen[name].push(typeof body === 'object' ? body['Number'] : body);

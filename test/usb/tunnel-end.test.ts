@@ -18,15 +18,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import plist from 'plist';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../support/clients.js';
 import type { RunningDaemon } from '../support/daemon.js';
-import { waitForDeviceCount } from '../support/daemon.js';
+import { firstListedDeviceId } from '../support/daemon.js';
 import { MuxdClient } from '../support/muxd-client.js';
-import { encodePlistRequest, oneShot } from '../support/raw-client.js';
-import { hardwareMode, startEmulatorBridge, startOurUsbDaemon, startReferenceUsbDaemon, startUsbTestbed } from '../support/usb-testbed.js';
-import type { EmulatorBridge, UsbTestbed } from '../support/usb-testbed.js';
+import { hardwareMode, startUsbStack, stopUsbStack } from '../support/usb-testbed.js';
+import type { UsbStack } from '../support/usb-testbed.js';
 
 const MIB = 1 << 20;
 const RUNS = 3;
@@ -40,15 +38,6 @@ interface Outcome {
   readonly eagerEchoIntact: boolean;
   /** How much of the echo a client that starts reading LATE_READ_MS after its EOF gets. */
   readonly lateEcho: number;
-}
-
-async function firstDeviceId(socketPath: string): Promise<number> {
-  const reply = await oneShot(socketPath, encodePlistRequest({ MessageType: 'ListDevices', ProgName: 'tunnel-end' }, 1), 3000);
-  if (reply.kind !== 'frame') throw new Error(`ListDevices: ${reply.kind}`);
-  const list = (plist.parse(reply.frame.body.toString('utf8')) as { DeviceList?: { DeviceID?: number }[] }).DeviceList;
-  const id = list?.[0]?.DeviceID;
-  if (id === undefined) throw new Error('no device listed');
-  return id;
 }
 
 /** Everything the tunnel delivers until the daemon ends it, reading from `delayMs` on. */
@@ -75,18 +64,14 @@ async function writeThenEnd(d: RunningDaemon, id: number, port: number, data: Bu
 }
 
 async function measure(kind: 'ours' | 'reference'): Promise<Outcome> {
-  let testbed: UsbTestbed | undefined;
-  let bridge: EmulatorBridge | undefined;
-  let daemon: RunningDaemon | undefined;
+  let stack: UsbStack | undefined;
   const eagerEcho: number[] = [];
   let eagerEchoIntact = true;
   let lateEcho = -1;
   try {
-    testbed = await startUsbTestbed();
-    bridge = await startEmulatorBridge(testbed);
-    daemon = kind === 'ours' ? await startOurUsbDaemon(testbed.env) : await startReferenceUsbDaemon(testbed.env);
-    await waitForDeviceCount(daemon.socketPath, 1, 15_000);
-    const id = await firstDeviceId(daemon.socketPath);
+    stack = await startUsbStack(kind);
+    const daemon = stack.daemon;
+    const id = await firstListedDeviceId(daemon.socketPath);
     for (let run = 0; run < RUNS; run++) {
       const data = randomBytes(MIB);
       const back = await writeThenEnd(daemon, id, 7, data, 0);
@@ -101,10 +86,9 @@ async function measure(kind: 'ours' | 'reference'): Promise<Outcome> {
     // reach the bridge before it is stopped and reports.
     await new Promise((r) => setTimeout(r, 500));
   } finally {
-    await daemon?.stop();
-    await bridge?.stop();
-    await testbed?.stop();
+    await stopUsbStack(stack);
   }
+  const bridge = stack.bridge;
   const stats = /"discardBytes":(\d+)/.exec(bridge.logs());
   if (stats?.[1] === undefined) throw new Error(`no stats line from the emulator bridge:\n${bridge.logs()}`);
   return { discarded: Number(stats[1]), eagerEcho, eagerEchoIntact, lateEcho };
