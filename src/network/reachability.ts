@@ -181,13 +181,8 @@ export class Reachability {
     for (const endpoint of this.order()) {
       if (key(endpoint) === key(current.endpoint)) continue;
       if (!this.stillUpWith(current)) return;
-      let session: DeviceSession;
-      try {
-        session = await this.opts.prove(endpoint, (why, err) => { this.sessionEnded(session, why, err); });
-      } catch (err) {
-        this.failed(endpoint, err);
-        continue;
-      }
+      const session = await this.tryProve(endpoint);
+      if (session === undefined) continue;
       if (!this.stillUpWith(current) || session.current !== 'beating') {
         session.close();
         return;
@@ -198,6 +193,18 @@ export class Reachability {
       this.opts.onDown(current, 'moved');
       this.up(endpoint, session);
       return;
+    }
+  }
+
+  /** A proved session at `endpoint`, or undefined after the failure is counted (failed()). */
+  private async tryProve(endpoint: Endpoint): Promise<DeviceSession | undefined> {
+    let session: DeviceSession | undefined;
+    try {
+      session = await this.opts.prove(endpoint, (why, err) => { if (session !== undefined) this.sessionEnded(session, why, err); });
+      return session;
+    } catch (err) {
+      this.failed(endpoint, err);
+      return undefined;
     }
   }
 
@@ -233,13 +240,8 @@ export class Reachability {
     this.redial = false;
     for (const endpoint of this.order()) {
       if (!this.dialing()) return;
-      let session: DeviceSession;
-      try {
-        session = await this.opts.prove(endpoint, (why, err) => { this.sessionEnded(session, why, err); });
-      } catch (err) {
-        this.failed(endpoint, err);
-        continue;
-      }
+      const session = await this.tryProve(endpoint);
+      if (session === undefined) continue;
       if (!this.dialing()) {
         session.close();
         return;
