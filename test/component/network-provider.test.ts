@@ -19,7 +19,7 @@ import type { Advert } from '../../src/network/index.js';
 import { computeAuthTag } from '../../src/network/identity.js';
 import { FilePairRecordStore } from '../../src/pairrecords/index.js';
 import { buildXml } from '../../src/plist/index.js';
-import { makePairing } from '../support/wifi-host.js';
+import { makePairing, pairRecordOf } from '../support/wifi-host.js';
 import type { Pairing } from '../support/wifi-host.js';
 
 const UDID = '00008120-0011223344556677';
@@ -38,17 +38,7 @@ afterEach(async () => {
 });
 
 function recordPlist(p: Pairing): Buffer {
-  const r = p.record;
-  return buildXml({
-    DeviceCertificate: Buffer.from(r.deviceCertificatePem),
-    HostCertificate: Buffer.from(r.hostCertificatePem),
-    HostID: r.hostId,
-    HostPrivateKey: Buffer.from(r.hostPrivateKeyPem),
-    RootCertificate: Buffer.from(r.rootCertificatePem),
-    RootPrivateKey: Buffer.from(r.rootPrivateKeyPem),
-    SystemBUID: r.systemBuid,
-    WiFiMACAddress: MAC,
-  });
+  return buildXml(pairRecordOf(p, MAC));
 }
 
 interface Stack {

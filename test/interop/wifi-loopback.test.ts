@@ -19,7 +19,8 @@ import { Pairing as PhonePairing } from '../../src/emulator/pairing.js';
 import { startLoopbackFace } from '../../src/emulator/network/wifi-phone.js';
 import type { NetworkPhone } from '../../src/emulator/network/wifi-phone.js';
 import { parseIdeviceInfo, runClient, startIproxy, tcpEchoRoundTrip } from '../support/clients.js';
-import { makePairing } from '../support/wifi-host.js';
+import { buildXml } from '../../src/plist/index.js';
+import { makePairing, pairRecordOf } from '../support/wifi-host.js';
 import type { Pairing } from '../support/wifi-host.js';
 
 const UDID = '00008101-000E2D3C4B5A6978';
@@ -38,17 +39,7 @@ function bsdSockaddrV4(address: string): Buffer {
 
 /** A usbmuxd socket that knows one Network device and its pair record; nothing else. */
 function stubMuxd(path: string, pairing: Pairing, address: string): Promise<Server> {
-  const record = {
-    DeviceCertificate: Buffer.from(pairing.record.deviceCertificatePem),
-    HostCertificate: Buffer.from(pairing.record.hostCertificatePem),
-    HostPrivateKey: Buffer.from(pairing.record.hostPrivateKeyPem),
-    RootCertificate: Buffer.from(pairing.record.rootCertificatePem),
-    RootPrivateKey: Buffer.from(pairing.record.rootPrivateKeyPem),
-    HostID: pairing.record.hostId,
-    SystemBUID: pairing.record.systemBuid,
-    WiFiMACAddress: 'a4:c3:f0:12:34:56',
-    EscrowBag: pairing.host.escrowBag,
-  };
+  const record = pairRecordOf(pairing, 'a4:c3:f0:12:34:56');
   const answer = (request: Record<string, unknown>): PlistObject => {
     switch (request['MessageType']) {
       case 'ListDevices':
@@ -71,7 +62,7 @@ function stubMuxd(path: string, pairing: Pairing, address: string): Promise<Serv
       case 'ReadBUID':
         return { BUID: pairing.record.systemBuid };
       case 'ReadPairRecord':
-        return request['PairRecordID'] === UDID ? { PairRecordData: Buffer.from(plist.build(record)) } : { MessageType: 'Result', Number: 2 };
+        return request['PairRecordID'] === UDID ? { PairRecordData: Buffer.from(buildXml(record)) } : { MessageType: 'Result', Number: 2 };
       default:
         return { MessageType: 'Result', Number: 1 };
     }

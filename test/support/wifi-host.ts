@@ -50,6 +50,22 @@ export function makePairing(options: { readonly deviceKey?: DeviceKey; readonly 
   return { deviceKey, record, host, identity: { deviceKey, hosts: [host], wifiConnections: options.wifiConnections ?? true } };
 }
 
+/** The pair record a host keeps for this pairing (the file usbmuxd writes), with WiFiMACAddress when given. */
+export function pairRecordOf(pairing: Pairing, wifiMac?: string): PlistDict {
+  const r = pairing.record;
+  return {
+    DeviceCertificate: Buffer.from(r.deviceCertificatePem),
+    HostCertificate: Buffer.from(r.hostCertificatePem),
+    HostPrivateKey: Buffer.from(r.hostPrivateKeyPem),
+    RootCertificate: Buffer.from(r.rootCertificatePem),
+    RootPrivateKey: Buffer.from(r.rootPrivateKeyPem),
+    HostID: r.hostId,
+    SystemBUID: r.systemBuid,
+    EscrowBag: pairing.host.escrowBag,
+    ...(wifiMac === undefined ? {} : { WiFiMACAddress: wifiMac }),
+  };
+}
+
 /** The daemon's lockdown client over `stream` (a TCP socket to 62078, or a relay to one). */
 export function lockdownOver(stream: Duplex, timeoutMs = 5000): LockdownClient {
   return new LockdownClient(stream, { log: silentLogger(), timeoutMs });

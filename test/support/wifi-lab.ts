@@ -29,7 +29,7 @@ import type { DecodedNetworkAddress } from '../../src/server/network-address.js'
 import { MuxdClient } from './muxd-client.js';
 import { NetnsLab } from './netns.js';
 import type { Lan, LineProcess, Netns } from './netns.js';
-import { makePairing } from './wifi-host.js';
+import { makePairing, pairRecordOf } from './wifi-host.js';
 import type { Pairing } from './wifi-host.js';
 import { REPO_ROOT } from './usb-testbed.js';
 
@@ -327,22 +327,9 @@ export class LabDaemon {
 
 /** A pair record for `udid` in `configDir`, and SystemConfiguration.plist with its SystemBUID if there is none. */
 export function writePairRecord(configDir: string, udid: string, pairing: Pairing, wifiMac: string | undefined): void {
-  {
-    const record: PlistDict = {
-      DeviceCertificate: Buffer.from(pairing.record.deviceCertificatePem),
-      HostCertificate: Buffer.from(pairing.record.hostCertificatePem),
-      HostPrivateKey: Buffer.from(pairing.record.hostPrivateKeyPem),
-      RootCertificate: Buffer.from(pairing.record.rootCertificatePem),
-      RootPrivateKey: Buffer.from(pairing.record.rootPrivateKeyPem),
-      HostID: pairing.record.hostId,
-      SystemBUID: pairing.record.systemBuid,
-      EscrowBag: pairing.host.escrowBag,
-      ...(wifiMac === undefined ? {} : { WiFiMACAddress: wifiMac }),
-    };
-    writeFileSync(join(configDir, `${udid}.plist`), buildXml(record), { mode: 0o600 });
-    const system = join(configDir, 'SystemConfiguration.plist');
-    if (!existsSync(system)) writeFileSync(system, buildXml({ SystemBUID: pairing.record.systemBuid }), { mode: 0o600 });
-  }
+  writeFileSync(join(configDir, `${udid}.plist`), buildXml(pairRecordOf(pairing, wifiMac)), { mode: 0o600 });
+  const system = join(configDir, 'SystemConfiguration.plist');
+  if (!existsSync(system)) writeFileSync(system, buildXml({ SystemBUID: pairing.record.systemBuid }), { mode: 0o600 });
 }
 
 export class WifiLab {
