@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chooseAddressLayout } from '../../src/server/address-layout.js';
+import { encodeFrame, MessageType, ProtocolVersion } from '../../src/server/framing.js';
 import { encodeNetworkAddress } from '../../src/server/network-address.js';
 import type { AddressLayout } from '../../src/server/network-address.js';
 import { buildXml, isPlistDict, parsePlist } from '../../src/plist/index.js';
@@ -33,13 +34,7 @@ function fakeMuxd(dir: string, phoneIp: string): Promise<FakeMuxd> {
   const path = join(dir, 'muxd.sock');
   const muxd: FakeMuxd = { path, served: [], force: undefined, close: () => new Promise((r) => { server.close(() => { r(); }); }) };
   const reply = (sock: Socket, tag: number, body: WritablePlistDict): void => {
-    const xml = buildXml(body);
-    const head = Buffer.alloc(16);
-    head.writeUInt32LE(16 + xml.length, 0);
-    head.writeUInt32LE(1, 4);
-    head.writeUInt32LE(8, 8);
-    head.writeUInt32LE(tag, 12);
-    sock.write(Buffer.concat([head, xml]));
+    sock.write(encodeFrame(ProtocolVersion.PLIST, MessageType.PLIST, tag, buildXml(body)));
   };
   const server: Server = createServer((sock) => {
     let buf = Buffer.alloc(0);

@@ -20,6 +20,7 @@ import { startLoopbackFace } from '../../src/emulator/network/wifi-phone.js';
 import type { NetworkPhone } from '../../src/emulator/network/wifi-phone.js';
 import { parseIdeviceInfo, runClient, startIproxy, tcpEchoRoundTrip } from '../support/clients.js';
 import { buildXml } from '../../src/plist/index.js';
+import { encodeFrame, MessageType, ProtocolVersion } from '../../src/server/framing.js';
 import { makePairing, pairRecordOf } from '../support/wifi-host.js';
 import type { Pairing } from '../support/wifi-host.js';
 
@@ -77,13 +78,7 @@ function stubMuxd(path: string, pairing: Pairing, address: string): Promise<Serv
         const tag = buf.readUInt32LE(12);
         const request = plist.parse(buf.subarray(16, length).toString('utf8')) as Record<string, unknown>;
         buf = buf.subarray(length);
-        const body = Buffer.from(plist.build(answer(request)));
-        const header = Buffer.alloc(16);
-        header.writeUInt32LE(16 + body.length, 0);
-        header.writeUInt32LE(1, 4);
-        header.writeUInt32LE(8, 8);
-        header.writeUInt32LE(tag, 12);
-        socket.write(Buffer.concat([header, body]));
+        socket.write(encodeFrame(ProtocolVersion.PLIST, MessageType.PLIST, tag, Buffer.from(plist.build(answer(request)))));
       }
     });
   });
