@@ -14,13 +14,13 @@
  * A reader that stops reading stderr (a pipe into a stalled process, `usbmuxd -f | less` left
  * paused) must not stop the daemon: a blocking write would retry EAGAIN every 100 ms forever,
  * freezing every client and device (usbmuxd blocks in write() the same way). JSON on a pipe or a
- * socket (journald) goes through StderrWriter: one write(2) per line on the main thread, the
- * descriptor non-blocking, lines that do not fit a bounded backlog dropped and counted, and a
- * warning says how many once the reader is back. On a terminal it is written asynchronously by
- * sonic-boom into the same bound (a terminal is blocking: a write there could stall the thread).
- * At exit what is held is flushed synchronously for at most EXIT_FLUSH_MS, so the fatal line of a
- * crash still gets out. A file, stderr or `-l`, is written synchronously (a file does not stall; a
- * full disk is reported, not waited for).
+ * socket (journald) or in a file goes through StderrWriter: one write(2) per line on the main
+ * thread, the descriptor non-blocking, lines that do not fit a bounded backlog dropped and
+ * counted, and a warning says how many once the reader is back. On a terminal it is written
+ * asynchronously by sonic-boom into the same bound (a terminal is blocking: a write there could
+ * stall the thread). At exit what is held is flushed synchronously for at most EXIT_FLUSH_MS, so
+ * the fatal line of a crash still gets out. `-l FILE` is written synchronously (a file does not
+ * stall; a full disk is reported, not waited for).
  */
 import { fstatSync } from 'node:fs';
 import { pino } from 'pino';
@@ -48,17 +48,15 @@ export function levelFor(config: Pick<DaemonConfig, 'verbose' | 'foreground' | '
 }
 
 /**
- * What stderr is, for how it is written: a file (or /dev/null) never stalls, a pipe or socket can
- * be made non-blocking, a terminal cannot (it is shared with the shell).
+ * Whether `fd` can take StderrWriter's direct writes: a file never blocks, and a pipe or socket
+ * is non-blocking once Node has opened it; a terminal is neither (it is shared with the shell).
  */
-export function descriptorKind(fd: number): 'file' | 'stream' | 'other' {
+function takesDirectWrites(fd: number): boolean {
   try {
     const st = fstatSync(fd);
-    if (st.isFile()) return 'file';
-    if (st.isFIFO() || st.isSocket()) return 'stream';
-    return 'other';
+    return st.isFile() || st.isFIFO() || st.isSocket();
   } catch {
-    return 'other';
+    return false;
   }
 }
 
@@ -120,14 +118,12 @@ export async function createRootLogger(
     dropped.timer ??= setTimeout(reportDrops, DROP_REPORT_MS).unref();
   };
   if (!stream) {
-    const stderrKind = config.logfile === undefined ? descriptorKind(2) : 'file';
     if (config.logfile !== undefined) {
       sonic = pino.destination({ dest: config.logfile, append: true, mkdir: true, sync: true });
-    } else if (stderrKind === 'file') {
-      sonic = pino.destination({ fd: 2, sync: true });
-    } else if (stderrKind === 'stream') {
+    } else if (takesDirectWrites(2)) {
       // Opening process.stderr makes a pipe or socket non-blocking (libuv), which StderrWriter
-      // needs; Node's own warnings written there must not crash the daemon when the reader is gone.
+      // needs (a file never blocks); Node's own warnings written there must not crash the daemon
+      // when the reader is gone.
       process.stderr.on('error', () => undefined);
       writer = new StderrWriter({ fd: 2, maxQueuedBytes: STDERR_BUFFER_BYTES, onDrop });
     } else {
@@ -148,7 +144,7 @@ export async function createRootLogger(
     dropped.timer = undefined;
     const lines = dropped.lines;
     dropped.lines = 0;
-    log.warn({ dropped: lines }, 'stderr was not read: log lines dropped');
+    log.warn({ dropped: lines }, 'stderr did not take them: log lines dropped');
   }
   if (prettyMissing) log.warn('pino-pretty is not installed; logging JSON instead');
   return {

@@ -85,6 +85,18 @@ describe('StderrWriter', () => {
     expect(pipe.text()).toBe('1234\n1234\n');
   });
 
+  it('holds lines while the disk is full (ENOSPC), and writes them once there is room', () => {
+    const pipe = new FakePipe();
+    const { writer } = make(pipe);
+    pipe.error = 'ENOSPC';
+    writer.write('kept\n');
+    vi.advanceTimersByTime(RETRY_MS * 3);
+    expect(writer.queuedBytes).toBe(5);
+    pipe.error = undefined;
+    vi.advanceTimersByTime(RETRY_MS);
+    expect(pipe.text()).toBe('kept\n');
+  });
+
   it('goes quiet when the reader is gone (EPIPE): no throw, nothing kept', () => {
     const pipe = new FakePipe();
     const { writer } = make(pipe);

@@ -5,7 +5,7 @@
  * completion wake-up and a dozen system calls per line, on every Connect at info level).
  *
  *   writing ──write(2) takes all──▶ writing
- *   writing ──EAGAIN or a short write──▶ backlog      (the rest queued; a timer retries)
+ *   writing ──EAGAIN, ENOSPC or a short write──▶ backlog   (the rest queued; a timer retries)
  *   backlog ──line fits under the cap──▶ backlog      (queued behind the rest, order kept)
  *   backlog ──line does not fit──▶ backlog            (dropped; onDrop counts it)
  *   backlog ──retry writes the whole queue──▶ writing
@@ -119,7 +119,9 @@ export class StderrWriter {
     try {
       return this.#write(this.#fd, data);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return 0;
+      // A full pipe, or a full disk (stderr a file): held and retried, as room may come back.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN' || code === 'ENOSPC' || code === 'EDQUOT') return 0;
       // EPIPE (the reader went away), EBADF (stderr closed): there is nowhere to say so.
       this.#state = 'closed';
       this.#queue = [];
